@@ -31,7 +31,10 @@ const walk = (dir) =>
     d.isDirectory() ? walk(join(dir, d.name)) : [join(dir, d.name)],
   );
 for (const file of walk(out)) {
-  const text = readFileSync(file, 'utf8').replace(/from '(\.{1,2}\/[^']+)'/g, "from '$1.js'");
+  const text = `// @ts-nocheck generated code\n${readFileSync(file, 'utf8')}`.replace(
+    /from '(\.{1,2}\/[^']+)'/g,
+    "from '$1.js'",
+  );
   writeFileSync(file, text);
 }
 // One barrel of every sluice.v1 type (names are unique within the proto package).
