@@ -15,7 +15,7 @@ export interface Versioned {
   version: number;
   /** Revision at which the key was (last) created. */
   createRevision: number;
-  /** Lease id when the key is ephemeral (bound to a session), else undefined. */
+  /** True when the key is ephemeral (bound to a session); undefined for persistent keys. */
   ephemeral?: boolean;
 }
 
@@ -67,6 +67,7 @@ export interface TxnResult {
   revision: number;
 }
 
+/** `version` is the revision of the change (for a put, the key's new version). */
 export type WatchEvent =
   | { type: 'put'; key: string; value: Buffer; version: number }
   | { type: 'delete'; key: string; version: number };
@@ -74,6 +75,12 @@ export type WatchEvent =
 export interface WatchOptions {
   /** Deliver every change with revision >= this (no gaps). Default: changes after now. */
   fromRevision?: number;
+  /**
+   * Called once when the watch ends for good: the requested history was
+   * compacted (CompactedError) or the store was closed. Transient disconnects
+   * are not errors; the watch resumes from the last delivered revision.
+   */
+  onError?: (err: Error) => void;
 }
 
 export interface Watch {
