@@ -6,4 +6,5 @@ export * from './grpc-status.js';
 export * from './ids.js';
 export * from './logger.js';
 export * from './metrics.js';
+export * from './murmur3.js';
 export * from './retry.js';

@@ -1,0 +1,442 @@
+import type * as grpc from '@grpc/grpc-js';
+import {
+  ClosedError,
+  errorFromCode,
+  formatMessageId,
+  fromGrpcError,
+  InvalidArgumentError,
+  type Logger,
+  type SluiceError,
+  TimeoutError,
+  UnavailableError,
+} from '@sluice/common';
+import type {
+  MessageBatch,
+  ProduceRequest,
+  ProduceResponse__Output,
+  SendReceipt__Output,
+} from '@sluice/proto';
+import { type BatchEntry, encodeBatch, entrySize } from './batch-codec.js';
+import type { CompressionType } from './compression.js';
+import type { ConnectionPool } from './connection-pool.js';
+import { connectToOwner, type TopicLookup } from './lookup.js';
+import { retryAfterOpen, retryOnOpen } from './reconnect-policy.js';
+
+export interface BatchingOptions {
+  /** Messages per batch (default 1000). */
+  maxMessages: number;
+  /** Longest a message waits for its batch to fill (default 10 ms; 0 = send on the next tick). */
+  maxDelayMs: number;
+  /** Bytes per batch before compression (default 128 KiB; capped by the broker's max message size). */
+  maxBytes: number;
+  /** One key per batch (key_shared consumers need it): batches group messages by key. */
+  keyBased: boolean;
+}
+
+export interface PartitionProducerOptions {
+  topic: string;
+  /** Partition index, or -1 for a non-partitioned topic. */
+  partition: number;
+  producerName: string;
+  accessMode: 'shared' | 'exclusive' | 'wait_for_exclusive';
+  batching: BatchingOptions;
+  compression: CompressionType;
+  maxPendingMessages: number;
+  operationTimeoutMs: number;
+  logger: Logger;
+}
+
+interface PendingMessage {
+  entry: BatchEntry;
+  resolve: (id: string) => void;
+  reject: (err: SluiceError) => void;
+}
+
+interface OpenBatch {
+  messages: PendingMessage[];
+  bytes: number;
+  deliverAt: number;
+}
+
+interface InflightBatch {
+  firstSequenceId: number;
+  messages: PendingMessage[];
+  wire: MessageBatch;
+  settled: Promise<void>;
+  settle: () => void;
+}
+
+const ACCESS_MODES = {
+  shared: 'PRODUCER_ACCESS_MODE_UNSPECIFIED',
+  exclusive: 'PRODUCER_ACCESS_MODE_EXCLUSIVE',
+  wait_for_exclusive: 'PRODUCER_ACCESS_MODE_WAIT_FOR_EXCLUSIVE',
+} as const;
+
+/** Room kept in a batch for the broker's envelope and proto framing. */
+const BATCH_OVERHEAD_BYTES = 1024;
+
+type State = 'connecting' | 'ready' | 'closed' | 'failed';
+
+/**
+ * The producer of one topic (or one partition): batches messages, numbers
+ * them with sequence ids, and keeps every batch until its receipt arrives.
+ * On any stream failure it looks the topic up again, reopens under the same
+ * producer name and resends every unacknowledged batch with its original
+ * sequence ids; the broker deduplicates what it had already stored.
+ */
+export class PartitionProducer {
+  private state: State = 'connecting';
+  private call: grpc.ClientDuplexStream<ProduceRequest, ProduceResponse__Output> | undefined;
+  private readonly open = new Map<string, OpenBatch>();
+  private openMessages = 0;
+  private readonly inflight: InflightBatch[] = [];
+  private pendingMessages = 0;
+  private roomWaiters: (() => void)[] = [];
+  private batchTimer: NodeJS.Timeout | undefined;
+  private nextSequenceId = 0;
+  private maxMessageSize = 5 * 1024 * 1024;
+  private producerName: string;
+  private failure: SluiceError | undefined;
+  private readonly abort = new AbortController();
+
+  constructor(
+    private readonly pool: ConnectionPool,
+    private readonly lookup: TopicLookup,
+    private readonly opts: PartitionProducerOptions,
+  ) {
+    this.producerName = opts.producerName;
+  }
+
+  get name(): string {
+    return this.producerName;
+  }
+
+  get topic(): string {
+    return this.opts.topic;
+  }
+
+  /** Messages accepted by `send` and not yet acknowledged or refused. */
+  get pending(): number {
+    return this.pendingMessages;
+  }
+
+  /** First open: fails fast on errors that retrying cannot fix. */
+  async start(): Promise<void> {
+    await connectToOwner(this.lookup, this.opts.topic, (address) => this.openStream(address), {
+      shouldRetry: retryOnOpen,
+      deadlineMs: this.opts.operationTimeoutMs,
+      signal: this.abort.signal,
+    });
+  }
+
+  /**
+   * Take one slot of the pending queue, waiting while it is full. Every slot
+   * taken must be handed to `enqueue`, which gives it back when the message
+   * is acknowledged or refused.
+   */
+  reserve(): Promise<void> {
+    if (this.pendingMessages < this.opts.maxPendingMessages || this.state === 'closed' || this.failure) {
+      this.pendingMessages++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.roomWaiters.push(resolve));
+  }
+
+  /** Queue one message into a reserved slot; resolves to its message id once stored. */
+  enqueue(entry: BatchEntry, deliverAt: number): Promise<string> {
+    if (this.failure || this.state === 'closed') {
+      this.release(1);
+      return Promise.reject(
+        this.failure ?? new ClosedError(`producer ${this.producerName} on ${this.opts.topic} is closed`),
+      );
+    }
+    const size = entrySize(entry);
+    const limit = this.maxMessageSize - BATCH_OVERHEAD_BYTES;
+    if (size > limit) {
+      this.release(1);
+      return Promise.reject(
+        new InvalidArgumentError(
+          `message of ${size} bytes exceeds the max message size of ${limit} bytes on ${this.opts.topic}; ` +
+            'split it or raise the namespace max message size',
+        ),
+      );
+    }
+    return new Promise<string>((resolve, reject) => {
+      const batchKey = deliverAt > 0 ? `@${deliverAt}` : this.opts.batching.keyBased ? `k:${entry.key}` : '';
+      let batch = this.open.get(batchKey);
+      const maxBytes = Math.min(this.opts.batching.maxBytes, limit);
+      if (batch && batch.bytes + size > maxBytes) {
+        this.flushBatch(batchKey);
+        batch = undefined;
+      }
+      if (!batch) {
+        batch = { messages: [], bytes: 0, deliverAt };
+        this.open.set(batchKey, batch);
+      }
+      batch.messages.push({ entry, resolve, reject });
+      batch.bytes += size;
+      this.openMessages++;
+      // Delayed messages travel in batches of their own: deliver_at applies to a whole batch.
+      if (deliverAt > 0 || batch.messages.length >= this.opts.batching.maxMessages) this.flushBatch(batchKey);
+      else this.armBatchTimer();
+    });
+  }
+
+  /** Send every open batch now and wait for all pending messages to be acknowledged or refused. */
+  async flush(): Promise<void> {
+    this.flushAll();
+    await Promise.all(this.inflight.map((b) => b.settled));
+  }
+
+  /** Flush, wait for receipts (bounded by the operation timeout), then close the stream. */
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    if (!this.failure) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.opts.operationTimeoutMs);
+      });
+      await Promise.race([this.flush(), timeout]).finally(() => clearTimeout(timer));
+    }
+    this.state = 'closed';
+    this.abort.abort();
+    clearTimeout(this.batchTimer);
+    this.failAll(
+      new ClosedError(
+        `producer ${this.producerName} on ${this.opts.topic} was closed before the broker acknowledged`,
+      ),
+    );
+    const call = this.call;
+    this.call = undefined;
+    if (call) await endCall(call);
+    this.wakeRoomWaiters();
+  }
+
+  private armBatchTimer(): void {
+    if (this.batchTimer) return;
+    this.batchTimer = setTimeout(() => {
+      this.batchTimer = undefined;
+      this.flushAll();
+    }, this.opts.batching.maxDelayMs);
+  }
+
+  private flushAll(): void {
+    clearTimeout(this.batchTimer);
+    this.batchTimer = undefined;
+    for (const key of [...this.open.keys()]) this.flushBatch(key);
+  }
+
+  private flushBatch(key: string): void {
+    const batch = this.open.get(key);
+    if (!batch) return;
+    this.open.delete(key);
+    this.openMessages -= batch.messages.length;
+    if (this.openMessages === 0) {
+      clearTimeout(this.batchTimer);
+      this.batchTimer = undefined;
+    }
+    const firstSequenceId = this.nextSequenceId;
+    let wire: MessageBatch;
+    try {
+      wire = encodeBatch(
+        batch.messages.map((m) => m.entry),
+        { firstSequenceId, compression: this.opts.compression, deliverAt: batch.deliverAt },
+      );
+    } catch (err) {
+      const e = fromGrpcError(err);
+      for (const m of batch.messages) m.reject(e);
+      this.release(batch.messages.length);
+      return;
+    }
+    this.nextSequenceId += batch.messages.length;
+    let settle!: () => void;
+    const settled = new Promise<void>((resolve) => {
+      settle = resolve;
+    });
+    const inflight: InflightBatch = { firstSequenceId, messages: batch.messages, wire, settled, settle };
+    this.inflight.push(inflight);
+    if (this.state === 'ready') this.write(inflight);
+  }
+
+  private write(batch: InflightBatch): void {
+    this.call?.write({ send: { batch: batch.wire } });
+  }
+
+  /** Open a Produce stream on `address` and resolve once the broker confirms the producer. */
+  private openStream(address: string): Promise<void> {
+    if (this.abort.signal.aborted) return Promise.reject(new ClosedError('producer closed'));
+    const conn = this.pool.get(address);
+    const call = conn.producer.Produce();
+    return new Promise<void>((resolve, reject) => {
+      let opened = false;
+      const timer = setTimeout(() => {
+        call.cancel();
+        reject(new TimeoutError(`broker ${address} did not open producer on ${this.opts.topic} in time`));
+      }, this.opts.operationTimeoutMs);
+      call.on('data', (res: ProduceResponse__Output) => {
+        if (!opened) {
+          if (res.response !== 'opened' || !res.opened) {
+            clearTimeout(timer);
+            call.cancel();
+            reject(new UnavailableError(`broker ${address} answered OpenProducer with '${res.response}'`));
+            return;
+          }
+          opened = true;
+          clearTimeout(timer);
+          this.onOpened(call, res.opened.producerName, res.opened.lastSequenceId, res.opened.maxMessageSize);
+          resolve();
+          return;
+        }
+        if (call !== this.call) return;
+        if (res.response === 'receipt' && res.receipt) this.onReceipt(res.receipt);
+        else if (res.response === 'error' && res.error) {
+          const err = errorFromCode(res.error.errorCode || 'INTERNAL', res.error.message);
+          this.onSendError(res.error.sequenceId, err);
+        }
+      });
+      const onDown = (err: SluiceError) => {
+        clearTimeout(timer);
+        if (!opened) {
+          reject(err);
+          return;
+        }
+        if (call === this.call) this.onStreamDown(err);
+      };
+      call.on('error', (err) => onDown(fromGrpcError(err)));
+      call.on('end', () => onDown(new UnavailableError(`broker ${address} ended the produce stream`)));
+      call.write({
+        open: {
+          topic: this.opts.topic,
+          producerName: this.producerName,
+          accessMode: ACCESS_MODES[this.opts.accessMode],
+        },
+      });
+    });
+  }
+
+  private onOpened(
+    call: grpc.ClientDuplexStream<ProduceRequest, ProduceResponse__Output>,
+    name: string,
+    lastSequenceId: number,
+    maxMessageSize: number,
+  ): void {
+    if (this.abort.signal.aborted) {
+      void endCall(call);
+      return;
+    }
+    this.call = call;
+    this.producerName = name || this.producerName;
+    if (maxMessageSize > 0) this.maxMessageSize = maxMessageSize;
+    // A producer resuming under a known name continues above what the topic already holds;
+    // resent batches keep their numbers so the broker can recognise the ones it stored.
+    this.nextSequenceId = Math.max(this.nextSequenceId, lastSequenceId + 1);
+    this.state = 'ready';
+    for (const b of this.inflight) this.write(b);
+  }
+
+  private onReceipt(receipt: SendReceipt__Output): void {
+    const head = this.inflight[0];
+    if (!head || receipt.sequenceId < head.firstSequenceId) return; // late answer to a resent batch
+    const index = this.inflight.findIndex((b) => b.firstSequenceId === receipt.sequenceId);
+    if (index < 0) {
+      this.opts.logger.warn({ sequenceId: receipt.sequenceId }, 'receipt for an unknown batch');
+      return;
+    }
+    const [batch] = this.inflight.splice(index, 1);
+    const id = receipt.messageId;
+    batch!.messages.forEach((m, i) => {
+      m.resolve(
+        formatMessageId({
+          ledgerId: id ? id.ledgerId : -1,
+          entryId: id ? id.entryId : -1,
+          batchIndex: (id ? id.batchIndex : 0) + i,
+          partition: this.opts.partition,
+        }),
+      );
+    });
+    batch!.settle();
+    this.release(batch!.messages.length);
+  }
+
+  private onSendError(sequenceId: number, err: SluiceError): void {
+    if (retryAfterOpen(err) && err.retriable) {
+      // The broker lost the topic under us: resend everything from a fresh stream.
+      this.call?.cancel();
+      this.onStreamDown(err);
+      return;
+    }
+    const index = this.inflight.findIndex((b) => b.firstSequenceId === sequenceId);
+    if (index < 0) return;
+    const [batch] = this.inflight.splice(index, 1);
+    for (const m of batch!.messages) m.reject(err);
+    batch!.settle();
+    this.release(batch!.messages.length);
+  }
+
+  private onStreamDown(err: SluiceError): void {
+    this.call = undefined;
+    if (this.state !== 'ready') return;
+    this.state = 'connecting';
+    this.opts.logger.info({ topic: this.opts.topic, err: err.message }, 'produce stream lost; reconnecting');
+    void connectToOwner(this.lookup, this.opts.topic, (address) => this.openStream(address), {
+      shouldRetry: retryAfterOpen,
+      signal: this.abort.signal,
+      onRetry: (e, n, delay) =>
+        this.opts.logger.debug({ err: e.message, attempt: n, delay }, 'producer reconnect'),
+    }).catch((e: unknown) => {
+      if (this.state === 'closed') return;
+      this.state = 'failed';
+      this.failure = fromGrpcError(e);
+      this.failAll(this.failure);
+    });
+  }
+
+  private failAll(err: SluiceError): void {
+    let failed = 0;
+    for (const batch of this.open.values()) {
+      for (const m of batch.messages) m.reject(err);
+      failed += batch.messages.length;
+    }
+    this.open.clear();
+    this.openMessages = 0;
+    for (const batch of this.inflight.splice(0)) {
+      for (const m of batch.messages) m.reject(err);
+      failed += batch.messages.length;
+      batch.settle();
+    }
+    this.release(failed);
+  }
+
+  private release(count: number): void {
+    this.pendingMessages -= count;
+    this.wakeRoomWaiters();
+  }
+
+  private wakeRoomWaiters(): void {
+    const unbounded = this.state === 'closed' || this.failure !== undefined;
+    while (
+      this.roomWaiters.length > 0 &&
+      (unbounded || this.pendingMessages < this.opts.maxPendingMessages)
+    ) {
+      this.pendingMessages++;
+      this.roomWaiters.shift()!();
+    }
+  }
+}
+
+/** Half-close a stream and give the broker a moment to finish it before cancelling. */
+function endCall(call: grpc.ClientDuplexStream<ProduceRequest, ProduceResponse__Output>): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      call.cancel();
+      resolve();
+    }, 1000);
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    call.on('status', done);
+    call.on('error', done);
+    call.end();
+  });
+}

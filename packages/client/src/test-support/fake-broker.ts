@@ -1,0 +1,315 @@
+/**
+ * An in-process fake of the broker's client API for the SDK's unit tests:
+ * a tiny log per topic, dedup by (producer, sequence id), one cursor per
+ * subscription, permits, redirects and injectable stream failures. Only the
+ * behaviour the SDK depends on; never a proof that the real broker works.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { NotOwnerError, toGrpcStatus, UnavailableError } from '@sluice/common';
+import type {
+  ConsumeRequest__Output,
+  ConsumeResponse,
+  MessageBatch__Output,
+  ProduceRequest__Output,
+  ProduceResponse,
+} from '@sluice/proto';
+import { loadProto } from '@sluice/proto';
+
+export interface StoredEntry {
+  ledgerId: number;
+  entryId: number;
+  batch: MessageBatch__Output;
+  publishTime: number;
+  producerName: string;
+}
+
+interface Cursor {
+  next: number;
+  acked: Set<string>;
+}
+
+interface TopicState {
+  entries: StoredEntry[];
+  lastSequence: Map<string, { seq: number; ids: Map<number, StoredEntry> }>;
+  cursors: Map<string, Cursor>;
+}
+
+/** State shared by fake brokers of one fake cluster. */
+export class FakeCluster {
+  readonly topics = new Map<string, TopicState>();
+  readonly partitions = new Map<string, number>();
+  ledgerId = 7;
+  private producerSeq = 0;
+
+  topic(name: string): TopicState {
+    let t = this.topics.get(name);
+    if (!t) {
+      t = { entries: [], lastSequence: new Map(), cursors: new Map() };
+      this.topics.set(name, t);
+    }
+    return t;
+  }
+
+  newProducerName(): string {
+    return `fake-${++this.producerSeq}`;
+  }
+}
+
+export interface FakeBrokerOptions {
+  /** Address Lookup answers (default: this broker's own). */
+  lookupAnswer?: () => string;
+  /** When set, Produce/Consume/Admin topic calls are refused with a redirect to this address. */
+  redirectTo?: () => string | undefined;
+}
+
+type ProduceCall = grpc.ServerDuplexStream<ProduceRequest__Output, ProduceResponse>;
+type ConsumeCall = grpc.ServerDuplexStream<ConsumeRequest__Output, ConsumeResponse>;
+
+export class FakeBroker {
+  readonly produceCalls = new Set<ProduceCall>();
+  readonly consumeCalls = new Set<ConsumeCall>();
+  /** Every Flow permit grant received, in order. */
+  readonly flows: number[] = [];
+  /** Every ack request received (ids as "l:e:i", type). */
+  readonly acks: { ids: string[]; type: string }[] = [];
+  readonly nacks: { ids: string[]; delayMs: number }[] = [];
+  /** Batches received (including duplicates), by first sequence id. */
+  readonly received: number[] = [];
+  /** Hold receipts instead of answering (released by `releaseReceipts`). */
+  holdReceipts = false;
+  private held: (() => void)[] = [];
+  /** Send this SendError instead of storing, once per sequence id listed. */
+  readonly refuse = new Map<number, { code: number; errorCode: string; message: string }>();
+  address = '';
+  private server = new grpc.Server();
+
+  constructor(
+    readonly cluster: FakeCluster,
+    private readonly opts: FakeBrokerOptions = {},
+  ) {}
+
+  static async start(cluster: FakeCluster, opts: FakeBrokerOptions = {}, port = 0): Promise<FakeBroker> {
+    const b = new FakeBroker(cluster, opts);
+    await b.listen(port);
+    return b;
+  }
+
+  async listen(port: number): Promise<void> {
+    this.server = new grpc.Server();
+    const broker = loadProto('broker.proto').sluice as unknown as {
+      v1: Record<string, { service: grpc.ServiceDefinition }>;
+    };
+    const admin = loadProto('admin.proto').sluice as unknown as {
+      v1: Record<string, { service: grpc.ServiceDefinition }>;
+    };
+    this.server.addService(broker.v1.LookupService!.service, {
+      Lookup: (_call: unknown, cb: grpc.sendUnaryData<unknown>) =>
+        cb(null, { brokerAddress: this.opts.lookupAnswer?.() ?? this.address }),
+      GetTopicMetadata: (
+        call: grpc.ServerUnaryCall<{ topic: string }, unknown>,
+        cb: grpc.sendUnaryData<unknown>,
+      ) => cb(null, { partitions: this.cluster.partitions.get(call.request.topic) ?? 0 }),
+    });
+    this.server.addService(broker.v1.ProducerService!.service, {
+      Produce: (call: ProduceCall) => this.produce(call),
+    });
+    this.server.addService(broker.v1.ConsumerService!.service, {
+      Consume: (call: ConsumeCall) => this.consume(call),
+    });
+    this.server.addService(admin.v1.AdminService!.service, {
+      ListTenants: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => {
+        const owner = this.opts.redirectTo?.();
+        if (owner)
+          cb(toGrpcStatus(new NotOwnerError('not the owner', { details: { owner } })) as never, null);
+        else cb(null, { tenants: ['public', `from-${this.address}`] });
+      },
+    });
+    const bound = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p),
+      ),
+    );
+    this.address = `127.0.0.1:${bound}`;
+  }
+
+  /** Fail every open stream with UNAVAILABLE, as a crashing broker would. */
+  killStreams(): void {
+    const status = toGrpcStatus(new UnavailableError('broker going away'));
+    for (const c of [...this.produceCalls, ...this.consumeCalls]) c.emit('error', status);
+    this.produceCalls.clear();
+    this.consumeCalls.clear();
+    this.held = [];
+  }
+
+  releaseReceipts(): void {
+    this.holdReceipts = false;
+    for (const f of this.held.splice(0)) f();
+  }
+
+  stop(): Promise<void> {
+    this.killStreams();
+    this.server.forceShutdown();
+    return Promise.resolve();
+  }
+
+  private redirect(call: ProduceCall | ConsumeCall): boolean {
+    const owner = this.opts.redirectTo?.();
+    if (owner === undefined) return false;
+    call.emit(
+      'error',
+      toGrpcStatus(new NotOwnerError('topic is owned by another broker', { details: { owner } })),
+    );
+    return true;
+  }
+
+  private produce(call: ProduceCall): void {
+    let topicName = '';
+    let producerName = '';
+    call.on('error', () => this.produceCalls.delete(call));
+    call.on('end', () => {
+      this.produceCalls.delete(call);
+      call.end();
+    });
+    call.on('data', (req: ProduceRequest__Output) => {
+      if (req.open) {
+        if (this.redirect(call)) return;
+        this.produceCalls.add(call);
+        topicName = req.open.topic;
+        producerName = req.open.producerName || this.cluster.newProducerName();
+        const last = this.cluster.topic(topicName).lastSequence.get(producerName)?.seq ?? -1;
+        call.write({ opened: { producerName, lastSequenceId: last, maxMessageSize: 64 * 1024 } });
+        return;
+      }
+      const batch = req.send?.batch;
+      if (!batch?.header) return;
+      const seq = batch.header.firstSequenceId;
+      this.received.push(seq);
+      const refusal = this.refuse.get(seq);
+      if (refusal) {
+        this.refuse.delete(seq);
+        call.write({ error: { sequenceId: seq, ...refusal } });
+        return;
+      }
+      const topic = this.cluster.topic(topicName);
+      const dedup = topic.lastSequence.get(producerName) ?? { seq: -1, ids: new Map() };
+      topic.lastSequence.set(producerName, dedup);
+      let entry: StoredEntry;
+      let duplicate = false;
+      if (seq <= dedup.seq) {
+        duplicate = true;
+        entry = dedup.ids.get(seq)!;
+      } else {
+        entry = {
+          ledgerId: this.cluster.ledgerId,
+          entryId: topic.entries.length,
+          batch,
+          publishTime: Date.now(),
+          producerName,
+        };
+        topic.entries.push(entry);
+        dedup.seq = seq + batch.header.count - 1;
+        dedup.ids.set(seq, entry);
+        this.pump(topicName);
+      }
+      const answer = () =>
+        call.write({
+          receipt: {
+            sequenceId: seq,
+            messageId: { ledgerId: entry.ledgerId, entryId: entry.entryId, batchIndex: 0, partition: -1 },
+            count: batch.header!.count,
+            duplicate,
+          },
+        });
+      if (this.holdReceipts) this.held.push(answer);
+      else answer();
+    });
+  }
+
+  private readonly subscribers = new Map<string, Set<() => void>>();
+
+  private pump(topic: string): void {
+    for (const f of this.subscribers.get(topic) ?? []) f();
+  }
+
+  private consume(call: ConsumeCall): void {
+    let permits = 0;
+    let cursor: Cursor | undefined;
+    let topicName = '';
+    let redeliveries = 0;
+    const send = () => {
+      if (!cursor) return;
+      const entries = this.cluster.topic(topicName).entries;
+      while (permits > 0 && cursor.next < entries.length) {
+        const e = entries[cursor.next++]!;
+        const count = e.batch.header!.count;
+        const acked: number[] = [];
+        for (let i = 0; i < count; i++)
+          if (cursor.acked.has(`${e.ledgerId}:${e.entryId}:${i}`)) acked.push(i);
+        if (acked.length === count) continue;
+        permits -= count;
+        call.write({
+          deliveries: {
+            deliveries: [
+              {
+                messageId: { ledgerId: e.ledgerId, entryId: e.entryId, batchIndex: 0, partition: -1 },
+                batch: e.batch,
+                publishTime: e.publishTime,
+                redeliveryCount: redeliveries,
+                ackedIndexes: acked,
+                producerName: e.producerName,
+              },
+            ],
+          },
+        });
+      }
+    };
+    const detach = () => {
+      this.consumeCalls.delete(call);
+      this.subscribers.get(topicName)?.delete(send);
+    };
+    call.on('error', detach);
+    call.on('end', () => {
+      detach();
+      call.end();
+    });
+    call.on('data', (req: ConsumeRequest__Output) => {
+      if (req.subscribe) {
+        if (this.redirect(call)) return;
+        this.consumeCalls.add(call);
+        topicName = req.subscribe.topic;
+        const topic = this.cluster.topic(topicName);
+        const existing = topic.cursors.get(req.subscribe.subscription);
+        cursor = existing ?? {
+          next: req.subscribe.initialPosition === 'INITIAL_POSITION_EARLIEST' ? 0 : topic.entries.length,
+          acked: new Set(),
+        };
+        if (existing) {
+          // Rewind to the first entry holding an unacknowledged message (redelivery).
+          const first = topic.entries.findIndex((e) =>
+            Array.from({ length: e.batch.header!.count }, (_, i) => `${e.ledgerId}:${e.entryId}:${i}`).some(
+              (id) => !cursor!.acked.has(id),
+            ),
+          );
+          cursor.next = first < 0 ? topic.entries.length : first;
+          redeliveries = 1;
+        }
+        topic.cursors.set(req.subscribe.subscription, cursor);
+        const set = this.subscribers.get(topicName) ?? new Set();
+        this.subscribers.set(topicName, set);
+        set.add(send);
+        call.write({ subscribed: { consumerName: req.subscribe.consumerName || 'c-1', partition: -1 } });
+      } else if (req.flow) {
+        this.flows.push(req.flow.permits);
+        permits += req.flow.permits;
+        send();
+      } else if (req.ack) {
+        const ids = req.ack.messageIds.map((m) => `${m.ledgerId}:${m.entryId}:${m.batchIndex}`);
+        this.acks.push({ ids, type: req.ack.type });
+        for (const id of ids) cursor?.acked.add(id);
+      } else if (req.nack) {
+        const ids = req.nack.messageIds.map((m) => `${m.ledgerId}:${m.entryId}:${m.batchIndex}`);
+        this.nacks.push({ ids, delayMs: req.nack.delayMs });
+      }
+    });
+  }
+}
