@@ -1,0 +1,246 @@
+import type { ServerDuplexStream, ServerUnaryCall, ServerWritableStream, sendUnaryData } from '@grpc/grpc-js';
+import { InvalidArgumentError, type Logger, toServiceError } from '@sluice/common';
+import type {
+  AddEntriesRequest__Output,
+  AddEntriesResponse,
+  AddResult,
+  Entry,
+  FenceRequest__Output,
+  FenceResponse,
+  GetBookieInfoRequest__Output,
+  GetBookieInfoResponse,
+  ReadEntriesRequest__Output,
+  ReadEntriesResponse,
+  ReadEntryRequest__Output,
+  ReadEntryResponse,
+  ReadLacRequest__Output,
+  ReadLacResponse,
+} from '@sluice/proto';
+import type { BookieStore, EntryStatusName } from './bookie-store.js';
+import type { StoredEntry } from './entry-log.js';
+import type { ReadResult } from './ledger-storage.js';
+import type { BookieMetrics } from './metrics.js';
+
+export interface BookieServiceOptions {
+  store: BookieStore;
+  logger: Logger;
+  metrics: BookieMetrics;
+  maxInFlightBytesPerStream: number;
+  info: () => { bookieId: string; freeBytes: number; totalBytes: number };
+}
+
+const wire = (s: EntryStatusName) => `ENTRY_STATUS_${s}` as const;
+const DEFAULT_CHUNK_BYTES = 1024 * 1024;
+/** Entries read ahead in parallel by a range read (page-cache friendly, bounded). */
+const READ_AHEAD = 16;
+
+function toWire(e: StoredEntry): Entry {
+  return { ledgerId: e.ledgerId, entryId: e.entryId, lac: e.lac, payload: e.payload, crc32c: e.crc32c };
+}
+
+/** gRPC handlers of sluice.v1.BookieService over a BookieStore. */
+export function createBookieService(opts: BookieServiceOptions) {
+  const { store, metrics, logger } = opts;
+
+  function countRead(r: ReadResult): void {
+    metrics.readsTotal.inc({ status: r.status });
+    if (r.status === 'OK') metrics.readBytesTotal.inc(r.entry.payload.length);
+  }
+
+  return {
+    AddEntries(call: ServerDuplexStream<AddEntriesRequest__Output, AddEntriesResponse>): void {
+      let inFlight = 0;
+      let inFlightBytes = 0;
+      let paused = false;
+      let ended = false;
+      let finished = false;
+      let results: AddResult[] = [];
+      let flushQueued = false;
+
+      const finish = () => {
+        if (finished || !ended || inFlight > 0 || results.length > 0) return;
+        finished = true;
+        call.end();
+      };
+      // Results that complete together (one group commit) leave in one response.
+      const flush = () => {
+        flushQueued = false;
+        if (results.length > 0 && !call.destroyed && !call.cancelled) call.write({ results });
+        results = [];
+        finish();
+      };
+      const push = (r: AddResult) => {
+        results.push(r);
+        if (!flushQueued) {
+          flushQueued = true;
+          setImmediate(flush);
+        }
+      };
+
+      call.on('data', (req: AddEntriesRequest__Output) => {
+        for (const e of req.entries) {
+          const bytes = e.payload.length;
+          inFlight++;
+          inFlightBytes += bytes;
+          metrics.inFlightAdds.inc();
+          const t0 = process.hrtime.bigint();
+          store
+            .add(e, req.recovery)
+            .catch((err: Error) => {
+              logger.error({ err }, 'add failed unexpectedly');
+              return { status: 'IO_ERROR' as const, message: err.message };
+            })
+            .then((out) => {
+              inFlight--;
+              inFlightBytes -= bytes;
+              metrics.inFlightAdds.dec();
+              metrics.addsTotal.inc({ status: out.status });
+              if (out.status === 'OK') {
+                metrics.addBytesTotal.inc(bytes);
+                metrics.addLatencySeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
+              }
+              push({
+                ledgerId: e.ledgerId,
+                entryId: e.entryId,
+                status: wire(out.status),
+                message: out.message,
+              });
+              if (paused && inFlightBytes <= opts.maxInFlightBytesPerStream / 2) {
+                paused = false;
+                call.resume();
+              }
+            });
+        }
+        if (!paused && inFlightBytes > opts.maxInFlightBytesPerStream) {
+          paused = true;
+          call.pause();
+        }
+      });
+      call.on('end', () => {
+        ended = true;
+        finish();
+      });
+      call.on('error', (err) => {
+        ended = true;
+        finished = true;
+        logger.debug({ err }, 'add stream failed');
+      });
+    },
+
+    async ReadEntry(
+      call: ServerUnaryCall<ReadEntryRequest__Output, ReadEntryResponse>,
+      cb: sendUnaryData<ReadEntryResponse>,
+    ): Promise<void> {
+      try {
+        const { ledgerId, entryId, fence } = call.request;
+        if (!Number.isSafeInteger(entryId) || entryId < -1) {
+          throw new InvalidArgumentError(
+            `entry id ${entryId} is invalid; use an id >= 0, or -1 for the last entry`,
+          );
+        }
+        if (fence) {
+          const f = await store.fence(ledgerId);
+          if (f.status !== 'OK') {
+            cb(null, { status: wire(f.status), message: f.message, lac: -1 });
+            return;
+          }
+        }
+        const r = await store.read(ledgerId, entryId);
+        countRead(r);
+        const lac = store.lac(ledgerId)?.lac ?? -1;
+        if (r.status === 'OK') cb(null, { status: wire('OK'), entry: toWire(r.entry), lac, message: '' });
+        else cb(null, { status: wire(r.status), message: r.message, lac });
+      } catch (err) {
+        cb(toServiceError(err));
+      }
+    },
+
+    async ReadEntries(
+      call: ServerWritableStream<ReadEntriesRequest__Output, ReadEntriesResponse>,
+    ): Promise<void> {
+      try {
+        const { ledgerId, firstEntryId, lastEntryId } = call.request;
+        const chunkBytes = call.request.maxBytesPerChunk || DEFAULT_CHUNK_BYTES;
+        if (!Number.isSafeInteger(firstEntryId) || firstEntryId < 0 || !Number.isSafeInteger(lastEntryId)) {
+          throw new InvalidArgumentError(
+            `range ${firstEntryId}..${lastEntryId} is invalid; ids must be >= 0`,
+          );
+        }
+        if (lastEntryId < firstEntryId) {
+          throw new InvalidArgumentError(
+            `range ${firstEntryId}..${lastEntryId} is empty; last must be >= first`,
+          );
+        }
+        let chunk: Entry[] = [];
+        let bytes = 0;
+        const send = async (msg: ReadEntriesResponse) => {
+          if (!call.write(msg)) await new Promise<void>((resolve) => call.once('drain', resolve));
+        };
+        for (let id = firstEntryId; id <= lastEntryId && !call.cancelled; ) {
+          const n = Math.min(READ_AHEAD, lastEntryId - id + 1);
+          const reads = await Promise.all(Array.from({ length: n }, (_, k) => store.read(ledgerId, id + k)));
+          for (const r of reads) {
+            countRead(r);
+            if (r.status !== 'OK') {
+              await send({ entries: chunk, stoppedBy: wire(r.status), stoppedAt: id });
+              call.end();
+              return;
+            }
+            if (chunk.length > 0 && bytes + r.entry.payload.length > chunkBytes) {
+              await send({ entries: chunk });
+              chunk = [];
+              bytes = 0;
+            }
+            chunk.push(toWire(r.entry));
+            bytes += r.entry.payload.length;
+            id++;
+          }
+        }
+        if (chunk.length > 0) await send({ entries: chunk });
+        call.end();
+      } catch (err) {
+        // grpc-js turns an 'error' event into the call's status; destroy() would leave the call hanging.
+        call.emit('error', toServiceError(err));
+      }
+    },
+
+    ReadLac(
+      call: ServerUnaryCall<ReadLacRequest__Output, ReadLacResponse>,
+      cb: sendUnaryData<ReadLacResponse>,
+    ): void {
+      const { ledgerId, fence } = call.request;
+      const answer = async (): Promise<ReadLacResponse> => {
+        if (fence) {
+          const f = await store.fence(ledgerId);
+          return { status: wire(f.status), lac: f.lac, lastEntryId: f.lastEntryId };
+        }
+        const l = store.lac(ledgerId);
+        return l
+          ? { status: wire('OK'), lac: l.lac, lastEntryId: l.lastEntryId }
+          : { status: wire('NO_LEDGER'), lac: -1, lastEntryId: -1 };
+      };
+      answer().then(
+        (res) => cb(null, res),
+        (err) => cb(toServiceError(err)),
+      );
+    },
+
+    Fence(
+      call: ServerUnaryCall<FenceRequest__Output, FenceResponse>,
+      cb: sendUnaryData<FenceResponse>,
+    ): void {
+      store.fence(call.request.ledgerId).then(
+        (f) => cb(null, { status: wire(f.status), lac: f.lac, lastEntryId: f.lastEntryId }),
+        (err) => cb(toServiceError(err)),
+      );
+    },
+
+    GetBookieInfo(
+      _call: ServerUnaryCall<GetBookieInfoRequest__Output, GetBookieInfoResponse>,
+      cb: sendUnaryData<GetBookieInfoResponse>,
+    ): void {
+      const i = opts.info();
+      cb(null, { ...i, readOnly: store.readOnly || !!store.journal.failed });
+    },
+  };
+}

@@ -1,0 +1,323 @@
+import { crc32c, type Logger } from '@sluice/common';
+import type { StoredEntry } from './entry-log.js';
+import { Journal } from './journal.js';
+import { fenceRecord, JOURNAL_HEADER_BYTES, RecordType } from './journal-record.js';
+import { LedgerStorage, type ReadResult } from './ledger-storage.js';
+import type { BookieMetrics } from './metrics.js';
+
+/** Status names of sluice.v1.EntryStatus without the prefix. */
+export type EntryStatusName =
+  | 'OK'
+  | 'FENCED'
+  | 'NO_ENTRY'
+  | 'NO_LEDGER'
+  | 'CORRUPT'
+  | 'INVALID'
+  | 'READ_ONLY'
+  | 'IO_ERROR';
+
+export interface Outcome {
+  status: EntryStatusName;
+  message: string;
+}
+
+export interface AddRequest {
+  ledgerId: number;
+  entryId: number;
+  lac: number;
+  payload: Buffer;
+  crc32c: number;
+}
+
+export interface BookieStoreOptions {
+  journalDir: string;
+  ledgerDir: string;
+  journalGroupBytes: number;
+  journalGroupWaitMs: number;
+  journalFileBytes: number;
+  journalSync: boolean;
+  entryLogFileBytes: number;
+  checkpointIntervalMs: number;
+  writeCacheBytes: number;
+  maxEntryBytes: number;
+  logger: Logger;
+  metrics: BookieMetrics;
+}
+
+export type ReadOnlyReason = 'disk' | 'io';
+
+const OK: Outcome = { status: 'OK', message: '' };
+
+/**
+ * The storage engine of a bookie: adds go through the group-committed
+ * journal and, once durable, into ledger storage; fences likewise. It owns
+ * the checkpoint schedule and the writable / read-only state.
+ */
+export class BookieStore {
+  readonly journal: Journal;
+  readonly storage: LedgerStorage;
+  private checkpointTimer: NodeJS.Timeout | undefined;
+  private checkpointing: Promise<void> | undefined;
+  private readonly readOnlyReasons = new Map<ReadOnlyReason, string>();
+  private readonly stateListeners: ((readOnly: boolean) => void)[] = [];
+  private cacheWaiters: (() => void)[] = [];
+  private closed = false;
+
+  constructor(private readonly opts: BookieStoreOptions) {
+    this.journal = new Journal({
+      dir: opts.journalDir,
+      groupBytes: opts.journalGroupBytes,
+      groupWaitMs: opts.journalGroupWaitMs,
+      fileBytes: opts.journalFileBytes,
+      sync: opts.journalSync,
+      maxRecordBytes: opts.maxEntryBytes + JOURNAL_HEADER_BYTES,
+      logger: opts.logger,
+      metrics: opts.metrics,
+    });
+    this.storage = new LedgerStorage({
+      dir: opts.ledgerDir,
+      entryLogFileBytes: opts.entryLogFileBytes,
+      writeCacheBytes: opts.writeCacheBytes,
+      logger: opts.logger,
+      metrics: opts.metrics,
+      onFailure: (err) => this.setReadOnly('io', `ledger storage I/O error: ${err.message}`),
+    });
+  }
+
+  /** Load the index, replay the journal since the last checkpoint, and start accepting adds. */
+  async open(): Promise<void> {
+    const from = await this.storage.open();
+    let replayed = 0;
+    const count = await this.journal.replay(from, async (rec, end) => {
+      if (rec.type === RecordType.FENCE) this.storage.applyFence(rec.ledgerId);
+      else if (rec.type === RecordType.ADD) {
+        this.storage.applyAdd({
+          ledgerId: rec.ledgerId,
+          entryId: rec.entryId,
+          lac: rec.lac,
+          crc32c: rec.payloadCrc,
+          // The replay buffer is reused: keep a private copy.
+          payload: Buffer.from(rec.payload),
+        });
+        replayed++;
+      }
+      if (this.storage.cacheBytes > this.opts.writeCacheBytes) await this.storage.checkpoint(end);
+    });
+    await this.journal.start();
+    await this.checkpoint();
+    this.opts.logger.info({ from, records: count, entries: replayed }, 'journal replayed');
+    this.scheduleCheckpoint();
+  }
+
+  get readOnly(): boolean {
+    return this.readOnlyReasons.size > 0;
+  }
+
+  readOnlyMessage(): string {
+    return [...this.readOnlyReasons.values()].join('; ');
+  }
+
+  onStateChange(listener: (readOnly: boolean) => void): void {
+    this.stateListeners.push(listener);
+  }
+
+  setReadOnly(reason: ReadOnlyReason, message: string | undefined): void {
+    const before = this.readOnly;
+    if (message === undefined) this.readOnlyReasons.delete(reason);
+    else this.readOnlyReasons.set(reason, message);
+    this.opts.metrics.readOnly.set(this.readOnly ? 1 : 0);
+    if (before !== this.readOnly) for (const l of this.stateListeners) l(this.readOnly);
+  }
+
+  private refuseAdds(): Outcome | undefined {
+    if (this.journal.failed || this.storage.failed) {
+      const err = this.journal.failed ?? this.storage.failed!;
+      return {
+        status: 'IO_ERROR',
+        message: `bookie failed to persist data (${err.message}); it accepts no adds until restarted`,
+      };
+    }
+    if (this.readOnlyReasons.has('disk')) {
+      return { status: 'READ_ONLY', message: `RESOURCE_EXHAUSTED: ${this.readOnlyReasons.get('disk')}` };
+    }
+    if (this.closed)
+      return { status: 'READ_ONLY', message: 'bookie is shutting down; add to another bookie' };
+    return undefined;
+  }
+
+  /** Checks an entry before anything is stored; undefined when it is acceptable. */
+  validate(e: AddRequest): Outcome | undefined {
+    const invalid = (message: string): Outcome => ({ status: 'INVALID', message });
+    if (!Number.isSafeInteger(e.ledgerId) || e.ledgerId < 0) {
+      return invalid(`ledger id ${e.ledgerId} is invalid; it must be an integer in [0, 2^53)`);
+    }
+    if (!Number.isSafeInteger(e.entryId) || e.entryId < 0) {
+      return invalid(
+        `entry id ${e.entryId} of ledger ${e.ledgerId} is invalid; it must be an integer in [0, 2^53)`,
+      );
+    }
+    if (!Number.isSafeInteger(e.lac) || e.lac < -1) {
+      return invalid(
+        `lac ${e.lac} of entry ${e.ledgerId}:${e.entryId} is invalid; it must be -1 or an entry id`,
+      );
+    }
+    if (e.payload.length > this.opts.maxEntryBytes) {
+      return invalid(
+        `entry ${e.ledgerId}:${e.entryId} has ${e.payload.length} payload bytes, over the max entry size of ${this.opts.maxEntryBytes}`,
+      );
+    }
+    const crc = crc32c(e.payload);
+    if (crc !== e.crc32c >>> 0) {
+      return invalid(
+        `entry ${e.ledgerId}:${e.entryId} arrived with CRC32C ${e.crc32c >>> 0} but its payload has ${crc}; resend it`,
+      );
+    }
+    return undefined;
+  }
+
+  /** Add one entry; resolves once it is durable (OK) or refused. */
+  async add(e: AddRequest, recovery: boolean): Promise<Outcome> {
+    const refused = this.refuseAdds() ?? this.validate(e);
+    if (refused) return refused;
+    if (!recovery && this.storage.ledger(e.ledgerId)?.fenced) {
+      return { status: 'FENCED', message: `ledger ${e.ledgerId} is fenced; a newer writer took it over` };
+    }
+    if (this.storage.cacheBytes > 2 * this.opts.writeCacheBytes) await this.waitForCacheSpace();
+    const entry: StoredEntry = {
+      ledgerId: e.ledgerId,
+      entryId: e.entryId,
+      lac: e.lac,
+      crc32c: e.crc32c >>> 0,
+      payload: e.payload,
+    };
+    return new Promise((resolve) => {
+      this.journal.append({ type: RecordType.ADD, ...entry, payloadCrc: entry.crc32c }, (err) => {
+        if (err) {
+          this.setReadOnly('io', `journal I/O error: ${err.message}`);
+          resolve(this.refuseAdds() ?? { status: 'IO_ERROR', message: err.message });
+          return;
+        }
+        this.storage.applyAdd(entry);
+        if (this.storage.cacheBytes > this.opts.writeCacheBytes) this.triggerCheckpoint();
+        resolve(OK);
+      });
+    });
+  }
+
+  /** Fence a ledger durably; returns its LAC and last entry after the fence. */
+  async fence(ledgerId: number): Promise<Outcome & { lac: number; lastEntryId: number }> {
+    if (!Number.isSafeInteger(ledgerId) || ledgerId < 0) {
+      return { status: 'INVALID', message: `ledger id ${ledgerId} is invalid`, lac: -1, lastEntryId: -1 };
+    }
+    const l = this.storage.ledger(ledgerId);
+    if (!l?.fenced) {
+      const err = await new Promise<Error | undefined>((resolve) =>
+        this.journal.append(fenceRecord(ledgerId), resolve),
+      );
+      if (err) {
+        this.setReadOnly('io', `journal I/O error: ${err.message}`);
+        return {
+          status: 'IO_ERROR',
+          message: `fence of ledger ${ledgerId} failed: ${err.message}`,
+          lac: -1,
+          lastEntryId: -1,
+        };
+      }
+      this.storage.applyFence(ledgerId);
+    }
+    const after = this.storage.ledger(ledgerId)!;
+    return { ...OK, lac: after.lac, lastEntryId: after.lastEntryId };
+  }
+
+  read(ledgerId: number, entryId: number): Promise<ReadResult> {
+    return this.storage.read(ledgerId, entryId);
+  }
+
+  lac(ledgerId: number): { lac: number; lastEntryId: number } | undefined {
+    const l = this.storage.ledger(ledgerId);
+    return l ? { lac: l.lac, lastEntryId: l.lastEntryId } : undefined;
+  }
+
+  private waitForCacheSpace(): Promise<void> {
+    this.triggerCheckpoint();
+    return new Promise((resolve) => this.cacheWaiters.push(resolve));
+  }
+
+  private scheduleCheckpoint(): void {
+    if (this.closed) return;
+    this.checkpointTimer = setTimeout(() => {
+      this.checkpointTimer = undefined;
+      this.triggerCheckpoint();
+    }, this.opts.checkpointIntervalMs);
+  }
+
+  private triggerCheckpoint(): void {
+    if (this.checkpointing || this.closed) return;
+    void this.checkpoint().catch((err) => {
+      this.opts.logger.error(
+        { err },
+        'checkpoint failed; adds stop until restart, the journal keeps the data',
+      );
+      this.setReadOnly('io', `checkpoint failed: ${(err as Error).message}`);
+    });
+  }
+
+  /** Make everything acknowledged so far durable in entry logs + index, then trim the journal. */
+  checkpoint(): Promise<void> {
+    if (this.checkpointing) return this.checkpointing.then(() => this.checkpoint());
+    const run = async () => {
+      if (this.checkpointTimer) clearTimeout(this.checkpointTimer);
+      this.checkpointTimer = undefined;
+      try {
+        const pos = this.journal.syncedPosition;
+        await this.storage.checkpoint(pos);
+        await this.journal.deleteBefore(pos);
+      } finally {
+        this.checkpointing = undefined;
+        for (const w of this.cacheWaiters.splice(0)) w();
+        this.scheduleCheckpoint();
+      }
+    };
+    this.checkpointing = run();
+    return this.checkpointing;
+  }
+
+  /** Current journal position whose records are all applied (for storage maintenance checkpoints). */
+  position() {
+    return this.journal.syncedPosition;
+  }
+
+  /**
+   * Stop at once without a final checkpoint, leaving what a crash would: the
+   * next start replays the journal. For failed storage and crash tests.
+   */
+  async abort(): Promise<void> {
+    this.closed = true;
+    if (this.checkpointTimer) clearTimeout(this.checkpointTimer);
+    this.checkpointTimer = undefined;
+    await this.journal.close();
+    await this.checkpointing?.catch(() => undefined);
+    if (this.checkpointTimer) clearTimeout(this.checkpointTimer);
+    for (const w of this.cacheWaiters.splice(0)) w();
+    await this.storage.close().catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.journal.close();
+    if (this.checkpointTimer) clearTimeout(this.checkpointTimer);
+    this.checkpointTimer = undefined;
+    if (!this.journal.failed && !this.storage.failed) {
+      try {
+        await this.checkpoint();
+      } catch (err) {
+        this.opts.logger.warn({ err }, 'final checkpoint failed; the journal will be replayed at start');
+      }
+    }
+    if (this.checkpointTimer) clearTimeout(this.checkpointTimer);
+    this.checkpointTimer = undefined;
+    for (const w of this.cacheWaiters.splice(0)) w();
+    await this.storage.close();
+  }
+}

@@ -1,0 +1,91 @@
+import { InvalidArgumentError, z, zDuration, zSize } from '@sluice/common';
+
+/**
+ * Settings of a bookie. Every setting has a default and a one-line doc; the
+ * ones that trade safety for speed say so.
+ */
+export const bookieConfigSchema = z.object({
+  /** Metadata store URL: `etcd://host:port/prefix` or `embedded:///dir`. */
+  metadata: z
+    .string({
+      error:
+        'a metadata URL is required (--metadata or SLUICE_BOOKIE_METADATA), e.g. etcd://127.0.0.1:2379/sluice/main',
+    })
+    .min(1, 'a metadata URL is required, e.g. etcd://127.0.0.1:2379/sluice/main'),
+  /** Data dir; holds the bookie's identity and, unless overridden, its journal and ledger dirs. */
+  dataDir: z
+    .string({ error: 'a data dir is required (--data-dir or SLUICE_BOOKIE_DATA_DIR)' })
+    .min(1, 'a data dir is required (--data-dir)'),
+  /** Journal (WAL) dir; put it on its own disk for the lowest add latency. Default: <dataDir>/journal. */
+  journalDir: z.string().optional(),
+  /** Entry log and index dir. Default: <dataDir>/ledgers. */
+  ledgerDir: z.string().optional(),
+  /** gRPC port (BookieService and grpc.health.v1). 0 picks a free port. */
+  port: z.coerce.number().int().min(0).max(65535).default(3181),
+  /** HTTP port for /metrics, /healthz, /readyz. 0 picks a free port; -1 disables it. */
+  httpPort: z.coerce.number().int().min(-1).max(65535).default(8000),
+  /** Address to bind the gRPC and HTTP servers to. */
+  bindHost: z.string().default('0.0.0.0'),
+  /** host:port that clients use to reach this bookie. Default: <hostname>:<port>. */
+  advertiseAddress: z.string().optional(),
+  /** Rack (failure domain) reported in the registration, used by placement policies. */
+  rack: z.string().default('default'),
+  /** Journal group commit: write + fdatasync once this many bytes are pending. */
+  journalGroupBytes: zSize.default(512 * 1024),
+  /** Journal group commit: longest time an add waits for others to share its fdatasync. */
+  journalGroupWaitMs: zDuration.default(1),
+  /** A journal file rolls to a new one after this many bytes. */
+  journalFileBytes: zSize.default(256 * 1024 * 1024),
+  /**
+   * fdatasync the journal before acknowledging adds. Turning this off CAN LOSE
+   * ACKNOWLEDGED DATA on a power loss or kernel crash; only for throwaway tests.
+   */
+  journalSync: z
+    .union([z.boolean(), z.enum(['true', 'false'])])
+    .transform((v) => v === true || v === 'true')
+    .default(true),
+  /** An entry log file rolls to a new one after this many bytes. */
+  entryLogFileBytes: zSize.default(1024 * 1024 * 1024),
+  /** Checkpoint (flush entry logs + index, then trim the journal) at least this often. */
+  checkpointIntervalMs: zDuration.default(10_000),
+  /** Checkpoint early when the write cache holds this many bytes; adds wait when it holds twice this. */
+  writeCacheBytes: zSize.default(64 * 1024 * 1024),
+  /** Largest payload accepted in one entry. */
+  maxEntryBytes: zSize.default(5 * 1024 * 1024 + 64 * 1024),
+  /** Turn read-only when disk usage of the journal or ledger disk exceeds this fraction. */
+  diskUsageThreshold: z.coerce.number().gt(0).lte(1).default(0.95),
+  /** Turn writable again once disk usage is below this fraction. */
+  diskUsageLwmThreshold: z.coerce.number().gt(0).lte(1).default(0.9),
+  /** How often the disk watchdog checks usage. */
+  diskCheckIntervalMs: zDuration.default(10_000),
+  /** How often deleted ledgers are garbage-collected and entry logs compacted. */
+  gcIntervalMs: zDuration.default(5 * 60_000),
+  /** A local ledger is collected only when absent from metadata and first seen longer ago than this. */
+  gcGracePeriodMs: zDuration.default(10 * 60_000),
+  /** Entry logs whose live fraction is below this are compacted (0 disables compaction). */
+  compactionThreshold: z.coerce.number().min(0).max(1).default(0.5),
+  /** TTL of the metadata session that holds the bookie's registration. */
+  sessionTtlMs: zDuration.default(10_000),
+  /** Per-stream cap on bytes of adds received but not yet acknowledged; the stream is paused above it. */
+  maxInFlightBytesPerStream: zSize.default(32 * 1024 * 1024),
+});
+
+/** Bookie settings as given (defaults applied by `resolveBookieConfig`). */
+export type BookieConfigInput = z.input<typeof bookieConfigSchema>;
+/** Bookie settings with every default applied. */
+export type BookieConfig = z.infer<typeof bookieConfigSchema>;
+
+export function resolveBookieConfig(input: BookieConfigInput): BookieConfig {
+  const result = bookieConfigSchema.safeParse(input);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    throw new InvalidArgumentError(`invalid bookie setting '${issue.path.join('.')}': ${issue.message}`);
+  }
+  const cfg = result.data;
+  if (cfg.diskUsageLwmThreshold > cfg.diskUsageThreshold) {
+    throw new InvalidArgumentError(
+      `invalid bookie setting 'diskUsageLwmThreshold': ${cfg.diskUsageLwmThreshold} is above diskUsageThreshold ${cfg.diskUsageThreshold}`,
+    );
+  }
+  return cfg;
+}

@@ -1,0 +1,213 @@
+import { type FileHandle, mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { crc32c } from '@sluice/common';
+import { fsyncDir } from './fs-util.js';
+
+/**
+ * Entry log record layout (little endian):
+ *
+ *   u32 bodyLength | u64 ledgerId | u64 entryId | i64 lac | u32 payloadCrc | payload
+ *
+ * Entries of many ledgers are interleaved in large append-only files; the
+ * index maps (ledger, entry) to (log, offset, length). The payload keeps the
+ * writer's CRC32C, checked on every read.
+ */
+export const ENTRY_HEADER_BYTES = 32;
+
+export interface EntryLocation {
+  logId: number;
+  offset: number;
+  /** Bytes of the whole record, header included. */
+  length: number;
+}
+
+export interface StoredEntry {
+  ledgerId: number;
+  entryId: number;
+  lac: number;
+  crc32c: number;
+  payload: Buffer;
+}
+
+export type ReadOutcome = { ok: true; entry: StoredEntry } | { ok: false; reason: string };
+
+export function encodeEntryHeader(e: Omit<StoredEntry, 'payload'>, payloadLength: number): Buffer {
+  const h = Buffer.allocUnsafe(ENTRY_HEADER_BYTES);
+  h.writeUInt32LE(ENTRY_HEADER_BYTES - 4 + payloadLength, 0);
+  h.writeBigUInt64LE(BigInt(e.ledgerId), 4);
+  h.writeBigUInt64LE(BigInt(e.entryId), 12);
+  h.writeBigInt64LE(BigInt(e.lac), 20);
+  h.writeUInt32LE(e.crc32c >>> 0, 28);
+  return h;
+}
+
+/** Parse and verify a record read back from a log; anything inconsistent is corruption. */
+export function decodeEntry(buf: Buffer, ledgerId: number, entryId: number): ReadOutcome {
+  if (buf.length < ENTRY_HEADER_BYTES)
+    return { ok: false, reason: `record is ${buf.length} bytes, shorter than a header` };
+  const bodyLength = buf.readUInt32LE(0);
+  if (bodyLength + 4 !== buf.length)
+    return { ok: false, reason: `record length ${bodyLength + 4} != indexed ${buf.length}` };
+  const storedLedger = Number(buf.readBigUInt64LE(4));
+  const storedEntry = Number(buf.readBigUInt64LE(12));
+  if (storedLedger !== ledgerId || storedEntry !== entryId) {
+    return {
+      ok: false,
+      reason: `record holds ${storedLedger}:${storedEntry}, index says ${ledgerId}:${entryId}`,
+    };
+  }
+  const payload = buf.subarray(ENTRY_HEADER_BYTES);
+  const crc = buf.readUInt32LE(28);
+  const actual = crc32c(payload);
+  if (actual !== crc) return { ok: false, reason: `payload CRC32C ${actual} != stored ${crc}` };
+  return {
+    ok: true,
+    entry: { ledgerId, entryId, lac: Number(buf.readBigInt64LE(20)), crc32c: crc, payload },
+  };
+}
+
+const FILE_RE = /^entrylog-(\d{16})\.log$/;
+const fileName = (id: number) => `entrylog-${String(id).padStart(16, '0')}.log`;
+
+interface ReadHandle {
+  fh: FileHandle;
+  users: number;
+  deleted: boolean;
+}
+
+/**
+ * The set of entry log files of one ledger dir: one being appended to, the
+ * rest read-only. Appends are plain writes (no fsync); `sync` makes every
+ * append so far durable, which a checkpoint does before it trusts them.
+ */
+export class EntryLogs {
+  private writer: FileHandle | undefined;
+  private writerId = 0;
+  private writerOffset = 0;
+  private unsynced: FileHandle[] = [];
+  private readers = new Map<number, ReadHandle>();
+  /** Size of every log file, for the live-fraction accounting of compaction. */
+  readonly sizes = new Map<number, number>();
+
+  constructor(
+    private readonly dir: string,
+    private readonly fileBytes: number,
+  ) {}
+
+  get currentLogId(): number {
+    return this.writerId;
+  }
+
+  /** Find existing logs and open a new one to append to (an old tail may be torn). */
+  async open(): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    let max = 0;
+    for (const name of await readdir(this.dir)) {
+      const m = FILE_RE.exec(name);
+      if (!m) continue;
+      const id = Number(m[1]);
+      this.sizes.set(id, (await stat(join(this.dir, name))).size);
+      max = Math.max(max, id);
+    }
+    await this.roll(max + 1);
+  }
+
+  private async roll(id: number): Promise<void> {
+    const fh = await open(join(this.dir, fileName(id)), 'wx');
+    await fsyncDir(this.dir);
+    if (this.writer) this.unsynced.push(this.writer);
+    this.writer = fh;
+    this.writerId = id;
+    this.writerOffset = 0;
+    this.sizes.set(id, 0);
+  }
+
+  /** Append records (header + payload buffers); returns where each landed. Callers serialize appends. */
+  async append(records: { header: Buffer; payload: Buffer }[]): Promise<EntryLocation[]> {
+    if (this.writerOffset >= this.fileBytes) await this.roll(this.writerId + 1);
+    const buffers: Buffer[] = [];
+    const locations: EntryLocation[] = [];
+    let offset = this.writerOffset;
+    for (const r of records) {
+      buffers.push(r.header, r.payload);
+      const length = r.header.length + r.payload.length;
+      locations.push({ logId: this.writerId, offset, length });
+      offset += length;
+    }
+    const bytes = offset - this.writerOffset;
+    const { bytesWritten } = await this.writer!.writev(buffers, this.writerOffset);
+    if (bytesWritten !== bytes) {
+      throw Object.assign(
+        new Error(`short entry log write: ${bytesWritten} of ${bytes} bytes (disk full?)`),
+        {
+          code: 'ENOSPC',
+        },
+      );
+    }
+    this.writerOffset = offset;
+    this.sizes.set(this.writerId, offset);
+    return locations;
+  }
+
+  /** Make every append so far durable. */
+  async sync(): Promise<void> {
+    const old = this.unsynced.splice(0);
+    for (const fh of old) {
+      await fh.datasync();
+      await fh.close();
+    }
+    await this.writer?.datasync();
+  }
+
+  /** Read the raw record at `loc` (header included). */
+  async readRaw(loc: EntryLocation): Promise<Buffer> {
+    let h = this.readers.get(loc.logId);
+    if (!h) {
+      h = { fh: await open(join(this.dir, fileName(loc.logId)), 'r'), users: 0, deleted: false };
+      const raced = this.readers.get(loc.logId);
+      if (raced) {
+        await h.fh.close();
+        h = raced;
+      } else this.readers.set(loc.logId, h);
+    }
+    h.users++;
+    try {
+      const buf = Buffer.allocUnsafe(loc.length);
+      const { bytesRead } = await h.fh.read(buf, 0, loc.length, loc.offset);
+      return buf.subarray(0, bytesRead);
+    } finally {
+      h.users--;
+      if (h.deleted && h.users === 0) await this.closeReader(loc.logId, h);
+    }
+  }
+
+  async read(loc: EntryLocation, ledgerId: number, entryId: number): Promise<ReadOutcome> {
+    return decodeEntry(await this.readRaw(loc), ledgerId, entryId);
+  }
+
+  private async closeReader(id: number, h: ReadHandle): Promise<void> {
+    if (this.readers.get(id) === h) this.readers.delete(id);
+    await h.fh.close();
+  }
+
+  /** Delete a log that nothing points to any more; reads in flight finish first. */
+  async delete(id: number): Promise<void> {
+    if (id === this.writerId) throw new Error(`entry log ${id} is being written and cannot be deleted`);
+    await unlink(join(this.dir, fileName(id)));
+    await fsyncDir(this.dir);
+    this.sizes.delete(id);
+    const h = this.readers.get(id);
+    if (h) {
+      h.deleted = true;
+      this.readers.delete(id);
+      if (h.users === 0) await h.fh.close();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.sync();
+    await this.writer?.close();
+    this.writer = undefined;
+    for (const [id, h] of [...this.readers]) await this.closeReader(id, h);
+  }
+}

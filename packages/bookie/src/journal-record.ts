@@ -1,0 +1,80 @@
+import { crc32c } from '@sluice/common';
+
+/**
+ * Journal record layout (little endian):
+ *
+ *   u32 bodyLength | u32 crc32c(header bytes 8..HEADER) | u8 type | u8[3] 0 |
+ *   u64 ledgerId | u64 entryId | i64 lac | u32 payloadCrc | payload
+ *
+ * The header CRC covers everything but the payload; the payload is covered by
+ * the writer's own CRC32C, so a record is checked whole without computing a
+ * second checksum over large payloads. A short record, a bad header CRC or a
+ * payload that fails its CRC marks the torn tail of a journal.
+ */
+export const JOURNAL_HEADER_BYTES = 40;
+
+export const RecordType = { ADD: 1, FENCE: 2 } as const;
+export type RecordType = (typeof RecordType)[keyof typeof RecordType];
+
+export interface JournalRecord {
+  type: RecordType;
+  ledgerId: number;
+  entryId: number;
+  lac: number;
+  payloadCrc: number;
+  payload: Buffer;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** The header of a record; the payload is written after it unchanged (no copy). */
+export function encodeRecordHeader(rec: Omit<JournalRecord, 'payload'>, payloadLength: number): Buffer {
+  const h = Buffer.allocUnsafe(JOURNAL_HEADER_BYTES);
+  h.writeUInt32LE(JOURNAL_HEADER_BYTES - 8 + payloadLength, 0);
+  h.writeUInt8(rec.type, 8);
+  h.writeUInt8(0, 9);
+  h.writeUInt16LE(0, 10);
+  h.writeBigUInt64LE(BigInt(rec.ledgerId), 12);
+  h.writeBigUInt64LE(BigInt(rec.entryId), 20);
+  h.writeBigInt64LE(BigInt(rec.lac), 28);
+  h.writeUInt32LE(rec.payloadCrc >>> 0, 36);
+  h.writeUInt32LE(crc32c(h.subarray(8, JOURNAL_HEADER_BYTES)), 4);
+  return h;
+}
+
+export function fenceRecord(ledgerId: number): JournalRecord {
+  return { type: RecordType.FENCE, ledgerId, entryId: 0, lac: -1, payloadCrc: 0, payload: EMPTY };
+}
+
+export type DecodeResult =
+  | { ok: true; record: JournalRecord; size: number }
+  | { ok: false; reason: 'short' | 'crc' | 'payload-crc' | 'length' };
+
+/** Decode the record at `offset` of `buf`; the payload is a slice of `buf`. */
+export function decodeRecord(buf: Buffer, offset: number, maxRecordBytes: number): DecodeResult {
+  if (buf.length - offset < JOURNAL_HEADER_BYTES) return { ok: false, reason: 'short' };
+  const bodyLength = buf.readUInt32LE(offset);
+  if (bodyLength < JOURNAL_HEADER_BYTES - 8 || bodyLength > maxRecordBytes)
+    return { ok: false, reason: 'length' };
+  const crc = buf.readUInt32LE(offset + 4);
+  if (crc32c(buf.subarray(offset + 8, offset + JOURNAL_HEADER_BYTES)) !== crc)
+    return { ok: false, reason: 'crc' };
+  const size = 8 + bodyLength;
+  if (buf.length - offset < size) return { ok: false, reason: 'short' };
+  const type = buf.readUInt8(offset + 8) as RecordType;
+  const payloadCrc = buf.readUInt32LE(offset + 36);
+  const payload = buf.subarray(offset + JOURNAL_HEADER_BYTES, offset + size);
+  if (type === RecordType.ADD && crc32c(payload) !== payloadCrc) return { ok: false, reason: 'payload-crc' };
+  return {
+    ok: true,
+    size,
+    record: {
+      type,
+      ledgerId: Number(buf.readBigUInt64LE(offset + 12)),
+      entryId: Number(buf.readBigUInt64LE(offset + 20)),
+      lac: Number(buf.readBigInt64LE(offset + 28)),
+      payloadCrc,
+      payload,
+    },
+  };
+}

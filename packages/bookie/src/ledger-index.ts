@@ -1,0 +1,204 @@
+import { mkdir, open, readdir, readFile, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { crc32c, type Logger } from '@sluice/common';
+import type { EntryLocation } from './entry-log.js';
+import { fsyncDir, writeFileAtomic } from './fs-util.js';
+
+/**
+ * What a bookie knows of one ledger: its fence, the highest LAC seen, and
+ * where each entry it holds lives in the entry logs.
+ */
+export class LedgerState {
+  fenced = false;
+  lac = -1;
+  lastEntryId = -1;
+  readonly entries = new Map<number, EntryLocation>();
+  /** Index records appended since the last persist. */
+  dirty: [number, EntryLocation][] = [];
+  /** Records in the index file (live or superseded), to know when to rewrite it. */
+  fileRecords = 0;
+
+  constructor(
+    readonly ledgerId: number,
+    readonly firstSeen: number,
+  ) {}
+
+  noteEntry(entryId: number, lac: number): void {
+    if (entryId > this.lastEntryId) this.lastEntryId = entryId;
+    if (lac > this.lac) this.lac = lac;
+  }
+}
+
+/**
+ * Index file of a ledger: 32-byte records, each
+ *   u64 entryId | u32 logId | u64 offset | u32 length | u32 crc32c(bytes 0..24) | u32 0
+ * appended at checkpoints; a later record of an entry supersedes an earlier
+ * one (compaction moves entries). Records with a bad CRC (a torn append) are
+ * skipped: their entries are still in the journal, which is not trimmed until
+ * the index is durable.
+ */
+const INDEX_RECORD_BYTES = 32;
+
+function encodeIndexRecord(out: Buffer, at: number, entryId: number, loc: EntryLocation): void {
+  out.writeBigUInt64LE(BigInt(entryId), at);
+  out.writeUInt32LE(loc.logId, at + 8);
+  out.writeBigUInt64LE(BigInt(loc.offset), at + 12);
+  out.writeUInt32LE(loc.length, at + 20);
+  out.writeUInt32LE(crc32c(out.subarray(at, at + 24)), at + 24);
+  out.writeUInt32LE(0, at + 28);
+}
+
+const INDEX_RE = /^(\d+)\.idx$/;
+
+/** Durable state of the ledger dir besides the index files: the checkpoint. */
+export interface CheckpointFile {
+  version: 1;
+  /** Journal position up to which everything is in the fsynced entry logs and index. */
+  journal: { fileId: number; offset: number };
+  /** [ledgerId, fenced (0/1), lac, firstSeen] */
+  ledgers: [number, number, number, number][];
+}
+
+/**
+ * The persisted (ledgerId, entryId) → location index plus per-ledger state,
+ * held in memory and made durable at checkpoints.
+ */
+export class LedgerIndex {
+  readonly ledgers = new Map<number, LedgerState>();
+  /** Bytes of each entry log still referenced by the index. */
+  readonly liveBytes = new Map<number, number>();
+  private readonly indexDir: string;
+  private readonly checkpointPath: string;
+
+  constructor(
+    dir: string,
+    private readonly logger: Logger,
+  ) {
+    this.indexDir = join(dir, 'index');
+    this.checkpointPath = join(dir, 'checkpoint.json');
+  }
+
+  /** Load the checkpoint and every index file; returns the journal position to replay from. */
+  async load(now: number): Promise<{ fileId: number; offset: number }> {
+    await mkdir(this.indexDir, { recursive: true });
+    let cp: CheckpointFile | undefined;
+    try {
+      cp = JSON.parse(await readFile(this.checkpointPath, 'utf8')) as CheckpointFile;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw new Error(`checkpoint file ${this.checkpointPath} is unreadable: ${(err as Error).message}`);
+      }
+    }
+    for (const [id, fenced, lac, firstSeen] of cp?.ledgers ?? []) {
+      const l = new LedgerState(id, firstSeen);
+      l.fenced = fenced === 1;
+      l.lac = lac;
+      this.ledgers.set(id, l);
+    }
+    for (const name of await readdir(this.indexDir)) {
+      const m = INDEX_RE.exec(name);
+      if (!m) continue;
+      const id = Number(m[1]);
+      const l = this.ledgers.get(id) ?? new LedgerState(id, now);
+      this.ledgers.set(id, l);
+      const buf = await readFile(join(this.indexDir, name));
+      let bad = 0;
+      for (let at = 0; at + INDEX_RECORD_BYTES <= buf.length; at += INDEX_RECORD_BYTES) {
+        if (crc32c(buf.subarray(at, at + 24)) !== buf.readUInt32LE(at + 24)) {
+          bad++;
+          continue;
+        }
+        const entryId = Number(buf.readBigUInt64LE(at));
+        const loc = {
+          logId: buf.readUInt32LE(at + 8),
+          offset: Number(buf.readBigUInt64LE(at + 12)),
+          length: buf.readUInt32LE(at + 20),
+        };
+        this.setLocation(l, entryId, loc, false);
+        l.fileRecords++;
+      }
+      if (bad > 0) this.logger.warn({ ledgerId: id, bad }, 'skipped torn index records');
+      // Torn records are rewritten away at the next persist.
+      if (bad > 0 || buf.length % INDEX_RECORD_BYTES !== 0) l.fileRecords = Number.MAX_SAFE_INTEGER;
+    }
+    return cp?.journal ?? { fileId: 0, offset: 0 };
+  }
+
+  get(ledgerId: number): LedgerState | undefined {
+    return this.ledgers.get(ledgerId);
+  }
+
+  getOrCreate(ledgerId: number, now: number): LedgerState {
+    let l = this.ledgers.get(ledgerId);
+    if (!l) {
+      l = new LedgerState(ledgerId, now);
+      this.ledgers.set(ledgerId, l);
+    }
+    return l;
+  }
+
+  setLocation(l: LedgerState, entryId: number, loc: EntryLocation, dirty = true): void {
+    const old = l.entries.get(entryId);
+    if (old) this.liveBytes.set(old.logId, (this.liveBytes.get(old.logId) ?? 0) - old.length);
+    l.entries.set(entryId, loc);
+    this.liveBytes.set(loc.logId, (this.liveBytes.get(loc.logId) ?? 0) + loc.length);
+    if (entryId > l.lastEntryId) l.lastEntryId = entryId;
+    if (dirty) l.dirty.push([entryId, loc]);
+  }
+
+  /** fsync every index change made so far. Run only after the entry logs they point into are synced. */
+  async persist(): Promise<void> {
+    let created = false;
+    for (const l of this.ledgers.values()) {
+      if (l.dirty.length === 0) continue;
+      const path = join(this.indexDir, `${l.ledgerId}.idx`);
+      const rewrite = l.fileRecords + l.dirty.length > 2 * l.entries.size + 1024;
+      const records: [number, EntryLocation][] = rewrite ? [...l.entries] : l.dirty;
+      const buf = Buffer.allocUnsafe(records.length * INDEX_RECORD_BYTES);
+      records.forEach(([entryId, loc], i) => {
+        encodeIndexRecord(buf, i * INDEX_RECORD_BYTES, entryId, loc);
+      });
+      l.dirty = [];
+      if (rewrite) {
+        await writeFileAtomic(path, buf);
+        l.fileRecords = records.length;
+        continue;
+      }
+      const fh = await open(path, 'a');
+      try {
+        if ((await fh.stat()).size === 0) created = true;
+        await fh.write(buf, 0, buf.length);
+        await fh.datasync();
+      } finally {
+        await fh.close();
+      }
+      l.fileRecords += records.length;
+    }
+    if (created) await fsyncDir(this.indexDir);
+  }
+
+  async writeCheckpoint(journal: { fileId: number; offset: number }): Promise<void> {
+    const cp: CheckpointFile = {
+      version: 1,
+      journal,
+      ledgers: [...this.ledgers.values()].map((l) => [l.ledgerId, l.fenced ? 1 : 0, l.lac, l.firstSeen]),
+    };
+    await writeFileAtomic(this.checkpointPath, JSON.stringify(cp));
+  }
+
+  /** Forget a ledger and delete its index file; the caller rewrites the checkpoint. */
+  async drop(ledgerId: number): Promise<void> {
+    const l = this.ledgers.get(ledgerId);
+    if (!l) return;
+    for (const loc of l.entries.values()) {
+      this.liveBytes.set(loc.logId, (this.liveBytes.get(loc.logId) ?? 0) - loc.length);
+    }
+    this.ledgers.delete(ledgerId);
+    try {
+      await unlink(join(this.indexDir, `${ledgerId}.idx`));
+      await fsyncDir(this.indexDir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+}

@@ -1,0 +1,289 @@
+import { ClosedError, type Logger } from '@sluice/common';
+import {
+  type EntryLocation,
+  EntryLogs,
+  encodeEntryHeader,
+  type ReadOutcome,
+  type StoredEntry,
+} from './entry-log.js';
+import { comparePositions, type JournalPosition } from './journal.js';
+import { LedgerIndex, type LedgerState } from './ledger-index.js';
+import type { BookieMetrics } from './metrics.js';
+import { WriteCache } from './write-cache.js';
+
+export interface LedgerStorageOptions {
+  dir: string;
+  entryLogFileBytes: number;
+  writeCacheBytes: number;
+  logger: Logger;
+  metrics: BookieMetrics;
+  now?: () => number;
+  /** Called once when an entry log or index write fails (the bookie must stop taking adds). */
+  onFailure?: (err: Error) => void;
+}
+
+export type ReadResult =
+  | { status: 'OK'; entry: StoredEntry }
+  | { status: 'NO_LEDGER' | 'NO_ENTRY' | 'CORRUPT'; message: string };
+
+/** Largest batch the background flusher appends to an entry log in one write. */
+const FLUSH_BATCH_BYTES = 4 * 1024 * 1024;
+/**
+ * The flusher fdatasyncs the entry log after this many appended bytes, so a
+ * checkpoint never has to push a large backlog to disk at once (a long fsync
+ * there would stall journal fsyncs queued behind it on the same disk).
+ */
+const BACKGROUND_SYNC_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Entry logs + index + write cache. Acknowledged entries land in the write
+ * cache; a background flusher appends them to the current entry log (plain
+ * writes, no fsync); a checkpoint flushes the rest, fsyncs the entry logs,
+ * then the index, then records the journal position it covers. All entry log
+ * and index work runs on one serial chain, so a checkpoint can never claim
+ * an append that is still in flight.
+ */
+export class LedgerStorage {
+  readonly index: LedgerIndex;
+  readonly logs: EntryLogs;
+  readonly cache = new WriteCache();
+  private chain: Promise<unknown> = Promise.resolve();
+  private flushScheduled = false;
+  /** Entries appended to a log since the last checkpoint began its fsync. */
+  private flushedSinceSync: StoredEntry[] = [];
+  private readonly now: () => number;
+  private failure: Error | undefined;
+  private lastCheckpoint: JournalPosition = { fileId: 0, offset: 0 };
+  private unsyncedBytes = 0;
+  private closed = false;
+
+  constructor(private readonly opts: LedgerStorageOptions) {
+    this.index = new LedgerIndex(opts.dir, opts.logger);
+    this.logs = new EntryLogs(opts.dir, opts.entryLogFileBytes);
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Load the index and open a fresh entry log; returns where journal replay starts. */
+  async open(): Promise<JournalPosition> {
+    const from = await this.index.load(this.now());
+    await this.logs.open();
+    this.lastCheckpoint = from;
+    return from;
+  }
+
+  get failed(): Error | undefined {
+    return this.failure;
+  }
+
+  /** Run `fn` after every earlier entry log / index task. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.chain.then(() => {
+      if (this.closed) throw new ClosedError('ledger storage is closed');
+      return fn();
+    });
+    this.chain = p.catch(() => undefined);
+    return p;
+  }
+
+  ledger(ledgerId: number): LedgerState | undefined {
+    return this.index.get(ledgerId);
+  }
+
+  ledgerOrCreate(ledgerId: number): LedgerState {
+    return this.index.getOrCreate(ledgerId, this.now());
+  }
+
+  /** Apply an entry whose journal record is durable. Synchronous: a checkpoint taken after it covers it. */
+  applyAdd(e: StoredEntry): void {
+    const l = this.ledgerOrCreate(e.ledgerId);
+    l.noteEntry(e.entryId, e.lac);
+    this.cache.put(e);
+    this.opts.metrics.writeCacheBytes.set(this.cache.bytes);
+    this.scheduleFlush();
+  }
+
+  applyFence(ledgerId: number): void {
+    this.ledgerOrCreate(ledgerId).fenced = true;
+  }
+
+  get cacheBytes(): number {
+    return this.cache.bytes;
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.failure) return;
+    this.flushScheduled = true;
+    void this.serial(async () => {
+      this.flushScheduled = false;
+      await this.flushSome(FLUSH_BATCH_BYTES);
+      if (this.unsyncedBytes >= BACKGROUND_SYNC_BYTES) {
+        this.unsyncedBytes = 0;
+        await this.logs.sync();
+      }
+      if (this.cache.unflushed.length > 0) this.scheduleFlush();
+    }).catch((err) => this.fail(err as Error));
+  }
+
+  private async flushSome(maxBytes: number): Promise<void> {
+    const batch = this.cache.takeUnflushed(maxBytes);
+    if (batch.length === 0) return;
+    const records = batch.map((e) => ({
+      header: encodeEntryHeader(e, e.payload.length),
+      payload: e.payload,
+    }));
+    let locations: EntryLocation[];
+    try {
+      locations = await this.logs.append(records);
+    } catch (err) {
+      // Keep them cached and queued: they are still readable and still in the journal.
+      this.cache.unflushed.unshift(...batch);
+      throw err;
+    }
+    let bytes = 0;
+    batch.forEach((e, i) => {
+      const l = this.index.get(e.ledgerId);
+      // A ledger dropped by GC while its entries waited: nothing to index.
+      if (l) this.index.setLocation(l, e.entryId, locations[i]!);
+      bytes += locations[i]!.length;
+    });
+    this.opts.metrics.entryLogBytes.inc(bytes);
+    this.unsyncedBytes += bytes;
+    for (const e of batch) this.flushedSinceSync.push(e);
+  }
+
+  private fail(err: Error): void {
+    if (this.failure) return;
+    this.failure = err;
+    this.opts.logger.error(
+      { err },
+      'entry log or index write failed; the journal keeps the data until restart',
+    );
+    this.opts.onFailure?.(err);
+  }
+
+  /**
+   * Make everything applied before `pos` durable in the entry logs and index,
+   * then record `pos` so that replay starts there.
+   */
+  checkpoint(pos: JournalPosition): Promise<void> {
+    return this.serial(async () => {
+      if (this.failure) throw this.failure;
+      // Never move the recorded position backwards: journal files before it may be gone.
+      const at = comparePositions(pos, this.lastCheckpoint) < 0 ? this.lastCheckpoint : pos;
+      const t0 = process.hrtime.bigint();
+      try {
+        while (this.cache.unflushed.length > 0) await this.flushSome(FLUSH_BATCH_BYTES);
+        const synced = this.flushedSinceSync;
+        this.flushedSinceSync = [];
+        await this.logs.sync();
+        this.unsyncedBytes = 0;
+        await this.index.persist();
+        await this.index.writeCheckpoint(at);
+        this.lastCheckpoint = at;
+        this.cache.evict(synced);
+        this.opts.metrics.writeCacheBytes.set(this.cache.bytes);
+      } catch (err) {
+        this.fail(err as Error);
+        throw err;
+      }
+      this.opts.metrics.checkpointSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
+    });
+  }
+
+  async read(ledgerId: number, entryId: number): Promise<ReadResult> {
+    const l = this.index.get(ledgerId);
+    if (!l) return { status: 'NO_LEDGER', message: `ledger ${ledgerId} is unknown to this bookie` };
+    const id = entryId === -1 ? l.lastEntryId : entryId;
+    for (let attempt = 0; ; attempt++) {
+      const cached = this.cache.get(ledgerId, id);
+      if (cached) return { status: 'OK', entry: cached };
+      const loc = l.entries.get(id);
+      if (!loc)
+        return { status: 'NO_ENTRY', message: `entry ${ledgerId}:${id} is not stored on this bookie` };
+      let out: ReadOutcome;
+      try {
+        out = await this.logs.read(loc, ledgerId, id);
+      } catch (err) {
+        // Compaction moved the entry and deleted its old log between lookup and open: look again.
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT' && attempt < 2) continue;
+        throw err;
+      }
+      if (out.ok) return { status: 'OK', entry: out.entry };
+      this.opts.logger.error({ ledgerId, entryId: id, loc, reason: out.reason }, 'stored entry is corrupt');
+      return {
+        status: 'CORRUPT',
+        message: `entry ${ledgerId}:${id} failed verification on this bookie: ${out.reason}`,
+      };
+    }
+  }
+
+  /** Drop a deleted ledger from the cache, index and checkpoint. */
+  dropLedger(ledgerId: number, checkpointPos: () => JournalPosition): Promise<void> {
+    return this.serial(async () => {
+      this.cache.dropLedger(ledgerId);
+      this.opts.metrics.writeCacheBytes.set(this.cache.bytes);
+      await this.index.drop(ledgerId);
+    }).then(() => this.checkpoint(checkpointPos()));
+  }
+
+  /** Entry logs (other than the one being written) whose live fraction is below `threshold`. */
+  compactionCandidates(threshold: number): number[] {
+    const out: number[] = [];
+    for (const [logId, size] of this.logs.sizes) {
+      if (logId === this.logs.currentLogId || size === 0) continue;
+      const live = this.index.liveBytes.get(logId) ?? 0;
+      if (live / size < threshold) out.push(logId);
+    }
+    return out.sort((a, b) => a - b);
+  }
+
+  /**
+   * Copy the live entries of `logId` to the current log in small steps (adds
+   * and the flusher interleave between steps), make the copies durable, then
+   * delete the old log. Raw records are copied unverified so that corruption
+   * stays detectable rather than being laundered with a fresh CRC.
+   */
+  async compact(logId: number, checkpointPos: () => JournalPosition): Promise<number> {
+    const live: { l: LedgerState; entryId: number; loc: EntryLocation }[] = [];
+    for (const l of this.index.ledgers.values()) {
+      for (const [entryId, loc] of l.entries) if (loc.logId === logId) live.push({ l, entryId, loc });
+    }
+    for (let i = 0; i < live.length; ) {
+      const step: typeof live = [];
+      let bytes = 0;
+      while (i < live.length && (step.length === 0 || bytes < FLUSH_BATCH_BYTES)) {
+        bytes += live[i]!.loc.length;
+        step.push(live[i++]!);
+      }
+      await this.serial(async () => {
+        const moving = step.filter(
+          (s) => this.index.get(s.l.ledgerId) === s.l && s.l.entries.get(s.entryId) === s.loc,
+        );
+        if (moving.length === 0) return;
+        const raws = await Promise.all(moving.map((s) => this.logs.readRaw(s.loc)));
+        const locs = await this.logs.append(raws.map((raw) => ({ header: raw, payload: Buffer.alloc(0) })));
+        moving.forEach((s, k) => {
+          // An add may have replaced the entry while we read it; the newer copy wins.
+          if (s.l.entries.get(s.entryId) === s.loc) this.index.setLocation(s.l, s.entryId, locs[k]!);
+        });
+        this.opts.metrics.entryLogBytes.inc(bytes);
+      });
+    }
+    await this.checkpoint(checkpointPos());
+    return this.serial(async () => {
+      const remaining = this.index.liveBytes.get(logId) ?? 0;
+      if (remaining > 0) return 0;
+      await this.logs.delete(logId);
+      this.index.liveBytes.delete(logId);
+      this.opts.metrics.compactedLogs.inc();
+      return 1;
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.serial(async () => {
+      this.closed = true;
+      await this.logs.close();
+    });
+  }
+}
