@@ -1,0 +1,107 @@
+import test from 'ava';
+import { Auditor } from './auditor.js';
+import { LedgerMetadataStore } from './ledger-metadata-store.js';
+import { MemoryCluster } from './testing/memory-cluster.js';
+
+test('auditor - restores Qw copies of a gone bookie on a replacement and CASes it in', async (t) => {
+  const c = await MemoryCluster.start(4);
+  t.teardown(() => c.stop());
+  const client = c.client();
+  // Keep b4 out of the ensemble so it is the only replacement.
+  c.unregister('b4');
+  const w = await client.createLedger({ ensembleSize: 3, writeQuorum: 2, ackQuorum: 2 });
+  await Promise.all(Array.from({ length: 30 }, (_, i) => w.addEntry(Buffer.from(`e${i}`))));
+  await w.close();
+  const open = await client.createLedger({ ensembleSize: 3, writeQuorum: 2, ackQuorum: 2 });
+  await open.addEntry(Buffer.from('tail'));
+  c.directory.bookies.push({ bookieId: 'b4', address: 'memory:b4', readOnly: false });
+  const lost = w.metadata.segments[0]?.bookies[1] as string;
+  c.bookie(lost).crash();
+  c.unregister(lost);
+  const auditor = new Auditor({
+    metadata: c.metadata,
+    directory: c.directory,
+    pool: c.pool,
+    gracePeriodMs: 100,
+  });
+  t.teardown(() => auditor.close());
+  const first = await auditor.runOnce();
+  t.deepEqual(first.goneBookies, [], 'inside the grace period nothing happens');
+  await new Promise((r) => setTimeout(r, 120));
+  const report = await auditor.runOnce();
+  t.deepEqual(report.goneBookies, [lost]);
+  t.is(report.fragmentsReplicated, 1, 'the open ledger tail segment belongs to its writer');
+  t.is(report.entriesCopied, 20);
+  const m = (await new LedgerMetadataStore(c.metadata).readOrThrow(w.ledgerId)).metadata;
+  t.deepEqual(m.segments[0]?.bookies[1], 'b4');
+  const ensemble = m.segments[0]?.bookies ?? [];
+  for (let e = 0; e < 30; e++) {
+    const holders = [ensemble[e % 3], ensemble[(e + 1) % 3]];
+    for (const h of holders)
+      t.true(
+        c
+          .bookie(h as string)
+          .storedEntries(w.ledgerId)
+          .includes(e),
+        `${h} holds ${e}`,
+      );
+  }
+  const again = await auditor.runOnce();
+  t.is(again.fragmentsReplicated, 0);
+});
+
+test('auditor - one leader at a time, the next takes over when it leaves', async (t) => {
+  const c = await MemoryCluster.start(1);
+  t.teardown(() => c.stop());
+  const a = new Auditor({ metadata: c.metadata, directory: c.directory, pool: c.pool, sessionTtlMs: 2000 });
+  const b = new Auditor({ metadata: c.metadata, directory: c.directory, pool: c.pool, sessionTtlMs: 2000 });
+  t.teardown(() => b.close());
+  await a.start();
+  await b.start();
+  const until = async (cond: () => boolean) => {
+    for (let i = 0; i < 100 && !cond(); i++) await new Promise((r) => setTimeout(r, 20));
+  };
+  await until(() => a.isLeader || b.isLeader);
+  t.true(a.isLeader !== b.isLeader);
+  const [leader, follower] = a.isLeader ? [a, b] : [b, a];
+  await leader.close();
+  await until(() => follower.isLeader);
+  t.true(follower.isLeader);
+  await a.close();
+});
+
+test('auditor - dying midway leaves the metadata untouched and the next audit finishes the job', async (t) => {
+  const c = await MemoryCluster.start(4);
+  t.teardown(() => c.stop());
+  c.unregister('b4');
+  const w = await c.client().createLedger({ ensembleSize: 3, writeQuorum: 3, ackQuorum: 2 });
+  await Promise.all(Array.from({ length: 40 }, (_, i) => w.addEntry(Buffer.from(`e${i}`))));
+  const closed = await w.close();
+  c.directory.bookies.push({ bookieId: 'b4', address: 'memory:b4', readOnly: false });
+  const lost = closed.segments[0]?.bookies[0] as string;
+  c.bookie(lost).crash();
+  c.unregister(lost);
+  // The replacement dies after taking 10 copies: like an auditor killed midway, nothing is CASed.
+  const b4 = c.bookie('b4');
+  const add = b4.add.bind(b4);
+  let copies = 0;
+  b4.add = async (entry, recovery) => {
+    if (++copies > 10) b4.crash();
+    return add(entry, recovery);
+  };
+  const auditor = new Auditor({
+    metadata: c.metadata,
+    directory: c.directory,
+    pool: c.pool,
+    gracePeriodMs: 0,
+  });
+  t.teardown(() => auditor.close());
+  const failed = await auditor.runOnce();
+  t.is(failed.failures, 1);
+  t.deepEqual((await c.client().getLedgerMetadata(w.ledgerId))?.segments, closed.segments);
+  b4.restart();
+  const report = await auditor.runOnce();
+  t.is(report.fragmentsReplicated, 1);
+  t.is((await c.client().getLedgerMetadata(w.ledgerId))?.segments[0]?.bookies[0], 'b4');
+  t.is(b4.storedEntries(w.ledgerId).length, 40);
+});

@@ -1,0 +1,251 @@
+/**
+ * Autorecovery. One auditor per cluster (leader election on its metadata
+ * session) periodically lists the registered bookies and every ledger. A
+ * bookie referenced by a segment that has been unregistered for longer than
+ * the grace period is gone for good: each fragment it held is copied from
+ * the surviving replicas to a replacement chosen by the placement policy
+ * (recovery adds), and only then is the replacement CASed into the
+ * segment. Killed midway, the metadata still names the old bookie, the
+ * next auditor does the work again, and the orphan copies are harmless.
+ *
+ * The last segment of a ledger that is not CLOSED is left alone: its writer
+ * (or a recovery) owns it and replaces failed bookies itself.
+ */
+import {
+  asSluiceError,
+  type BookieId,
+  counter,
+  type EntryId,
+  type Logger,
+  NotFoundError,
+  type Registry,
+  silentLogger,
+} from '@sluice/common';
+import { type MetadataStore, type Session, SessionLeaderElection } from '@sluice/metadata';
+import type { LedgerMetadata } from './api.js';
+import type { BookieClientPool } from './bookie-client.js';
+import { type BookieDirectory, MetadataBookieDirectory } from './bookie-directory.js';
+import { EntryFetcher } from './entry-fetcher.js';
+import { GrpcBookieClientPool } from './grpc-bookie-client.js';
+import { decodeMetadata, LEDGERS_PREFIX, LedgerMetadataStore } from './ledger-metadata-store.js';
+import { type PlacementPolicy, RackAwarePlacementPolicy } from './placement-policy.js';
+
+export const AUDITOR_ELECTION_PREFIX = 'autorecovery/auditor/';
+
+export interface AuditorOptions {
+  metadata: MetadataStore;
+  directory?: BookieDirectory;
+  pool?: BookieClientPool;
+  placement?: PlacementPolicy;
+  /** How long a bookie must stay unregistered before its copies are rebuilt elsewhere. */
+  gracePeriodMs?: number;
+  /** Time between audits. */
+  auditIntervalMs?: number;
+  /** TTL of the auditor's metadata session (leadership ends this long after a crash). */
+  sessionTtlMs?: number;
+  /** Identity published as the leader's value. */
+  name?: string;
+  logger?: Logger;
+  registry?: Registry;
+}
+
+export interface AuditReport {
+  ledgersChecked: number;
+  /** Bookies unregistered for longer than the grace period. */
+  goneBookies: BookieId[];
+  fragmentsReplicated: number;
+  entriesCopied: number;
+  /** Fragments that could not be repaired this round (retried next round). */
+  failures: number;
+}
+
+export class Auditor {
+  private readonly ledgers: LedgerMetadataStore;
+  private readonly directory: BookieDirectory;
+  private readonly pool: BookieClientPool;
+  private readonly ownsPool: boolean;
+  private readonly placement: PlacementPolicy;
+  private readonly fetcher: EntryFetcher;
+  private readonly logger: Logger;
+  private readonly absentSince = new Map<BookieId, number>();
+  private session: Session | undefined;
+  private election: SessionLeaderElection | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private closed = false;
+  private readonly grace: number;
+  private readonly interval: number;
+  private readonly copied?: () => void;
+
+  constructor(private readonly opts: AuditorOptions) {
+    this.ledgers = new LedgerMetadataStore(opts.metadata);
+    this.directory = opts.directory ?? new MetadataBookieDirectory(opts.metadata, 0);
+    this.ownsPool = !opts.pool;
+    this.pool = opts.pool ?? new GrpcBookieClientPool(this.directory);
+    this.placement = opts.placement ?? new RackAwarePlacementPolicy();
+    this.logger = opts.logger ?? silentLogger;
+    this.fetcher = new EntryFetcher(this.pool, this.logger, { speculativeTimeoutMs: 1000 });
+    this.grace = opts.gracePeriodMs ?? 5 * 60_000;
+    this.interval = opts.auditIntervalMs ?? 60_000;
+    if (opts.registry) {
+      const c = counter(
+        opts.registry,
+        'sluice_autorecovery_entries_copied_total',
+        'Entries re-replicated by autorecovery',
+      );
+      this.copied = () => c.inc();
+    }
+  }
+
+  get isLeader(): boolean {
+    return this.election?.isLeader ?? false;
+  }
+
+  /** Campaign for leadership in the background; audit periodically while leader. */
+  async start(): Promise<void> {
+    this.session = await this.opts.metadata.createSession(this.opts.sessionTtlMs ?? 10_000);
+    this.session.onLost((err) => this.logger.warn({ err }, 'auditor session lost; leadership ends'));
+    this.election = new SessionLeaderElection(this.opts.metadata, this.session, AUDITOR_ELECTION_PREFIX);
+    this.running = this.election.campaign(Buffer.from(this.opts.name ?? `auditor-${process.pid}`)).then(
+      () => this.schedule(0),
+      (err: unknown) => {
+        if (!this.closed) this.logger.warn({ err }, 'auditor stopped campaigning');
+      },
+    );
+  }
+
+  private schedule(delay: number): void {
+    if (this.closed) return;
+    this.timer = setTimeout(() => {
+      if (!this.isLeader) return;
+      this.runOnce().then(
+        (r) => {
+          if (r.fragmentsReplicated > 0 || r.failures > 0) this.logger.info(r, 'audit finished');
+          this.schedule(this.interval);
+        },
+        (err: unknown) => {
+          this.logger.warn({ err }, 'audit failed; retrying next round');
+          this.schedule(this.interval);
+        },
+      );
+    }, delay);
+  }
+
+  /** One audit pass. */
+  async runOnce(): Promise<AuditReport> {
+    const report: AuditReport = {
+      ledgersChecked: 0,
+      goneBookies: [],
+      fragmentsReplicated: 0,
+      entriesCopied: 0,
+      failures: 0,
+    };
+    if (this.pool instanceof GrpcBookieClientPool) await this.pool.refresh();
+    const registered = new Set((await this.directory.list()).map((b) => b.bookieId));
+    const all = await this.opts.metadata.listAll(LEDGERS_PREFIX);
+    const now = Date.now();
+    const referenced = new Set<BookieId>();
+    for (const item of all) {
+      for (const s of decodeMetadata(item.value).segments) for (const b of s.bookies) referenced.add(b);
+    }
+    for (const b of [...this.absentSince.keys()])
+      if (registered.has(b) || !referenced.has(b)) this.absentSince.delete(b);
+    const gone = new Set<BookieId>();
+    for (const b of referenced) {
+      if (registered.has(b)) continue;
+      const since = this.absentSince.get(b) ?? now;
+      this.absentSince.set(b, since);
+      if (now - since >= this.grace) gone.add(b);
+    }
+    report.goneBookies = [...gone];
+    for (const item of all) {
+      if (this.closed) break;
+      report.ledgersChecked++;
+      const m = decodeMetadata(item.value);
+      for (let si = 0; si < m.segments.length; si++) {
+        const seg = m.segments[si] as LedgerMetadata['segments'][number];
+        const isTail = si === m.segments.length - 1;
+        if (isTail && m.state !== 'CLOSED') continue;
+        for (let idx = 0; idx < seg.bookies.length; idx++) {
+          if (!gone.has(seg.bookies[idx] as BookieId)) continue;
+          try {
+            report.entriesCopied += await this.replicateFragment(m.ledgerId, si, idx, gone);
+            report.fragmentsReplicated++;
+          } catch (err) {
+            if (err instanceof NotFoundError) break;
+            report.failures++;
+            this.logger.warn(
+              {
+                ledgerId: m.ledgerId,
+                segment: si,
+                bookie: seg.bookies[idx],
+                err: asSluiceError(err).message,
+              },
+              'fragment re-replication failed; will retry',
+            );
+          }
+        }
+      }
+    }
+    return report;
+  }
+
+  /** Copy the entries position `idx` of segment `si` holds to a replacement, then CAS it in. */
+  private async replicateFragment(
+    ledgerId: number,
+    si: number,
+    idx: number,
+    gone: Set<BookieId>,
+  ): Promise<number> {
+    const { metadata: m } = await this.ledgers.readOrThrow(ledgerId);
+    const seg = m.segments[si];
+    if (!seg || !gone.has(seg.bookies[idx] as BookieId)) return 0;
+    const lost = seg.bookies[idx] as BookieId;
+    const next = m.segments[si + 1];
+    const last: EntryId = next ? next.firstEntryId - 1 : m.state === 'CLOSED' ? m.lastEntryId : -1;
+    const replacement = this.placement.replaceBookie(seg.bookies, idx, await this.directory.list(), gone);
+    const ids: EntryId[] = [];
+    const E = seg.bookies.length;
+    for (let e = seg.firstEntryId; e <= last; e++) {
+      if ((((idx - e) % E) + E) % E < m.writeQuorum) ids.push(e);
+    }
+    const target = this.pool.get(replacement);
+    const batch = 64;
+    for (let i = 0; i < ids.length; i += batch) {
+      await Promise.all(
+        ids.slice(i, i + batch).map(async (e) => {
+          const entry = await this.fetcher.readEntry(m, e);
+          const r = await target.add(entry, true);
+          if (r.status !== 'OK') {
+            throw new Error(
+              `bookie ${replacement} refused entry ${ledgerId}:${e}: ${r.status} ${r.message ?? ''}`,
+            );
+          }
+          this.copied?.();
+        }),
+      );
+    }
+    await this.ledgers.update(ledgerId, (cur) => {
+      const s = cur.segments[si];
+      if (!s || s.firstEntryId !== seg.firstEntryId || s.bookies[idx] !== lost) return undefined;
+      const segments = cur.segments.map((x, i) =>
+        i === si ? { ...x, bookies: x.bookies.map((b, j) => (j === idx ? replacement : b)) } : x,
+      );
+      return { ...cur, segments };
+    });
+    this.logger.info(
+      { ledgerId, segment: si, lost, replacement, entries: ids.length },
+      'fragment re-replicated',
+    );
+    return ids.length;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.timer);
+    await this.election?.resign().catch(() => {});
+    await this.running;
+    await this.session?.close().catch(() => {});
+    if (this.ownsPool) await this.pool.close();
+  }
+}

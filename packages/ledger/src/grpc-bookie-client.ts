@@ -1,0 +1,399 @@
+/**
+ * A BookieClient over gRPC. Adds share one long-lived AddEntries stream per
+ * bookie: adds issued in the same tick go out as one request, results are
+ * matched by (ledger, entry). A broken stream fails every add in flight on
+ * it (the writer then changes its ensemble) and the next add opens a new
+ * one. In-flight adds are bounded; an add that waits longer than
+ * `addTimeoutMs` fails the whole stream, since a bookie that stopped
+ * answering one add has stopped answering all of them.
+ */
+import { type ClientDuplexStream, credentials, status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
+import {
+  type BookieId,
+  type EntryId,
+  fromGrpcError,
+  type LedgerId,
+  ResourceExhaustedError,
+  type SluiceError,
+  TimeoutError,
+  UnavailableError,
+} from '@sluice/common';
+import type {
+  AddEntriesRequest,
+  AddEntriesResponse__Output,
+  BookieServiceClient,
+  Entry,
+  Entry__Output,
+  FenceResponse__Output,
+  ReadEntryResponse__Output,
+  ReadLacResponse__Output,
+} from '@sluice/proto';
+import { loadProto, MAX_GRPC_MESSAGE_BYTES } from '@sluice/proto';
+import type {
+  AddOutcome,
+  BookieClient,
+  BookieClientPool,
+  EntryStatus,
+  LacOutcome,
+  RangeOutcome,
+  ReadOutcome,
+  WireEntry,
+} from './bookie-client.js';
+import { type BookieDirectory, MetadataBookieDirectory } from './bookie-directory.js';
+import { UnknownBookie } from './memory-bookie.js';
+
+export interface GrpcBookieClientOptions {
+  addTimeoutMs?: number;
+  readTimeoutMs?: number;
+  /** Max adds awaiting their result on this bookie; further adds wait. */
+  maxInFlightAdds?: number;
+}
+
+type Ctor = new (
+  address: string,
+  creds: ReturnType<typeof credentials.createInsecure>,
+  options: object,
+) => BookieServiceClient;
+
+function serviceCtor(): Ctor {
+  const pkg = loadProto('bookie.proto') as unknown as { sluice: { v1: { BookieService: Ctor } } };
+  return pkg.sluice.v1.BookieService;
+}
+
+export function statusName(s: string | number | undefined): EntryStatus {
+  const name = String(s ?? '').replace(/^ENTRY_STATUS_/, '');
+  switch (name) {
+    case 'OK':
+    case 'FENCED':
+    case 'NO_ENTRY':
+    case 'NO_LEDGER':
+    case 'CORRUPT':
+    case 'INVALID':
+    case 'READ_ONLY':
+    case 'IO_ERROR':
+      return name;
+    default:
+      return 'INVALID';
+  }
+}
+
+function fromWire(e: Entry__Output): WireEntry {
+  return {
+    ledgerId: Number(e.ledgerId),
+    entryId: Number(e.entryId),
+    lac: Number(e.lac),
+    payload: e.payload,
+    crc32c: e.crc32c >>> 0,
+    ledgerLength: Number(e.ledgerLength ?? 0),
+  };
+}
+
+function toWire(e: WireEntry): Entry {
+  return {
+    ledgerId: e.ledgerId,
+    entryId: e.entryId,
+    lac: e.lac,
+    payload: e.payload,
+    crc32c: e.crc32c,
+    ledgerLength: e.ledgerLength,
+  };
+}
+
+/** Payload bytes per AddEntriesRequest. */
+const MAX_BATCH_BYTES = 1024 * 1024;
+
+interface InFlight {
+  resolve: (o: AddOutcome) => void;
+  reject: (e: SluiceError) => void;
+  sentAt: number;
+}
+
+export class GrpcBookieClient implements BookieClient {
+  private readonly client: BookieServiceClient;
+  private stream: ClientDuplexStream<AddEntriesRequest, AddEntriesResponse__Output> | undefined;
+  private readonly inflight = new Map<string, InFlight[]>();
+  private inflightCount = 0;
+  private readonly queued: { entry: WireEntry; recovery: boolean; waiter: InFlight }[] = [];
+  private batch: { entries: Entry[]; recovery: boolean; bytes: number }[] = [];
+  private flushScheduled = false;
+  private readonly timer: NodeJS.Timeout;
+  private closed = false;
+  private readonly addTimeoutMs: number;
+  private readonly readTimeoutMs: number;
+  private readonly maxInFlight: number;
+
+  constructor(
+    readonly bookieId: BookieId,
+    readonly address: string,
+    opts: GrpcBookieClientOptions = {},
+  ) {
+    this.addTimeoutMs = opts.addTimeoutMs ?? 10_000;
+    this.readTimeoutMs = opts.readTimeoutMs ?? 10_000;
+    this.maxInFlight = opts.maxInFlightAdds ?? 4096;
+    const Service = serviceCtor();
+    this.client = new Service(address, credentials.createInsecure(), {
+      'grpc.max_receive_message_length': MAX_GRPC_MESSAGE_BYTES,
+      'grpc.max_send_message_length': MAX_GRPC_MESSAGE_BYTES,
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 5_000,
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 2_000,
+    });
+    this.timer = setInterval(() => this.checkTimeouts(), Math.max(50, Math.min(1000, this.addTimeoutMs / 4)));
+    this.timer.unref();
+  }
+
+  add(entry: WireEntry, recovery = false): Promise<AddOutcome> {
+    if (this.closed)
+      return Promise.reject(new UnavailableError(`client of bookie ${this.bookieId} is closed`));
+    return new Promise<AddOutcome>((resolve, reject) => {
+      const waiter: InFlight = { resolve, reject, sentAt: Date.now() };
+      if (this.inflightCount >= this.maxInFlight) {
+        if (this.queued.length >= this.maxInFlight * 4) {
+          reject(new ResourceExhaustedError(`too many adds queued for bookie ${this.bookieId}; slow down`));
+          return;
+        }
+        this.queued.push({ entry, recovery, waiter });
+        return;
+      }
+      this.dispatch(entry, recovery, waiter);
+    });
+  }
+
+  private dispatch(entry: WireEntry, recovery: boolean, waiter: InFlight): void {
+    const key = `${entry.ledgerId}:${entry.entryId}`;
+    waiter.sentAt = Date.now();
+    const list = this.inflight.get(key);
+    if (list) list.push(waiter);
+    else this.inflight.set(key, [waiter]);
+    this.inflightCount++;
+    const last = this.batch.at(-1);
+    // Requests stay far below the gRPC message limit however many adds pile up in one tick.
+    if (last && last.recovery === recovery && last.bytes + entry.payload.length <= MAX_BATCH_BYTES) {
+      last.entries.push(toWire(entry));
+      last.bytes += entry.payload.length;
+    } else {
+      this.batch.push({ entries: [toWire(entry)], recovery, bytes: entry.payload.length });
+    }
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const batches = this.batch;
+    this.batch = [];
+    const stream = this.addStream();
+    for (const b of batches) stream.write({ entries: b.entries, recovery: b.recovery });
+  }
+
+  private addStream(): ClientDuplexStream<AddEntriesRequest, AddEntriesResponse__Output> {
+    if (this.stream) return this.stream;
+    const stream = this.client.AddEntries();
+    this.stream = stream;
+    stream.on('data', (res: AddEntriesResponse__Output) => {
+      for (const r of res.results) {
+        const key = `${Number(r.ledgerId)}:${Number(r.entryId)}`;
+        const list = this.inflight.get(key);
+        const w = list?.shift();
+        if (!w) continue;
+        if (list && list.length === 0) this.inflight.delete(key);
+        this.settled();
+        w.resolve({ status: statusName(r.status), message: r.message });
+      }
+    });
+    const broken = (err: SluiceError) => {
+      if (this.stream !== stream) return;
+      this.stream = undefined;
+      this.failAll(err);
+    };
+    stream.on('error', (err: ServiceError) => broken(fromGrpcError(err)));
+    stream.on('end', () => broken(new UnavailableError(`bookie ${this.bookieId} ended the add stream`)));
+    stream.on('close', () => broken(new UnavailableError(`add stream to bookie ${this.bookieId} closed`)));
+    return stream;
+  }
+
+  private settled(): void {
+    this.inflightCount--;
+    while (this.queued.length > 0 && this.inflightCount < this.maxInFlight) {
+      const q = this.queued.shift();
+      if (q) this.dispatch(q.entry, q.recovery, q.waiter);
+    }
+  }
+
+  private failAll(err: SluiceError): void {
+    const waiters = [...this.inflight.values()].flat();
+    this.inflight.clear();
+    this.inflightCount = 0;
+    this.batch = [];
+    for (const w of waiters) w.reject(err);
+    const queued = this.queued.splice(0);
+    for (const q of queued) q.waiter.reject(err);
+  }
+
+  private checkTimeouts(): void {
+    if (this.inflightCount === 0) return;
+    const now = Date.now();
+    let oldest = now;
+    for (const list of this.inflight.values()) for (const w of list) oldest = Math.min(oldest, w.sentAt);
+    if (now - oldest < this.addTimeoutMs) return;
+    const stream = this.stream;
+    this.stream = undefined;
+    this.failAll(
+      new TimeoutError(
+        `bookie ${this.bookieId} (${this.address}) did not answer an add within ${this.addTimeoutMs} ms`,
+      ),
+    );
+    stream?.cancel();
+  }
+
+  private deadline(): Date {
+    return new Date(Date.now() + this.readTimeoutMs);
+  }
+
+  private unary<Res>(call: (cb: (err: ServiceError | null, res?: Res) => void) => unknown): Promise<Res> {
+    return new Promise<Res>((resolve, reject) => {
+      call((err, res) => {
+        if (err || !res) reject(fromGrpcError(err ?? new Error('empty response')));
+        else resolve(res);
+      });
+    });
+  }
+
+  async read(ledgerId: LedgerId, entryId: EntryId, fence = false): Promise<ReadOutcome> {
+    const r = await this.unary<ReadEntryResponse__Output>((cb) =>
+      this.client.ReadEntry({ ledgerId, entryId, fence }, { deadline: this.deadline() }, cb),
+    );
+    const status = statusName(r.status);
+    return {
+      status,
+      lac: Number(r.lac),
+      message: r.message,
+      ...(status === 'OK' && r.entry ? { entry: fromWire(r.entry) } : {}),
+    };
+  }
+
+  readRange(ledgerId: LedgerId, first: EntryId, last: EntryId): Promise<RangeOutcome> {
+    return new Promise<RangeOutcome>((resolve, reject) => {
+      const entries: WireEntry[] = [];
+      let stoppedBy: EntryStatus | undefined;
+      const call = this.client.ReadEntries(
+        { ledgerId, firstEntryId: first, lastEntryId: last, maxBytesPerChunk: 1024 * 1024 },
+        { deadline: this.deadline() },
+      );
+      call.on('data', (res) => {
+        for (const e of res.entries) entries.push(fromWire(e));
+        const s = statusName(res.stoppedBy);
+        if (res.stoppedBy && res.stoppedBy !== 'ENTRY_STATUS_UNSPECIFIED' && s !== 'OK') stoppedBy = s;
+      });
+      call.on('error', (err: ServiceError) => {
+        if (err.code === grpcStatus.OK) return;
+        reject(fromGrpcError(err));
+      });
+      call.on('end', () => resolve(stoppedBy ? { entries, stoppedBy } : { entries }));
+    });
+  }
+
+  async readLac(ledgerId: LedgerId, fence = false): Promise<LacOutcome> {
+    const r = await this.unary<ReadLacResponse__Output>((cb) =>
+      this.client.ReadLac({ ledgerId, fence }, { deadline: this.deadline() }, cb),
+    );
+    return { status: statusName(r.status), lac: Number(r.lac), lastEntryId: Number(r.lastEntryId) };
+  }
+
+  async fence(ledgerId: LedgerId): Promise<LacOutcome> {
+    const r = await this.unary<FenceResponse__Output>((cb) =>
+      this.client.Fence({ ledgerId }, { deadline: this.deadline() }, cb),
+    );
+    return { status: statusName(r.status), lac: Number(r.lac), lastEntryId: Number(r.lastEntryId) };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    const stream = this.stream;
+    this.stream = undefined;
+    this.failAll(new UnavailableError(`client of bookie ${this.bookieId} was closed`));
+    stream?.cancel();
+    this.client.close();
+  }
+}
+
+/**
+ * One GrpcBookieClient per bookie id, resolving addresses through the
+ * directory on first use and again whenever a bookie's address changes.
+ */
+export class GrpcBookieClientPool implements BookieClientPool {
+  private readonly clients = new Map<BookieId, BookieClient>();
+  private readonly addresses = new Map<BookieId, string>();
+
+  constructor(
+    private readonly directory: BookieDirectory,
+    private readonly opts: GrpcBookieClientOptions = {},
+  ) {}
+
+  /** Learn addresses before use; call after the directory changed. */
+  async refresh(): Promise<void> {
+    for (const b of await this.directory.list()) {
+      const prev = this.addresses.get(b.bookieId);
+      this.addresses.set(b.bookieId, b.address);
+      if (prev !== undefined && prev !== b.address) {
+        const c = this.clients.get(b.bookieId);
+        this.clients.delete(b.bookieId);
+        await c?.close();
+      }
+    }
+  }
+
+  get(bookieId: BookieId): BookieClient {
+    let c = this.clients.get(bookieId);
+    if (c) return c;
+    const address = this.addresses.get(bookieId);
+    if (!address) return new DeferredBookieClient(bookieId, () => this.resolve(bookieId));
+    c = new GrpcBookieClient(bookieId, address, this.opts);
+    this.clients.set(bookieId, c);
+    return c;
+  }
+
+  /** A bookie not seen before (e.g. an ensemble-change replacement): look it up once more. */
+  private async resolve(bookieId: BookieId): Promise<BookieClient> {
+    if (!this.addresses.has(bookieId)) {
+      if (this.directory instanceof MetadataBookieDirectory) this.directory.invalidate();
+      await this.refresh();
+    }
+    return this.addresses.has(bookieId) ? this.get(bookieId) : new UnknownBookie(bookieId);
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.clients.values()];
+    this.clients.clear();
+    await Promise.all(all.map((c) => c.close()));
+  }
+}
+
+/** Resolves its bookie on every call until the address is known. */
+class DeferredBookieClient implements BookieClient {
+  constructor(
+    readonly bookieId: BookieId,
+    private readonly resolve: () => Promise<BookieClient>,
+  ) {}
+  async add(entry: WireEntry, recovery?: boolean): Promise<AddOutcome> {
+    return (await this.resolve()).add(entry, recovery);
+  }
+  async read(ledgerId: LedgerId, entryId: EntryId, fence?: boolean): Promise<ReadOutcome> {
+    return (await this.resolve()).read(ledgerId, entryId, fence);
+  }
+  async readRange(ledgerId: LedgerId, first: EntryId, last: EntryId): Promise<RangeOutcome> {
+    return (await this.resolve()).readRange(ledgerId, first, last);
+  }
+  async readLac(ledgerId: LedgerId, fence?: boolean): Promise<LacOutcome> {
+    return (await this.resolve()).readLac(ledgerId, fence);
+  }
+  async fence(ledgerId: LedgerId): Promise<LacOutcome> {
+    return (await this.resolve()).fence(ledgerId);
+  }
+  async close(): Promise<void> {}
+}
