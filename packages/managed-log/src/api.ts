@@ -2,7 +2,10 @@
  * Public surface of the managed log (DESIGN §5): a topic's unbounded log built
  * from ledgers, with one cursor per subscription.
  */
-import type { EntryId, LedgerId, Position } from '@sluice/common';
+import type { Clock, EntryId, LedgerId, Logger, Position, Registry } from '@sluice/common';
+import type { LedgerClient, LedgerEntry, LedgerMetadata } from '@sluice/ledger';
+import type { MetadataStore } from '@sluice/metadata';
+import type { Offloader } from '@sluice/offload';
 
 export interface LogEntry {
   position: Position;
@@ -30,6 +33,18 @@ export interface ManagedLogConfig {
   offloadDeletionLagMs: number;
   /** Bytes of recent entries kept in memory for tailing reads. */
   cacheBytes: number;
+  /** Entries fetched per storage read on catch-up (the next block is read ahead). */
+  readBatchEntries: number;
+  /** Bytes of read-ahead blocks kept in memory for catch-up readers. */
+  readAheadCacheBytes: number;
+  /** Longest delay between an ack and its persistence. Larger batches more acks per write; a crash redelivers at most this window. */
+  ackFlushDelayMs: number;
+  /** Start a new cursor ledger after this many state records. */
+  cursorLedgerMaxEntries: number;
+  /** Appends waiting (in flight + queued during a rollover) before append rejects with ResourceExhaustedError. */
+  maxPendingAppends: number;
+  /** How often trimming, the offload policy and trash deletion run in the background. */
+  maintenanceIntervalMs: number;
 }
 
 export interface LedgerInfo {
@@ -41,6 +56,10 @@ export interface LedgerInfo {
   offloaded: boolean;
   /** True once the bookie copy is deleted (reads come from the offloader). */
   bookieCopyDeleted: boolean;
+  /** Offload object id when offloaded. */
+  offloadUuid?: string;
+  /** True for the ledger currently written. */
+  open: boolean;
 }
 
 export interface LogStats {
@@ -58,6 +77,10 @@ export interface CursorStats {
   ackRanges: number;
   /** Entries not yet acknowledged. */
   backlog: number;
+  /** Entries whose batch is partly acknowledged. */
+  partialBatches: number;
+  /** The ledger holding the cursor's persisted state, if any. */
+  cursorLedgerId?: LedgerId;
 }
 
 /** Which cursor position a new cursor starts at. */
@@ -84,8 +107,17 @@ export interface ManagedLog {
   offloadNow(): Promise<number>;
   /** Trim ledgers no cursor or retention holds. */
   trim(): Promise<number>;
+  /**
+   * First position whose entry has time >= `time` (binary search; entry times
+   * must not decrease along the log), or the position after the last entry
+   * when none has. `timeOf` extracts the time from an entry's payload.
+   */
+  seekByTime(time: number, timeOf: (payload: Buffer) => number): Promise<Position>;
+  /** Number of entries after `p` (exclusive) up to the last entry. */
+  entriesAfter(p: Position): number;
+  /** True once a newer owner fenced this log: every append fails with FencedError. */
+  readonly fenced: boolean;
   stats(): LogStats;
-  /** Find the first position whose entry satisfies `pred` (binary search by publish time etc.). */
   close(): Promise<void>;
   /** Delete the log, its cursors and every ledger. */
   delete(): Promise<void>;
@@ -108,8 +140,63 @@ export interface Cursor {
   ackRangeCount(): number;
   /** Move the cursor: everything before `p` is acknowledged, nothing from `p` on. */
   reset(p: Position): Promise<void>;
+  /**
+   * Acknowledge message `index` of the batch stored in entry `p` (the batch
+   * holds `batchSize` messages). The entry counts as acknowledged once every
+   * index is; acknowledged members persist as a bitset and are never
+   * redelivered.
+   */
+  ackBatchIndex(p: Position, index: number, batchSize: number): void;
+  /** Acknowledged indexes of a partly acknowledged batch, ascending; undefined when none. */
+  ackedBatchIndexes(p: Position): number[] | undefined;
+  /** First position >= `from` that is not acknowledged (may be past the end). */
+  firstUnackedFrom(from: Position): Position;
   /** Persist pending acks now. */
   flush(): Promise<void>;
 }
 
-export type { EntryId, LedgerId, Position };
+/** Reads an offloaded ledger. */
+export interface OffloadedLedgerReader {
+  read(first: EntryId, last: EntryId): Promise<LedgerEntry[]>;
+  close(): Promise<void>;
+}
+
+/** What the managed log hands the offloader: a closed ledger to copy. */
+export interface OffloadSource {
+  readonly ledgerId: LedgerId;
+  readonly metadata: LedgerMetadata;
+  /** Last entry id of the (closed) ledger. */
+  readonly lastEntryId: EntryId;
+  read(first: EntryId, last: EntryId): Promise<LedgerEntry[]>;
+}
+
+/**
+ * The cold tier as the managed log uses it (implemented over @sluice/offload).
+ * `uuid` is chosen by the log and recorded in the ledger list before the
+ * upload starts, so a crashed attempt's objects can always be found and deleted.
+ */
+export interface LogOffloader {
+  offload(source: OffloadSource, uuid: string, extra: Record<string, string>): Promise<void>;
+  openReader(ledgerId: LedgerId, uuid: string): Promise<OffloadedLedgerReader>;
+  /** Idempotent: deleting missing objects succeeds. */
+  delete(ledgerId: LedgerId, uuid: string): Promise<void>;
+}
+
+export interface ManagedLogFactoryOptions {
+  metadata: MetadataStore;
+  ledgers: LedgerClient;
+  /** The cold tier (`openOffloader(url)` from @sluice/offload); offload is off without it. */
+  offloader?: Offloader;
+  clock?: Clock;
+  registry?: Registry;
+  logger?: Logger;
+  /** Defaults for every log opened by this factory. */
+  defaults?: Partial<ManagedLogConfig>;
+}
+
+export interface SweepOptions {
+  /** Only ledgers older than this are candidates (a ledger is created before the list references it). */
+  graceMs?: number;
+}
+
+export type { EntryId, LedgerEntry, LedgerId, LedgerMetadata, Position };

@@ -1,1 +1,10 @@
+export { AckSet } from './ack-set.js';
 export type * from './api.js';
+export { DEFAULT_MANAGED_LOG_CONFIG, resolveConfig } from './config.js';
+export { decodeCursorState, encodeCursorState } from './cursor-state.js';
+export { type LedgerList, LedgerListStore, type LedgerRecord, type TrashRecord } from './ledger-list.js';
+export { CUSTOM_CURSOR, CUSTOM_LOG, CUSTOM_ROLE, cursorKey, logKey } from './log-keys.js';
+export { ManagedLogImpl } from './managed-log.js';
+export { DEFAULT_SWEEP_GRACE_MS, ManagedLogFactory } from './managed-log-factory.js';
+export { logOffloader } from './offloader-adapter.js';
+export { referencedLedgers, type SweepResult, sweepOrphanLedgers } from './orphan-sweeper.js';

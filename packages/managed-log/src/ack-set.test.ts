@@ -1,0 +1,86 @@
+import test from 'ava';
+import fc from 'fast-check';
+import { AckSet } from './ack-set.js';
+import { decodeCursorState, encodeCursorState } from './cursor-state.js';
+
+test('ack set - counts entries and ranges as runs join', (t) => {
+  const s = new AckSet();
+  s.add(1, 5);
+  s.add(1, 7);
+  t.is(s.rangeCount, 2);
+  s.add(1, 6);
+  t.is(s.rangeCount, 1);
+  t.is(s.size, 3);
+  s.add(2, 0);
+  t.is(s.rangeCount, 2);
+  t.false(s.add(1, 6), 'adding twice is a no-op');
+  s.clearUpTo(1, 6);
+  t.false(s.has(1, 5));
+  t.true(s.has(1, 7));
+  t.is(s.size, 2);
+  t.is(s.rangeCount, 2);
+  s.clearUpTo(2, -1);
+  t.is(s.size, 1);
+  t.deepEqual([...s.ranges()], [[2, [[0, 0]]]]);
+});
+
+test('ack set - matches a model under random adds and clears', (t) => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 0, max: 200 }), fc.boolean()), {
+        maxLength: 300,
+      }),
+      (ops) => {
+        const s = new AckSet();
+        let model = new Set<string>();
+        for (const [l, e, clear] of ops) {
+          if (clear) {
+            s.clearUpTo(l, e);
+            model = new Set(
+              [...model].filter((k) => {
+                const [ml, me] = k.split(':').map(Number) as [number, number];
+                return ml > l || (ml === l && me > e);
+              }),
+            );
+          } else {
+            s.add(l, e);
+            model.add(`${l}:${e}`);
+          }
+        }
+        let ranges = 0;
+        for (const [l, runs] of s.ranges()) {
+          ranges += runs.length;
+          for (const [a, b] of runs) for (let e = a; e <= b; e++) if (!model.has(`${l}:${e}`)) return false;
+        }
+        return s.size === model.size && s.rangeCount === ranges;
+      },
+    ),
+  );
+  t.pass();
+});
+
+test('cursor state - 100k scattered acks and partial batches round-trip exactly, compactly', (t) => {
+  const acks = new AckSet();
+  let seed = 42;
+  const rand = () => {
+    seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff;
+    return seed;
+  };
+  while (acks.size < 100_000) acks.add(10 + (rand() % 3), rand() % 250_000);
+  const bits = new Uint8Array(2);
+  bits[0] = 0b101;
+  const batches = new Map([['11:7', { ledgerId: 11, entryId: 7, size: 10, bits, acked: 2 }]]);
+  const encoded = encodeCursorState({ markDelete: { ledgerId: 10, entryId: -1 }, acks, batches });
+  const back = decodeCursorState(encoded, 'test state');
+  t.deepEqual(back.markDelete, { ledgerId: 10, entryId: -1 });
+  t.is(back.acks.size, acks.size);
+  t.is(back.acks.rangeCount, acks.rangeCount);
+  t.deepEqual([...back.acks.ranges()], [...acks.ranges()]);
+  t.deepEqual([...back.batches.values()], [...batches.values()]);
+  t.true(encoded.length < 400_000, `encoded ${encoded.length} bytes`);
+});
+
+test('cursor state - corrupt input is a CorruptDataError', (t) => {
+  t.throws(() => decodeCursorState(Buffer.from([9, 1, 2]), 'x'), { code: 'CORRUPT' } as never);
+  t.throws(() => decodeCursorState(Buffer.from([1, 0xff]), 'x'), { code: 'CORRUPT' } as never);
+});

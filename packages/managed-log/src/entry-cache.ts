@@ -1,0 +1,118 @@
+import type { EntryId, LedgerId } from '@sluice/common';
+
+interface Run {
+  ledgerId: LedgerId;
+  first: EntryId;
+  payloads: Buffer[];
+}
+
+/**
+ * The most recent appended entries, bounded by bytes. Appends are contiguous
+ * within a ledger, so the cache is a few runs; eviction drops the oldest.
+ */
+export class TailCache {
+  private runs: Run[] = [];
+  private bytes = 0;
+
+  constructor(private readonly maxBytes: number) {}
+
+  put(ledgerId: LedgerId, entryId: EntryId, payload: Buffer): void {
+    if (this.maxBytes <= 0) return;
+    const last = this.runs[this.runs.length - 1];
+    if (last && last.ledgerId === ledgerId && last.first + last.payloads.length === entryId) {
+      last.payloads.push(payload);
+    } else {
+      this.runs.push({ ledgerId, first: entryId, payloads: [payload] });
+    }
+    this.bytes += payload.length;
+    while (this.bytes > this.maxBytes && this.runs.length > 0) {
+      const head = this.runs[0]!;
+      const dropped = head.payloads.shift()!;
+      head.first++;
+      this.bytes -= dropped.length;
+      if (head.payloads.length === 0) this.runs.shift();
+    }
+  }
+
+  get(ledgerId: LedgerId, entryId: EntryId): Buffer | undefined {
+    for (const run of this.runs) {
+      if (run.ledgerId === ledgerId && entryId >= run.first && entryId < run.first + run.payloads.length) {
+        return run.payloads[entryId - run.first];
+      }
+    }
+    return undefined;
+  }
+
+  dropLedger(ledgerId: LedgerId): void {
+    this.runs = this.runs.filter((r) => {
+      if (r.ledgerId !== ledgerId) return true;
+      for (const p of r.payloads) this.bytes -= p.length;
+      return false;
+    });
+  }
+
+  clear(): void {
+    this.runs = [];
+    this.bytes = 0;
+  }
+
+  get size(): number {
+    return this.bytes;
+  }
+}
+
+/** Blocks of entries read from storage (catch-up reads and read-ahead), LRU by bytes. */
+export class BlockCache {
+  private readonly blocks = new Map<string, { payloads: Buffer[]; bytes: number }>();
+  private bytes = 0;
+
+  constructor(private readonly maxBytes: number) {}
+
+  static key(ledgerId: LedgerId, block: number): string {
+    return `${ledgerId}:${block}`;
+  }
+
+  get(key: string): Buffer[] | undefined {
+    const hit = this.blocks.get(key);
+    if (!hit) return undefined;
+    this.blocks.delete(key);
+    this.blocks.set(key, hit);
+    return hit.payloads;
+  }
+
+  has(key: string): boolean {
+    return this.blocks.has(key);
+  }
+
+  put(key: string, payloads: Buffer[]): void {
+    if (this.maxBytes <= 0) return;
+    const old = this.blocks.get(key);
+    if (old) {
+      this.bytes -= old.bytes;
+      this.blocks.delete(key);
+    }
+    const bytes = payloads.reduce((n, p) => n + p.length, 0);
+    this.blocks.set(key, { payloads, bytes });
+    this.bytes += bytes;
+    for (const [k, v] of this.blocks) {
+      if (this.bytes <= this.maxBytes) break;
+      this.blocks.delete(k);
+      this.bytes -= v.bytes;
+    }
+  }
+
+  dropLedger(ledgerId: LedgerId): void {
+    const prefix = `${ledgerId}:`;
+    for (const [k, v] of this.blocks) {
+      if (k.startsWith(prefix)) {
+        this.blocks.delete(k);
+        this.bytes -= v.bytes;
+      }
+    }
+  }
+
+  clear(): void {
+    this.blocks.clear();
+    this.bytes = 0;
+  }
+}

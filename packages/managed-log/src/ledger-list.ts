@@ -1,0 +1,114 @@
+import { BadVersionError, CorruptDataError, type LedgerId } from '@sluice/common';
+import type { MetadataStore } from '@sluice/metadata';
+import { logKey } from './log-keys.js';
+
+/** One ledger of a log as recorded in `logs/<name>`. */
+export interface LedgerRecord {
+  ledgerId: LedgerId;
+  /** Entries of a sealed ledger; for the open one, what was known at the last list write. */
+  entries: number;
+  size: number;
+  ctime: number;
+  /** Set once the ledger is closed and its entry count final. */
+  sealed: boolean;
+  /** Epoch ms at which the ledger was sealed. */
+  sealedAt?: number;
+  /**
+   * Offload of this ledger. `pending` is written before the upload starts so
+   * that a crashed attempt's objects can be found and deleted; readers use
+   * only `complete` offloads, so a partial object is never referenced.
+   */
+  offload?: { uuid: string; state: 'pending' | 'complete'; completedAt?: number };
+  /** The bookie copy was deleted (after the offload lag); reads go to the offloader. */
+  bookieDeleted?: boolean;
+}
+
+/** Work left by a crash or in progress: ledgers/objects to delete, retried until done. */
+export interface TrashRecord {
+  ledgerId: LedgerId;
+  /** Delete the bookie ledger too (false once already gone). */
+  bookie: boolean;
+  /** Offload objects to delete. */
+  offloadUuids: string[];
+}
+
+export interface LedgerList {
+  format: 1;
+  ledgers: LedgerRecord[];
+  trash: TrashRecord[];
+}
+
+export interface VersionedList {
+  list: LedgerList;
+  version: number;
+}
+
+export function emptyList(): LedgerList {
+  return { format: 1, ledgers: [], trash: [] };
+}
+
+export function decodeList(name: string, value: Buffer): LedgerList {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value.toString('utf8'));
+  } catch (err) {
+    throw new CorruptDataError(`ledger list of log '${name}' is not valid JSON; restore logs/${name}`, {
+      cause: err,
+    });
+  }
+  const list = parsed as LedgerList;
+  if (list?.format !== 1 || !Array.isArray(list.ledgers)) {
+    throw new CorruptDataError(`ledger list of log '${name}' has an unknown format; restore logs/${name}`);
+  }
+  list.trash ??= [];
+  return list;
+}
+
+export function encodeList(list: LedgerList): Buffer {
+  return Buffer.from(JSON.stringify(list));
+}
+
+/** The ledger list of one log in metadata; every change is a CAS on its version. */
+export class LedgerListStore {
+  constructor(
+    private readonly metadata: MetadataStore,
+    readonly name: string,
+  ) {}
+
+  async read(): Promise<VersionedList | undefined> {
+    const v = await this.metadata.get(logKey(this.name));
+    if (!v) return undefined;
+    return { list: decodeList(this.name, v.value), version: v.version };
+  }
+
+  /** Read or create the list. */
+  async readOrCreate(): Promise<VersionedList> {
+    for (;;) {
+      const cur = await this.read();
+      if (cur) return cur;
+      const list = emptyList();
+      try {
+        const version = await this.metadata.put(logKey(this.name), encodeList(list), { createOnly: true });
+        return { list, version };
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'ALREADY_EXISTS') throw err;
+      }
+    }
+  }
+
+  /** CAS write; BadVersionError means another writer changed the list. */
+  async write(list: LedgerList, expectedVersion: number): Promise<number> {
+    return this.metadata.put(logKey(this.name), encodeList(list), { expectedVersion });
+  }
+
+  async remove(expectedVersion?: number): Promise<void> {
+    await this.metadata.delete(
+      logKey(this.name),
+      expectedVersion === undefined ? undefined : { expectedVersion },
+    );
+  }
+}
+
+export function isBadVersion(err: unknown): boolean {
+  return err instanceof BadVersionError || (err as { code?: string })?.code === 'BAD_VERSION';
+}

@@ -1,0 +1,219 @@
+import { type LedgerId, ManualClock, type Position, UnavailableError } from '@sluice/common';
+import test from 'ava';
+import type { ManagedLog } from './api.js';
+import { LedgerListStore } from './ledger-list.js';
+import { CUSTOM_LOG, CUSTOM_ROLE } from './log-keys.js';
+import { referencedLedgers } from './orphan-sweeper.js';
+import { createRig, type Rig } from './test-harness.js';
+
+let rig: Rig;
+test.beforeEach(async () => {
+  rig = await createRig();
+});
+test.afterEach.always(async () => {
+  await rig.close();
+});
+
+async function fill(log: ManagedLog, n: number, tag = 'm'): Promise<Position[]> {
+  return Promise.all(Array.from({ length: n }, (_, i) => log.append(Buffer.from(`${tag}${i}`))));
+}
+
+/** Ledgers in metadata that name `log` (data and cursor). */
+async function ledgersOf(log: string): Promise<Set<LedgerId>> {
+  const out = new Set<LedgerId>();
+  for (const { key } of await rig.metadata.listAll('ledgers/', { keysOnly: true })) {
+    const id = Number(key.slice(key.lastIndexOf('/') + 1));
+    if (!Number.isSafeInteger(id)) continue;
+    const md = await rig.ledgers.getLedgerMetadata(id);
+    if (md?.custom[CUSTOM_LOG] === log) out.add(id);
+  }
+  return out;
+}
+
+test.serial(
+  'trim - deletes consumed ledgers past retention, never the open one, leaving no orphans',
+  async (t) => {
+    const log = await rig.factory().open('t/ns/trim', { maxEntriesPerLedger: 5 });
+    const c = await log.openCursor('sub', 'earliest');
+    const ps = await fill(log, 23);
+    t.is(await log.trim(), 0, 'nothing consumed yet');
+    c.ackCumulative(ps[11]!);
+    await c.flush();
+    t.is(await log.trim(), 2);
+    t.deepEqual(log.firstPosition(), ps[10]);
+    c.ackCumulative(ps[22]!);
+    await c.flush();
+    await log.trim();
+    const stats = log.stats();
+    t.true(
+      stats.ledgers.every((l) => l.ledgerId >= ps[22]!.ledgerId),
+      'only the last ledgers remain',
+    );
+    t.true(stats.ledgers.some((l) => l.open));
+    const listed = await ledgersOf('t/ns/trim');
+    t.deepEqual([...listed].sort(), [...(await referencedLedgers(rig.metadata, 't/ns/trim'))].sort());
+    t.deepEqual((await new LedgerListStore(rig.metadata, 't/ns/trim').read())!.list.trash, []);
+  },
+);
+
+test.serial('trim - retention by size keeps consumed ledgers', async (t) => {
+  const log = await rig.factory().open('t/ns/ret', {
+    maxEntriesPerLedger: 5,
+    retentionSizeBytes: 300,
+    retentionTimeMs: -1,
+  });
+  const ps = await fill(log, 20, 'x'.repeat(40));
+  const c = await log.openCursor('sub', 'earliest');
+  c.ackCumulative(ps[19]!);
+  const sealed = () => log.stats().ledgers.filter((l) => !l.open);
+  const size = sealed()[0]!.size;
+  t.is(sealed().length, 3);
+  // Dropping the oldest leaves 2 ledgers (>= 300 bytes); dropping another would not.
+  t.is(await log.trim(), 1);
+  t.is(sealed().length, 2);
+  t.true(2 * size >= 300 && size < 300);
+  t.is(await log.trim(), 0);
+});
+
+test.serial(
+  'offload - offloaded ledgers read back identically after bookie copies are deleted',
+  async (t) => {
+    const log = await rig.factory().open('t/ns/off', { maxEntriesPerLedger: 10, offloadDeletionLagMs: 0 });
+    const ps = await fill(log, 45);
+    t.is(await log.offloadNow(), 4);
+    const stats = log.stats();
+    const sealed = stats.ledgers.filter((l) => !l.open);
+    t.true(sealed.every((l) => l.offloaded && l.bookieCopyDeleted && l.offloadUuid));
+    for (const l of sealed) t.is(await rig.ledgers.getLedgerMetadata(l.ledgerId), undefined);
+    t.true(stats.offloadedBytes > 0);
+    const back = await log.read(ps[0]!, 100);
+    t.deepEqual(
+      back.map((e) => e.payload.toString()),
+      Array.from({ length: 45 }, (_, i) => `m${i}`),
+    );
+    await log.close();
+    const fresh = await rig.factory().open('t/ns/off');
+    const again = await fresh.read(ps[0]!, 100);
+    t.deepEqual(
+      again.map((e) => e.payload.toString()),
+      Array.from({ length: 45 }, (_, i) => `m${i}`),
+    );
+    // Trimming an offloaded ledger deletes its objects too.
+    const c = await fresh.openCursor('sub', 'earliest');
+    c.ackCumulative(ps[44]!);
+    await fresh.trim();
+    const listing = await rig.offloader.list();
+    t.deepEqual(listing, []);
+  },
+);
+
+test.serial('offload - a failed attempt leaves no referenced object and a retry completes', async (t) => {
+  const log = await rig.factory().open('t/ns/offfail', { maxEntriesPerLedger: 10 });
+  await fill(log, 25);
+  const real = rig.offloader.offload.bind(rig.offloader);
+  let failures = 1;
+  rig.offloader.offload = async (source, options) => {
+    if (failures-- > 0) {
+      await real(source, options); // objects written, then the "process dies" before the list records it
+      throw new Error('simulated crash after upload');
+    }
+    return real(source, options);
+  };
+  await t.throwsAsync(log.offloadNow());
+  const pending = log.stats().ledgers.filter((l) => l.offloaded);
+  t.is(pending.length, 0, 'no offload referenced after the failure');
+  t.is(await log.offloadNow(), 2);
+  await (log as unknown as { maintain(): Promise<void> }).maintain();
+  const listing = await rig.offloader.list();
+  const referenced = new Set(
+    log
+      .stats()
+      .ledgers.map((l) => l.offloadUuid)
+      .filter(Boolean),
+  );
+  t.true(
+    listing.every((o) => referenced.has(o.uuid)),
+    'debris of the failed attempt was deleted',
+  );
+});
+
+test.serial('sweeper - deletes ledgers of a log that its list does not reference', async (t) => {
+  const f = rig.factory();
+  const log = await f.open('t/ns/sweep');
+  await fill(log, 3);
+  const orphan = await rig.ledgers.createLedger({
+    ensembleSize: 2,
+    writeQuorum: 2,
+    ackQuorum: 2,
+    custom: { [CUSTOM_LOG]: 't/ns/sweep', [CUSTOM_ROLE]: 'data' },
+  });
+  await orphan.close();
+  const young = await f.sweepOrphans({ log: 't/ns/sweep' });
+  t.deepEqual(young.deleted, [], 'young ledgers are left alone');
+  const res = await f.sweepOrphans({ log: 't/ns/sweep', graceMs: 0 });
+  t.deepEqual(res.deleted, [orphan.ledgerId]);
+  t.is(log.stats().entries, 3);
+});
+
+async function eventually(check: () => boolean | Promise<boolean>, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test.serial(
+  'offload - a failing cold tier is retried with backoff while the log keeps working',
+  async (t) => {
+    const real = rig.offloader.offload.bind(rig.offloader);
+    let down = true;
+    let attempts = 0;
+    rig.offloader.offload = async (source, options) => {
+      attempts++;
+      if (down) throw new UnavailableError('S3 endpoint refused the connection');
+      return real(source, options);
+    };
+    const log = await rig
+      .factory()
+      .open('t/ns/offretry', { maxEntriesPerLedger: 5, offloadThresholdBytes: 0 });
+    await fill(log, 12);
+    await eventually(() => attempts >= 2, 'offload retried');
+    t.is(log.stats().ledgers.filter((l) => l.offloaded).length, 0);
+    const more = await fill(log, 3, 'late');
+    t.is((await log.read(more[0]!, 3)).length, 3, 'the log keeps serving from bookies');
+    down = false;
+    await eventually(
+      () => log.stats().ledgers.filter((l) => l.offloaded).length >= 2,
+      'offload after recovery',
+    );
+    t.pass();
+  },
+);
+
+test.serial('rollover - by age once the ledger is old enough', async (t) => {
+  const clock = new ManualClock(Date.now());
+  const log = await rig.factory({ clock }).open('t/ns/age', { maxLedgerAgeMs: 1000, minLedgerAgeMs: 0 });
+  await fill(log, 2);
+  clock.advance(500);
+  t.is(log.stats().ledgers.length, 1);
+  clock.advance(600);
+  await eventually(() => log.stats().ledgers.length === 2, 'age rollover');
+  const [sealed] = log.stats().ledgers;
+  t.is(sealed!.entries, 2);
+  t.false(sealed!.open);
+});
+
+test.serial('delete - removes the list, cursors and every ledger', async (t) => {
+  const log = await rig.factory().open('t/ns/del', { maxEntriesPerLedger: 4 });
+  const c = await log.openCursor('sub', 'earliest');
+  const ps = await fill(log, 10);
+  c.ack(ps[3]!);
+  await c.flush();
+  await log.offloadNow();
+  await log.delete();
+  t.deepEqual([...(await ledgersOf('t/ns/del'))], []);
+  t.is(await new LedgerListStore(rig.metadata, 't/ns/del').read(), undefined);
+  t.deepEqual(await rig.metadata.listAll('cursors/t/ns/del/'), []);
+  t.deepEqual(await rig.offloader.list(), []);
+});

@@ -1,0 +1,268 @@
+import { randomUUID } from 'node:crypto';
+import { backoffDelay, type LedgerId, type Position, type Timer } from '@sluice/common';
+import type { LedgerRecord, TrashRecord } from './ledger-list.js';
+import type { LogContext } from './log-context.js';
+import type { LogReader } from './log-reader.js';
+
+/**
+ * Background work of one log: trimming consumed ledgers past retention,
+ * offloading closed ledgers by policy, deleting bookie copies after the
+ * offload lag, and emptying the trash. Every deletion is recorded in the
+ * ledger list (CAS) first and done after, so a crash leaves work in the
+ * trash to finish, never a ledger the list still needs.
+ */
+export class LogMaintenance {
+  private offloadRunning: Promise<number> | undefined;
+  private offloadFailures = 0;
+  private retryTimer: Timer | undefined;
+  private trimming: Promise<number> | undefined;
+
+  constructor(
+    private readonly ctx: LogContext,
+    private readonly reader: LogReader,
+    /** Mark-delete positions of every cursor. */
+    private readonly cursorPositions: () => Position[],
+    private readonly onTrimmed: () => void,
+  ) {}
+
+  /** Trim what no cursor and no retention holds; returns the number of ledgers removed. */
+  trim(): Promise<number> {
+    if (!this.trimming) {
+      this.trimming = this.doTrim().finally(() => {
+        this.trimming = undefined;
+      });
+    }
+    return this.trimming;
+  }
+
+  private async doTrim(): Promise<number> {
+    if (this.ctx.fenced || this.ctx.closed) return 0;
+    const c = this.ctx.config;
+    const now = this.ctx.clock.now();
+    const marks = this.cursorPositions();
+    const ledgers = this.ctx.list.ledgers;
+    let total = ledgers.reduce((n, l) => n + (l.sealed ? l.size : 0), 0);
+    const victims: LedgerRecord[] = [];
+    for (const rec of ledgers) {
+      if (!rec.sealed || rec === ledgers[ledgers.length - 1]) break;
+      const consumed = marks.every(
+        (m) => m.ledgerId > rec.ledgerId || (m.ledgerId === rec.ledgerId && m.entryId >= rec.entries - 1),
+      );
+      if (!consumed) break;
+      const expired = c.retentionTimeMs >= 0 && now - (rec.sealedAt ?? rec.ctime) >= c.retentionTimeMs;
+      const overSize = c.retentionSizeBytes >= 0 && total - rec.size >= c.retentionSizeBytes;
+      if (!expired && !overSize) break;
+      victims.push(rec);
+      total -= rec.size;
+    }
+    if (victims.length === 0) {
+      await this.emptyTrash();
+      return 0;
+    }
+    const ids = new Set(victims.map((v) => v.ledgerId));
+    await this.ctx.mutateList((list) => {
+      list.ledgers = list.ledgers.filter((l) => !ids.has(l.ledgerId));
+      for (const v of victims) list.trash.push(trashOf(v));
+    });
+    for (const id of ids) await this.reader.dropLedger(id);
+    this.ctx.metrics.trimmedLedgers.inc(ids.size);
+    this.ctx.logger.info({ log: this.ctx.name, ledgers: [...ids] }, 'trimmed ledgers');
+    this.onTrimmed();
+    await this.emptyTrash();
+    return ids.size;
+  }
+
+  /** Delete what the trash lists, then drop the done records (CAS). Failures stay for the next run. */
+  async emptyTrash(): Promise<void> {
+    const trash = [...this.ctx.list.trash];
+    if (trash.length === 0 || this.ctx.fenced) return;
+    const done: TrashRecord[] = [];
+    for (const t of trash) {
+      try {
+        if (t.bookie) await this.ctx.ledgers.deleteLedger(t.ledgerId);
+        if (t.offloadUuids.length > 0) {
+          if (!this.ctx.offloader) {
+            this.ctx.logger.warn(
+              { log: this.ctx.name, ledgerId: t.ledgerId },
+              'offloaded objects to delete but no offloader is configured; keeping them in the trash',
+            );
+            continue;
+          }
+          for (const uuid of t.offloadUuids) await this.ctx.offloader.delete(t.ledgerId, uuid);
+        }
+        done.push(t);
+      } catch (err) {
+        this.ctx.logger.warn(
+          { log: this.ctx.name, ledgerId: t.ledgerId, err },
+          'deleting trashed ledger failed',
+        );
+      }
+    }
+    if (done.length === 0) return;
+    await this.ctx.mutateList((list) => {
+      list.trash = list.trash.filter((t) => !done.some((d) => sameTrash(d, t)));
+    });
+  }
+
+  /** Offload ledgers the policy selects (or every closed ledger with `all`). */
+  offload(all: boolean): Promise<number> {
+    if (!this.ctx.offloader) return Promise.resolve(0);
+    if (!this.offloadRunning) {
+      this.offloadRunning = this.doOffload(all).finally(() => {
+        this.offloadRunning = undefined;
+      });
+      return this.offloadRunning;
+    }
+    // One offload pass at a time; an explicit request runs after the current one.
+    return all ? this.offloadRunning.then(() => this.offload(true)) : this.offloadRunning;
+  }
+
+  private candidates(all: boolean): LedgerRecord[] {
+    const c = this.ctx.config;
+    const now = this.ctx.clock.now();
+    const sealed = this.ctx.list.ledgers.filter(
+      (l) => l.sealed && l.entries > 0 && l.offload?.state !== 'complete',
+    );
+    if (all) return sealed;
+    const picked = new Set<LedgerId>();
+    if (c.offloadAgeMs >= 0) {
+      for (const l of sealed) if (now - (l.sealedAt ?? l.ctime) >= c.offloadAgeMs) picked.add(l.ledgerId);
+    }
+    if (c.offloadThresholdBytes >= 0) {
+      let resident = this.ctx.list.ledgers
+        .filter((l) => !l.bookieDeleted && l.offload?.state !== 'complete')
+        .reduce((n, l) => n + l.size, 0);
+      for (const l of sealed) {
+        if (resident <= c.offloadThresholdBytes) break;
+        picked.add(l.ledgerId);
+        resident -= l.size;
+      }
+    }
+    return sealed.filter((l) => picked.has(l.ledgerId));
+  }
+
+  private async doOffload(all: boolean): Promise<number> {
+    let done = 0;
+    for (const rec of this.candidates(all)) {
+      if (this.ctx.fenced || this.ctx.closed) break;
+      try {
+        await this.offloadOne(rec.ledgerId);
+        done++;
+        this.offloadFailures = 0;
+      } catch (err) {
+        this.ctx.metrics.offloadFailures.inc();
+        const delay = backoffDelay(this.offloadFailures++, { maxDelayMs: 60_000 });
+        this.ctx.logger.warn(
+          { log: this.ctx.name, ledgerId: rec.ledgerId, err, retryInMs: delay },
+          'offload failed; the log keeps serving from bookies and retries',
+        );
+        this.scheduleRetry(delay, all);
+        if (all) throw err;
+        break;
+      }
+    }
+    await this.deleteOffloadedBookieCopies();
+    return done;
+  }
+
+  private scheduleRetry(delay: number, all: boolean): void {
+    if (this.retryTimer || this.ctx.closed) return;
+    this.retryTimer = this.ctx.clock.setTimeout(() => {
+      this.retryTimer = undefined;
+      this.offload(all).catch(() => undefined);
+    }, delay);
+  }
+
+  private async offloadOne(ledgerId: LedgerId): Promise<void> {
+    const offloader = this.ctx.offloader!;
+    const uuid = randomUUID();
+    // Record the attempt before any byte is uploaded: a crash leaves a
+    // `pending` uuid whose objects the next attempt trashes. Readers only
+    // ever use `complete` offloads.
+    const rec = await this.ctx.mutateList((list) => {
+      const r = list.ledgers.find((l) => l.ledgerId === ledgerId);
+      if (!r || r.offload?.state === 'complete') return undefined;
+      if (r.offload?.state === 'pending') {
+        list.trash.push({ ledgerId, bookie: false, offloadUuids: [r.offload.uuid] });
+      }
+      r.offload = { uuid, state: 'pending' };
+      return { ...r };
+    });
+    if (!rec) return;
+    const reader = await this.ctx.ledgers.openLedger(ledgerId);
+    try {
+      await offloader.offload(
+        {
+          ledgerId,
+          metadata: reader.metadata,
+          lastEntryId: rec.entries - 1,
+          read: (first, last) => reader.read(first, last),
+        },
+        uuid,
+        { 'sluice.log': this.ctx.name },
+      );
+    } finally {
+      await reader.close().catch(() => undefined);
+    }
+    await this.ctx.mutateList((list) => {
+      const r = list.ledgers.find((l) => l.ledgerId === ledgerId);
+      if (r?.offload?.uuid === uuid)
+        r.offload = { uuid, state: 'complete', completedAt: this.ctx.clock.now() };
+    });
+    this.ctx.metrics.offloadedLedgers.inc();
+    this.ctx.logger.info({ log: this.ctx.name, ledgerId, uuid }, 'ledger offloaded');
+  }
+
+  /** Delete bookie copies of ledgers offloaded at least `offloadDeletionLagMs` ago. */
+  async deleteOffloadedBookieCopies(): Promise<number> {
+    const now = this.ctx.clock.now();
+    const lag = this.ctx.config.offloadDeletionLagMs;
+    const due = this.ctx.list.ledgers.filter(
+      (l) => l.offload?.state === 'complete' && !l.bookieDeleted && now - (l.offload.completedAt ?? 0) >= lag,
+    );
+    if (due.length === 0 || this.ctx.fenced) return 0;
+    const ids = new Set(due.map((d) => d.ledgerId));
+    await this.ctx.mutateList((list) => {
+      for (const l of list.ledgers) {
+        if (ids.has(l.ledgerId)) {
+          l.bookieDeleted = true;
+          list.trash.push({ ledgerId: l.ledgerId, bookie: true, offloadUuids: [] });
+        }
+      }
+    });
+    for (const id of ids) await this.reader.dropLedger(id, ['bookie']);
+    await this.emptyTrash();
+    return ids.size;
+  }
+
+  /** Periodic pass: trash, trim, offload policy, bookie-copy deletion. */
+  async tick(): Promise<void> {
+    await this.emptyTrash();
+    await this.trim();
+    await this.offload(false);
+  }
+
+  close(): void {
+    this.retryTimer?.clear();
+    this.retryTimer = undefined;
+  }
+
+  async idle(): Promise<void> {
+    await this.offloadRunning?.catch(() => undefined);
+    await this.trimming?.catch(() => undefined);
+  }
+}
+
+function trashOf(rec: LedgerRecord): TrashRecord {
+  return {
+    ledgerId: rec.ledgerId,
+    bookie: !rec.bookieDeleted,
+    offloadUuids: rec.offload ? [rec.offload.uuid] : [],
+  };
+}
+
+function sameTrash(a: TrashRecord, b: TrashRecord): boolean {
+  return (
+    a.ledgerId === b.ledgerId && a.bookie === b.bookie && a.offloadUuids.join() === b.offloadUuids.join()
+  );
+}

@@ -1,0 +1,374 @@
+import {
+  backoffDelay,
+  ClosedError,
+  FencedError,
+  isRetriable,
+  type LedgerId,
+  type Position,
+  ResourceExhaustedError,
+  type Timer,
+} from '@sluice/common';
+import type { LedgerMetadata, LedgerWriter } from '@sluice/ledger';
+import type { LogContext } from './log-context.js';
+import { ledgerCustom } from './log-keys.js';
+
+interface PendingAppend {
+  payload: Buffer;
+  resolve: (p: Position) => void;
+  reject: (err: unknown) => void;
+  started: number;
+  /** Set once the current ledger acknowledged it (resolution waits for every earlier one). */
+  entryId?: number;
+}
+
+type WriterState = 'writing' | 'rolling' | 'fenced' | 'closed';
+
+/**
+ * The append path of a log: many appends in flight on the open ledger,
+ * resolved in order; rollover by entries, bytes or age (after a minimum age)
+ * and when the ledger fails in a way its own ensemble change could not fix.
+ * On such a failure every append not yet acknowledged is re-issued, in
+ * order, on the new ledger; an entry that reached bookies but was never
+ * acknowledged may then exist twice (at-least-once), never zero times.
+ */
+export class LogWriter {
+  private writer: LedgerWriter | undefined;
+  private state: WriterState = 'rolling';
+  private inflight: PendingAppend[] = [];
+  private queued: PendingAppend[] = [];
+  /** Bumped for every new ledger: callbacks of an abandoned ledger are ignored. */
+  private generation = 0;
+  private issuedEntries = 0;
+  private issuedBytes = 0;
+  private confirmedEntries = 0;
+  private confirmedBytes = 0;
+  private ledgerCtime = 0;
+  private rolling: Promise<void> | undefined;
+  private ageTimer: Timer | undefined;
+  private drained: (() => void) | undefined;
+  /** Rollovers after write failures since the last acknowledged append. */
+  private failedRolls = 0;
+
+  constructor(
+    private readonly ctx: LogContext,
+    private readonly onConfirmed: (p: Position, payload: Buffer) => void,
+    private readonly onRolled: () => void,
+  ) {
+    ctx.openEntries = (ledgerId) => (this.writer?.ledgerId === ledgerId ? this.confirmedEntries : 0);
+    ctx.onFenced(() => this.failAll(ctx.fencedError()));
+  }
+
+  get openLedgerId(): LedgerId | undefined {
+    return this.writer?.ledgerId;
+  }
+
+  get openLedgerBytes(): number {
+    return this.confirmedBytes;
+  }
+
+  /** Take over a ledger that is already in the list (created at open). */
+  start(writer: LedgerWriter): void {
+    this.install(writer);
+  }
+
+  append(payload: Buffer): Promise<Position> {
+    if (this.state === 'fenced' || this.ctx.fenced) return Promise.reject(this.ctx.fencedError());
+    if (this.state === 'closed') {
+      return Promise.reject(new ClosedError(`managed log '${this.ctx.name}' is closed; reopen it to append`));
+    }
+    if (this.inflight.length + this.queued.length >= this.ctx.config.maxPendingAppends) {
+      return Promise.reject(
+        new ResourceExhaustedError(
+          `managed log '${this.ctx.name}' has ${this.ctx.config.maxPendingAppends} appends pending; ` +
+            'wait for earlier appends or raise maxPendingAppends',
+        ),
+      );
+    }
+    return new Promise<Position>((resolve, reject) => {
+      const p: PendingAppend = { payload, resolve, reject, started: this.ctx.clock.now() };
+      if (this.state === 'writing' && !this.full()) this.issue(p);
+      else {
+        this.queued.push(p);
+        if (this.state === 'writing') this.maybeRoll();
+      }
+    });
+  }
+
+  private full(): boolean {
+    const c = this.ctx.config;
+    return this.issuedEntries >= c.maxEntriesPerLedger || this.issuedBytes >= c.maxBytesPerLedger;
+  }
+
+  private maybeRoll(): void {
+    if (this.rolling) return;
+    const age = this.ctx.clock.now() - this.ledgerCtime;
+    if (age >= this.ctx.config.minLedgerAgeMs) {
+      this.rollover('size');
+      return;
+    }
+    // Full but younger than the minimum age: appends wait until it may roll.
+    this.armTimer(this.ctx.config.minLedgerAgeMs - age);
+  }
+
+  private issue(p: PendingAppend): void {
+    const writer = this.writer!;
+    const gen = this.generation;
+    this.inflight.push(p);
+    this.issuedEntries++;
+    this.issuedBytes += p.payload.length;
+    writer.addEntry(p.payload).then(
+      (entryId) => {
+        if (gen !== this.generation) return;
+        p.entryId = entryId;
+        this.settleInOrder(writer.ledgerId);
+      },
+      (err) => {
+        if (gen !== this.generation) return;
+        this.onWriteError(err);
+      },
+    );
+  }
+
+  private settleInOrder(ledgerId: LedgerId): void {
+    while (this.inflight.length > 0 && this.inflight[0]!.entryId !== undefined) {
+      const p = this.inflight.shift()!;
+      this.failedRolls = 0;
+      const pos = { ledgerId, entryId: p.entryId! };
+      this.confirmedEntries = Math.max(this.confirmedEntries, pos.entryId + 1);
+      this.confirmedBytes += p.payload.length;
+      const m = this.ctx.metrics;
+      m.appends.inc();
+      m.appendBytes.inc(p.payload.length);
+      m.appendLatency.observe((this.ctx.clock.now() - p.started) / 1000);
+      this.onConfirmed(pos, p.payload);
+      p.resolve(pos);
+    }
+    if (this.inflight.length === 0) this.drained?.();
+  }
+
+  private onWriteError(err: unknown): void {
+    if (err instanceof FencedError || (err as { code?: string })?.code === 'FENCED') {
+      this.ctx.markFenced();
+      return;
+    }
+    this.ctx.logger.warn(
+      { log: this.ctx.name, ledgerId: this.writer?.ledgerId, err },
+      'ledger write failed; rolling over and re-issuing pending appends',
+    );
+    // Abandon the ledger: later callbacks from it are ignored and everything
+    // it did not acknowledge in order goes again, first, on the next ledger.
+    this.generation++;
+    for (const p of this.inflight) p.entryId = undefined;
+    this.queued = [...this.inflight, ...this.queued];
+    this.inflight = [];
+    this.drained?.();
+    this.rollover('write-failure');
+  }
+
+  /** Start a rollover unless one runs; resolves when it completes. */
+  rollover(reason: string): Promise<void> {
+    if (this.rolling) return this.rolling;
+    if (this.state !== 'writing') return Promise.resolve();
+    this.state = 'rolling';
+    this.ageTimer?.clear();
+    this.ageTimer = undefined;
+    this.ctx.metrics.rollovers.inc({ reason });
+    this.rolling = this.doRollover(reason === 'write-failure').finally(() => {
+      this.rolling = undefined;
+      // Appends that arrived while rolling may already fill the new ledger.
+      if (this.state === 'writing' && this.queued.length > 0) this.maybeRoll();
+    });
+    return this.rolling;
+  }
+
+  private async doRollover(afterFailure: boolean): Promise<void> {
+    const old = this.writer!;
+    if (afterFailure) {
+      // Back off when ledger after ledger fails (e.g. too few bookies up): no hot loop.
+      const failures = this.failedRolls++;
+      if (failures > 0) await this.ctx.clock.sleep(backoffDelay(failures - 1));
+    }
+    const next = this.createLedgerWithRetry();
+    await this.waitDrained();
+    const closed = await this.closeQuietly(old);
+    if (this.state === 'fenced' || this.ctx.fenced) {
+      await next.then(
+        (w) => this.discard(w),
+        () => undefined,
+      );
+      return;
+    }
+    let writer: LedgerWriter;
+    try {
+      writer = await next;
+    } catch (err) {
+      this.failAll(err);
+      return;
+    }
+    const entries = closed ? closed.lastEntryId + 1 : this.confirmedEntries;
+    const size = closed ? closed.length : this.confirmedBytes;
+    try {
+      await this.ctx.mutateList((list) => {
+        const i = list.ledgers.findIndex((l) => l.ledgerId === old.ledgerId);
+        if (i >= 0) {
+          const rec = list.ledgers[i]!;
+          if (entries === 0) {
+            list.ledgers.splice(i, 1);
+            list.trash.push({ ledgerId: rec.ledgerId, bookie: true, offloadUuids: [] });
+          } else {
+            Object.assign(rec, { entries, size, sealed: true, sealedAt: this.ctx.clock.now() });
+          }
+        }
+        list.ledgers.push({
+          ledgerId: writer.ledgerId,
+          entries: 0,
+          size: 0,
+          ctime: writer.metadata.ctime,
+          sealed: false,
+        });
+      });
+    } catch (err) {
+      await this.discard(writer);
+      if (!this.ctx.fenced) this.ctx.logger.error({ log: this.ctx.name, err }, 'ledger list update failed');
+      this.failAll(err);
+      return;
+    }
+    if (this.state === 'closed') {
+      await this.closeQuietly(writer);
+      return;
+    }
+    this.install(writer);
+    this.onRolled();
+  }
+
+  private install(writer: LedgerWriter): void {
+    this.generation++;
+    this.writer = writer;
+    this.issuedEntries = 0;
+    this.issuedBytes = 0;
+    this.confirmedEntries = 0;
+    this.confirmedBytes = 0;
+    this.ledgerCtime = this.ctx.clock.now();
+    this.state = 'writing';
+    this.armTimer(this.ctx.config.maxLedgerAgeMs);
+    const waiting = this.queued;
+    this.queued = [];
+    for (const p of waiting) {
+      if (this.state === 'writing' && !this.full()) this.issue(p);
+      else this.queued.push(p);
+    }
+    if (this.queued.length > 0) this.maybeRoll();
+  }
+
+  private armTimer(ms: number): void {
+    this.ageTimer?.clear();
+    this.ageTimer = this.ctx.clock.setTimeout(
+      () => {
+        this.ageTimer = undefined;
+        if (this.state !== 'writing') return;
+        const age = this.ctx.clock.now() - this.ledgerCtime;
+        const c = this.ctx.config;
+        if (this.queued.length > 0 && age >= c.minLedgerAgeMs) void this.rollover('size');
+        else if (age >= c.maxLedgerAgeMs && age >= c.minLedgerAgeMs && this.issuedEntries > 0) {
+          void this.rollover('age');
+        } else this.armTimer(Math.max(1, c.maxLedgerAgeMs - age));
+      },
+      Math.max(1, ms),
+    );
+  }
+
+  private waitDrained(): Promise<void> {
+    if (this.inflight.length === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.drained = () => {
+        if (this.inflight.length > 0) return;
+        this.drained = undefined;
+        resolve();
+      };
+    });
+  }
+
+  private async createLedgerWithRetry(): Promise<LedgerWriter> {
+    const c = this.ctx.config;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.ctx.ledgers.createLedger({
+          ensembleSize: c.ensembleSize,
+          writeQuorum: c.writeQuorum,
+          ackQuorum: c.ackQuorum,
+          custom: ledgerCustom(this.ctx.name, 'data'),
+        });
+      } catch (err) {
+        // Appends wait (bounded by maxPendingAppends) while bookies are short.
+        if (!isRetriable(err) || this.state === 'closed' || this.ctx.fenced) throw err;
+        const delay = backoffDelay(attempt);
+        this.ctx.logger.warn({ log: this.ctx.name, err, delay }, 'cannot create a ledger yet; retrying');
+        await this.ctx.clock.sleep(delay);
+      }
+    }
+  }
+
+  private async closeQuietly(w: LedgerWriter): Promise<LedgerMetadata | undefined> {
+    try {
+      return await w.close();
+    } catch (err) {
+      this.ctx.logger.warn({ log: this.ctx.name, ledgerId: w.ledgerId, err }, 'closing ledger failed');
+      return undefined;
+    }
+  }
+
+  private async discard(w: LedgerWriter): Promise<void> {
+    await this.closeQuietly(w);
+    try {
+      await this.ctx.ledgers.deleteLedger(w.ledgerId);
+    } catch (err) {
+      // The orphan sweeper deletes it later (its custom names this log).
+      this.ctx.logger.warn(
+        { log: this.ctx.name, ledgerId: w.ledgerId, err },
+        'deleting unused ledger failed',
+      );
+    }
+  }
+
+  private failAll(err: unknown): void {
+    if (this.ctx.fenced) this.state = 'fenced';
+    this.generation++;
+    const all = [...this.inflight, ...this.queued];
+    this.inflight = [];
+    this.queued = [];
+    for (const p of all) p.reject(err);
+    this.drained?.();
+  }
+
+  /**
+   * Wait for in-flight appends, close the open ledger and record it sealed
+   * (an empty one is dropped). Appends after this fail with ClosedError.
+   */
+  async close(): Promise<void> {
+    if (this.rolling) await this.rolling.catch(() => undefined);
+    const wasWriting = this.state === 'writing';
+    if (this.state !== 'fenced') this.state = 'closed';
+    this.ageTimer?.clear();
+    this.ageTimer = undefined;
+    await this.waitDrained();
+    for (const p of this.queued.splice(0)) {
+      p.reject(new ClosedError(`managed log '${this.ctx.name}' closed before this append was written`));
+    }
+    const w = this.writer;
+    if (!w || !wasWriting || this.ctx.fenced) return;
+    const closed = await this.closeQuietly(w);
+    const entries = closed ? closed.lastEntryId + 1 : this.confirmedEntries;
+    const size = closed ? closed.length : this.confirmedBytes;
+    await this.ctx.mutateList((list) => {
+      const i = list.ledgers.findIndex((l) => l.ledgerId === w.ledgerId);
+      if (i < 0) return;
+      if (entries === 0) {
+        list.ledgers.splice(i, 1);
+        list.trash.push({ ledgerId: w.ledgerId, bookie: true, offloadUuids: [] });
+      } else {
+        Object.assign(list.ledgers[i]!, { entries, size, sealed: true, sealedAt: this.ctx.clock.now() });
+      }
+    });
+    this.confirmedEntries = entries;
+  }
+}

@@ -1,0 +1,348 @@
+import { ClosedError, comparePositions, type Position, type Timer, UnavailableError } from '@sluice/common';
+import type { LedgerWriter } from '@sluice/ledger';
+import { AckSet } from './ack-set.js';
+import type {
+  Cursor,
+  CursorStats,
+  InitialPosition,
+  LedgerInfo,
+  LogEntry,
+  LogStats,
+  ManagedLog,
+} from './api.js';
+import { CursorStore } from './cursor-store.js';
+import type { LogContext } from './log-context.js';
+import { checkCursorName, cursorPrefix } from './log-keys.js';
+import { LogMaintenance } from './log-maintenance.js';
+import { LogReader } from './log-reader.js';
+import { LogWriter } from './log-writer.js';
+import { ManagedCursor } from './managed-cursor.js';
+
+interface Waiter {
+  after: Position | undefined;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+  cleanup: () => void;
+}
+
+/** A topic's log: the writer, reader, cursors and maintenance of one open log. */
+export class ManagedLogImpl implements ManagedLog {
+  private readonly writer: LogWriter;
+  private readonly reader: LogReader;
+  private readonly maintenance: LogMaintenance;
+  private readonly cursorMap = new Map<string, ManagedCursor>();
+  private readonly openingCursors = new Map<string, Promise<ManagedCursor>>();
+  private waiters: Waiter[] = [];
+  private tickTimer: Timer | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    private readonly ctx: LogContext,
+    firstWriter: LedgerWriter,
+    private readonly onClosed: () => void,
+  ) {
+    this.reader = new LogReader(ctx);
+    this.writer = new LogWriter(
+      ctx,
+      (p, payload) => {
+        this.reader.tail.put(p.ledgerId, p.entryId, payload);
+        this.wake();
+      },
+      () => {
+        const c = ctx.config;
+        if (c.offloadAgeMs >= 0 || c.offloadThresholdBytes >= 0) {
+          this.maintenance.offload(false).catch(() => undefined);
+        }
+      },
+    );
+    this.maintenance = new LogMaintenance(
+      ctx,
+      this.reader,
+      () => [...this.cursorMap.values()].map((c) => c.markDelete),
+      () => {
+        const first = ctx.firstPosition();
+        for (const c of this.cursorMap.values()) c.onTrimmed(first);
+      },
+    );
+    this.writer.start(firstWriter);
+    ctx.onFenced(() => this.wake());
+    this.armTick();
+  }
+
+  /** Load every persisted cursor, so that trimming respects subscriptions not yet reopened. */
+  async loadCursors(): Promise<void> {
+    const prefix = cursorPrefix(this.ctx.name);
+    const keys = await this.ctx.metadata.listAll(prefix, { keysOnly: true });
+    for (const k of keys) {
+      const name = k.key.slice(k.key.indexOf(prefix) + prefix.length);
+      const store = new CursorStore(this.ctx, name);
+      const loaded = await store.load();
+      if (loaded) this.cursorMap.set(name, new ManagedCursor(this.ctx, name, store, loaded.state));
+    }
+  }
+
+  get name(): string {
+    return this.ctx.name;
+  }
+
+  get fenced(): boolean {
+    return this.ctx.fenced;
+  }
+
+  append(payload: Buffer): Promise<Position> {
+    return this.writer.append(payload);
+  }
+
+  lastPosition(): Position | undefined {
+    return this.ctx.lastPosition();
+  }
+
+  firstPosition(): Position | undefined {
+    return this.ctx.firstPosition();
+  }
+
+  read(from: Position, maxEntries: number): Promise<LogEntry[]> {
+    if (this.ctx.closed) return Promise.reject(this.closedError());
+    return this.reader.read(from, maxEntries);
+  }
+
+  nextPosition(p: Position): Position | undefined {
+    return this.ctx.nextPosition(p);
+  }
+
+  entriesAfter(p: Position): number {
+    return this.ctx.entriesAfter(p);
+  }
+
+  waitForEntryAfter(p: Position | undefined, signal?: AbortSignal): Promise<void> {
+    if (this.hasEntryAfter(p) || this.ctx.closed || this.ctx.fenced) return Promise.resolve();
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        reject(signal!.reason);
+      };
+      const waiter: Waiter = {
+        after: p,
+        resolve,
+        reject,
+        cleanup: () => signal?.removeEventListener('abort', onAbort),
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiters.push(waiter);
+    });
+  }
+
+  private hasEntryAfter(p: Position | undefined): boolean {
+    const last = this.ctx.lastPosition();
+    if (!last) return false;
+    return !p || comparePositions(last, p) > 0;
+  }
+
+  private wake(): void {
+    if (this.waiters.length === 0) return;
+    const done = this.ctx.closed || this.ctx.fenced;
+    const keep: Waiter[] = [];
+    for (const w of this.waiters) {
+      if (done || this.hasEntryAfter(w.after)) {
+        w.cleanup();
+        w.resolve();
+      } else keep.push(w);
+    }
+    this.waiters = keep;
+  }
+
+  openCursor(name: string, initial: InitialPosition = 'latest'): Promise<Cursor> {
+    checkCursorName(name);
+    if (this.ctx.closed) return Promise.reject(this.closedError());
+    const existing = this.cursorMap.get(name);
+    if (existing) return Promise.resolve(existing);
+    let opening = this.openingCursors.get(name);
+    if (!opening) {
+      opening = this.createCursor(name, initial).finally(() => this.openingCursors.delete(name));
+      this.openingCursors.set(name, opening);
+    }
+    return opening;
+  }
+
+  private async createCursor(name: string, initial: InitialPosition): Promise<ManagedCursor> {
+    const store = new CursorStore(this.ctx, name);
+    const loaded = await store.load();
+    let cursor: ManagedCursor;
+    if (loaded) {
+      cursor = new ManagedCursor(this.ctx, name, store, loaded.state);
+    } else {
+      const markDelete =
+        initial === 'earliest'
+          ? this.ctx.previousPosition(this.ctx.firstPosition() ?? this.ctx.endPosition())
+          : (this.ctx.lastPosition() ?? this.ctx.previousPosition(this.ctx.endPosition()));
+      const state = { markDelete, acks: new AckSet(), batches: new Map() };
+      await store.create(state);
+      cursor = new ManagedCursor(this.ctx, name, store, state);
+    }
+    this.cursorMap.set(name, cursor);
+    return cursor;
+  }
+
+  async deleteCursor(name: string): Promise<void> {
+    await this.openingCursors.get(name)?.catch(() => undefined);
+    const cursor = this.cursorMap.get(name);
+    if (cursor) {
+      this.cursorMap.delete(name);
+      await cursor.destroy();
+      return;
+    }
+    const store = new CursorStore(this.ctx, name);
+    if (await store.load()) await store.destroy();
+  }
+
+  cursors(): Cursor[] {
+    return [...this.cursorMap.values()];
+  }
+
+  offloadNow(): Promise<number> {
+    return this.maintenance.offload(true);
+  }
+
+  trim(): Promise<number> {
+    return this.maintenance.trim();
+  }
+
+  /** Run one maintenance pass now (trash, trim, offload policy, bookie-copy deletion). */
+  maintain(): Promise<void> {
+    return this.maintenance.tick();
+  }
+
+  async seekByTime(time: number, timeOf: (payload: Buffer) => number): Promise<Position> {
+    // Binary search over the log's global entry index.
+    const spans = this.ctx.list.ledgers
+      .map((rec) => ({ ledgerId: rec.ledgerId, n: this.ctx.entriesOf(rec) }))
+      .filter((s) => s.n > 0);
+    const total = spans.reduce((n, s) => n + s.n, 0);
+    const at = (i: number): Position => {
+      for (const s of spans) {
+        if (i < s.n) return { ledgerId: s.ledgerId, entryId: i };
+        i -= s.n;
+      }
+      return this.ctx.endPosition();
+    };
+    let lo = 0;
+    let hi = total;
+    while (lo < hi) {
+      const mid = Math.floor((lo + hi) / 2);
+      const [entry] = await this.reader.read(at(mid), 1);
+      if (entry && timeOf(entry.payload) >= time) hi = mid;
+      else lo = mid + 1;
+    }
+    return at(lo);
+  }
+
+  stats(): LogStats {
+    const ls = this.ctx.list.ledgers;
+    const ledgers: LedgerInfo[] = ls.map((rec) => {
+      const open = !rec.sealed;
+      const info: LedgerInfo = {
+        ledgerId: rec.ledgerId,
+        entries: this.ctx.entriesOf(rec),
+        size: open && rec.ledgerId === this.writer.openLedgerId ? this.writer.openLedgerBytes : rec.size,
+        ctime: rec.ctime,
+        offloaded: rec.offload?.state === 'complete',
+        bookieCopyDeleted: rec.bookieDeleted === true,
+        open,
+      };
+      if (rec.offload?.state === 'complete') info.offloadUuid = rec.offload.uuid;
+      return info;
+    });
+    const cursors: CursorStats[] = [...this.cursorMap.values()].map((c) => {
+      const s: CursorStats = {
+        name: c.name,
+        markDelete: { ...c.markDelete },
+        ackRanges: c.ackRangeCount(),
+        backlog: c.backlog(),
+        partialBatches: c.partialBatches,
+      };
+      if (c.store.ledgerId !== undefined) s.cursorLedgerId = c.store.ledgerId;
+      return s;
+    });
+    return {
+      entries: ledgers.reduce((n, l) => n + l.entries, 0),
+      storageBytes: ledgers.filter((l) => !l.bookieCopyDeleted).reduce((n, l) => n + l.size, 0),
+      offloadedBytes: ledgers.filter((l) => l.offloaded).reduce((n, l) => n + l.size, 0),
+      ledgers,
+      cursors,
+    };
+  }
+
+  private armTick(): void {
+    this.tickTimer = this.ctx.clock.setTimeout(() => {
+      this.tickTimer = undefined;
+      if (this.ctx.closed || this.ctx.fenced) return;
+      this.maintenance
+        .tick()
+        .catch((err) => this.ctx.logger.warn({ log: this.ctx.name, err }, 'log maintenance failed'))
+        .finally(() => {
+          if (!this.ctx.closed) this.armTick();
+        });
+    }, this.ctx.config.maintenanceIntervalMs);
+  }
+
+  private closedError(): ClosedError {
+    return new ClosedError(`managed log '${this.ctx.name}' is closed; reopen it`);
+  }
+
+  close(): Promise<void> {
+    if (!this.closing) this.closing = this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
+    this.tickTimer?.clear();
+    this.tickTimer = undefined;
+    this.maintenance.close();
+    try {
+      await this.writer.close();
+      await this.maintenance.idle();
+      const errors: unknown[] = [];
+      for (const c of this.cursorMap.values()) {
+        await c.close().catch((err) => errors.push(err));
+      }
+      if (errors.length > 0 && !this.ctx.fenced) throw errors[0];
+    } finally {
+      this.ctx.closed = true;
+      this.wake();
+      await this.reader.close();
+      this.onClosed();
+    }
+  }
+
+  async delete(): Promise<void> {
+    await this.openingCursors
+      .values()
+      .next()
+      .value?.catch(() => undefined);
+    for (const c of this.cursorMap.values()) await c.destroy();
+    this.cursorMap.clear();
+    await this.close();
+    // The list records every ledger in the trash before anything is deleted.
+    const current = await this.ctx.store.read();
+    if (!current) return;
+    const list = current.list;
+    for (const rec of list.ledgers) {
+      list.trash.push({
+        ledgerId: rec.ledgerId,
+        bookie: !rec.bookieDeleted,
+        offloadUuids: rec.offload ? [rec.offload.uuid] : [],
+      });
+    }
+    list.ledgers = [];
+    this.ctx.version = await this.ctx.store.write(list, current.version);
+    this.ctx.list = list;
+    await this.maintenance.emptyTrash();
+    if (this.ctx.list.trash.length > 0) {
+      throw new UnavailableError(
+        `log '${this.ctx.name}' was emptied but ${this.ctx.list.trash.length} ledgers could not be deleted yet; call delete again`,
+      );
+    }
+    await this.ctx.store.remove(this.ctx.version);
+  }
+}
