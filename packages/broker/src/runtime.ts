@@ -1,0 +1,61 @@
+import { createLogger, createRegistry, type Logger, type Registry } from '@sluice/common';
+import { BookKeeperClient } from '@sluice/ledger';
+import { type ManagedLogConfig, ManagedLogFactory } from '@sluice/managed-log';
+import type { MetadataStore } from '@sluice/metadata';
+import { type Offloader, openOffloader } from '@sluice/offload';
+import { Broker, type BrokerOptions } from './broker.js';
+
+export interface BrokerRuntimeOptions extends Omit<BrokerOptions, 'logs' | 'metadata'> {
+  metadata: MetadataStore;
+  /** Cold tier URL (`file:///dir` or `s3://bucket/prefix?...`); none disables offload. */
+  offloadUrl?: string;
+  /** Managed-log settings for every topic (policies override persistence/retention/offload). */
+  logDefaults?: Partial<ManagedLogConfig>;
+  registry?: Registry;
+  logger?: Logger;
+}
+
+/** A broker with its ledger client, managed-log factory and offloader: what `sluice broker` runs. */
+export class BrokerRuntime {
+  private constructor(
+    readonly broker: Broker,
+    private readonly ledgers: BookKeeperClient,
+    private readonly logs: ManagedLogFactory,
+    private readonly offloader: Offloader | undefined,
+  ) {}
+
+  static async start(opts: BrokerRuntimeOptions): Promise<BrokerRuntime> {
+    const registry = opts.registry ?? createRegistry();
+    const logger = opts.logger ?? createLogger('broker');
+    const ledgers = new BookKeeperClient({
+      metadata: opts.metadata,
+      registry,
+      logger: logger.child({ c: 'ledger' }),
+    });
+    const offloader = opts.offloadUrl ? openOffloader(opts.offloadUrl) : undefined;
+    const logs = new ManagedLogFactory({
+      metadata: opts.metadata,
+      ledgers,
+      ...(offloader ? { offloader } : {}),
+      registry,
+      logger: logger.child({ c: 'managed-log' }),
+      ...(opts.logDefaults ? { defaults: opts.logDefaults } : {}),
+    });
+    try {
+      const broker = await Broker.start({ ...opts, logs, registry, logger });
+      return new BrokerRuntime(broker, ledgers, logs, offloader);
+    } catch (err) {
+      await logs.close().catch(() => undefined);
+      await ledgers.close().catch(() => undefined);
+      await offloader?.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.broker.close();
+    await this.logs.close().catch(() => undefined);
+    await this.ledgers.close().catch(() => undefined);
+    await this.offloader?.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,605 @@
+import {
+  comparePositions,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  type Logger,
+  OutOfRangeError,
+  type Position,
+} from '@sluice/common';
+import type { Cursor, LogEntry, ManagedLog } from '@sluice/managed-log';
+import type { CompressionCodec, Delivery } from '@sluice/proto';
+import type { Consumer, PendingEntry } from './consumer.js';
+import { posKey } from './consumer.js';
+import type { ConsumerSelector, SubscriptionKind } from './consumer-selector.js';
+import { DelayedIndex } from './delayed-index.js';
+import { decodeEnvelope } from './entry-envelope.js';
+import { KeySharedSelector } from './key-shared-selector.js';
+import { SharedSelector } from './shared-selector.js';
+import { SingleActiveSelector } from './single-active-selector.js';
+
+export interface AckId {
+  ledgerId: number;
+  entryId: number;
+  batchIndex: number;
+}
+
+export interface SubscriptionOptions {
+  /** Entries read per storage read. */
+  readBatchEntries: number;
+  /** Entries held for redelivery before reading new ones pauses. */
+  maxReplayEntries: number;
+  /** Bytes of deliveries per gRPC message. */
+  maxDeliveryBytes: number;
+  /** Positions held for delayed delivery in memory; later ones stay in the log and are re-scanned. */
+  maxDelayedEntries: number;
+  partition: number;
+}
+
+export const DEFAULT_SUBSCRIPTION_OPTIONS: SubscriptionOptions = {
+  readBatchEntries: 100,
+  maxReplayEntries: 5000,
+  maxDeliveryBytes: 4 * 1024 * 1024,
+  maxDelayedEntries: 100_000,
+  partition: -1,
+};
+
+export interface SubscriptionCounters {
+  delivered(messages: number, bytes: number): void;
+}
+
+function selectorFor(kind: SubscriptionKind): ConsumerSelector {
+  if (kind === 'shared') return new SharedSelector();
+  if (kind === 'key_shared') return new KeySharedSelector();
+  return new SingleActiveSelector(kind);
+}
+
+const byPosition = (a: Position, b: Position): number => comparePositions(a, b);
+
+/**
+ * A subscription: one cursor, its consumers, and the dispatch loop that reads
+ * the log (new entries at `readPosition`, held or unacknowledged ones from the
+ * replay set, oldest first) and routes entries through the type's selector.
+ */
+export class Subscription {
+  private readonly consumers: Consumer[] = [];
+  private readonly selector: ConsumerSelector;
+  /** Entries to (re)deliver before new ones, by position key. */
+  private readonly replay = new Map<string, Position>();
+  /** Times each entry was handed out again, by position key. */
+  private readonly redeliveries = new Map<string, number>();
+  private readonly nackTimers = new Set<NodeJS.Timeout>();
+  private readPosition: Position;
+  private closed = false;
+  private running: Promise<void> | undefined;
+  private wakeUp: (() => void) | undefined;
+  private dirty = false;
+  private waitAbort: AbortController | undefined;
+  /** shared / key_shared: entries whose deliverAt is in the future wait here (positions only). */
+  private readonly delayed: DelayedIndex;
+  private delayTimer: { at: number; timer: NodeJS.Timeout } | undefined;
+  /**
+   * First position below `readPosition` that may hold a delayed entry the
+   * full index could not take; re-scanned once the index has room.
+   */
+  private rescanFrom: Position | undefined;
+  messagesOut = 0;
+
+  constructor(
+    readonly name: string,
+    readonly kind: SubscriptionKind,
+    private readonly log: ManagedLog,
+    readonly cursor: Cursor,
+    private readonly logger: Logger,
+    private readonly options: SubscriptionOptions = DEFAULT_SUBSCRIPTION_OPTIONS,
+    private readonly counters?: SubscriptionCounters,
+  ) {
+    this.selector = selectorFor(kind);
+    this.readPosition = cursor.readPosition;
+    this.delayed = new DelayedIndex(options.maxDelayedEntries);
+  }
+
+  /** Delayed delivery applies to shared and key_shared subscriptions (the others deliver in order, at once). */
+  private get delaysDelivery(): boolean {
+    return this.kind === 'shared' || this.kind === 'key_shared';
+  }
+
+  /** Entries held for delayed delivery in memory. */
+  delayedEntries(): number {
+    return this.delayed.size;
+  }
+
+  consumerCount(): number {
+    return this.consumers.length;
+  }
+
+  consumerList(): readonly Consumer[] {
+    return this.consumers;
+  }
+
+  unackedMessages(): number {
+    return this.consumers.reduce((n, c) => n + c.unackedMessages, 0) + this.replay.size;
+  }
+
+  addConsumer(c: Consumer): void {
+    if (this.closed) throw new FailedPreconditionError(`subscription '${this.name}' is closed`);
+    if (this.kind === 'exclusive' && this.consumers.length > 0) {
+      throw new FailedPreconditionError(
+        `subscription '${this.name}' is exclusive and consumer '${this.consumers[0]!.name}' is attached; use another subscription or type failover/shared`,
+      );
+    }
+    if (this.kind === 'key_shared' && this.consumers.length > 0) c.joinBarrier = this.readPosition;
+    this.consumers.push(c);
+    this.selector.consumersChanged(this.consumers);
+    this.start();
+    this.wake();
+  }
+
+  /** Detach a consumer; its unacknowledged entries are redelivered to the others. */
+  removeConsumer(c: Consumer): void {
+    const i = this.consumers.indexOf(c);
+    if (i < 0) return;
+    this.consumers.splice(i, 1);
+    c.closed = true;
+    this.requeue(c, [...c.pending.values()]);
+    this.selector.consumersChanged(this.consumers);
+    this.wake();
+  }
+
+  flow(c: Consumer, permits: number): void {
+    if (!Number.isSafeInteger(permits) || permits <= 0) {
+      throw new InvalidArgumentError(`flow permits must be a positive integer; got ${permits}`);
+    }
+    c.permits = Math.min(c.permits + permits, 1_000_000_000);
+    this.wake();
+  }
+
+  /** Apply acks; returns the ids that were not awaiting acknowledgement. */
+  ack(c: Consumer, ids: AckId[], cumulative: boolean): AckId[] {
+    if (cumulative && (this.kind === 'shared' || this.kind === 'key_shared')) {
+      throw new InvalidArgumentError(
+        `cumulative acks are not allowed on ${this.kind} subscription '${this.name}'; acknowledge messages individually`,
+      );
+    }
+    const unknown: AckId[] = [];
+    for (const id of ids) {
+      const pos = { ledgerId: id.ledgerId, entryId: id.entryId };
+      const p = c.pending.get(posKey(pos));
+      if (!p || id.batchIndex < 0 || id.batchIndex >= p.count) {
+        unknown.push(id);
+        continue;
+      }
+      if (cumulative) this.ackCumulative(c, p, id.batchIndex);
+      else this.ackIndex(c, p, id.batchIndex);
+    }
+    this.wake();
+    return unknown;
+  }
+
+  /** Redeliver these messages' entries after `delayMs`; returns ids that were not awaiting acknowledgement. */
+  nack(c: Consumer, ids: AckId[], delayMs: number): AckId[] {
+    const unknown: AckId[] = [];
+    const entries: PendingEntry[] = [];
+    for (const id of ids) {
+      const p = c.pending.get(posKey({ ledgerId: id.ledgerId, entryId: id.entryId }));
+      if (!p) unknown.push(id);
+      else if (!entries.includes(p)) entries.push(p);
+    }
+    for (const p of entries) {
+      c.pending.delete(posKey(p.position));
+      c.unackedMessages -= p.count - p.acked.size;
+    }
+    const redeliver = (): void => {
+      if (this.closed) return;
+      for (const p of entries) this.enqueueReplay(p.position, true);
+      this.wake();
+    };
+    if (delayMs > 0) {
+      const t = setTimeout(() => {
+        this.nackTimers.delete(t);
+        redeliver();
+      }, delayMs);
+      t.unref?.();
+      this.nackTimers.add(t);
+    } else {
+      redeliver();
+    }
+    return unknown;
+  }
+
+  /** Move the subscription: nothing before `p` is delivered again, everything from `p` on is. */
+  async reset(p: Position): Promise<void> {
+    await this.cursor.reset(p);
+    for (const c of this.consumers) {
+      c.pending.clear();
+      c.unackedMessages = 0;
+    }
+    this.replay.clear();
+    this.redeliveries.clear();
+    this.delayed.clear();
+    this.rescanFrom = undefined;
+    this.clearDelayTimer();
+    this.readPosition = this.cursor.readPosition;
+    this.wake();
+  }
+
+  /**
+   * Acknowledge everything up to and including `p` on behalf of the
+   * subscription (message TTL, backlog eviction): consumers stop waiting for
+   * those entries and none of them is delivered again.
+   */
+  expireUpTo(p: Position): void {
+    const upTo = (q: Position): boolean => comparePositions(q, p) <= 0;
+    for (const c of this.consumers) {
+      for (const [k, e] of [...c.pending]) {
+        if (!upTo(e.position)) continue;
+        c.pending.delete(k);
+        c.unackedMessages -= e.count - e.acked.size;
+      }
+    }
+    for (const [k, q] of [...this.replay]) if (upTo(q)) this.replay.delete(k);
+    for (const k of [...this.redeliveries.keys()]) {
+      const [ledgerId, entryId] = k.split(':').map(Number);
+      if (upTo({ ledgerId: ledgerId!, entryId: entryId! })) this.redeliveries.delete(k);
+    }
+    this.delayed.removeWhere(upTo);
+    const next = this.log.nextPosition(p) ?? { ledgerId: p.ledgerId, entryId: p.entryId + 1 };
+    if (this.rescanFrom && upTo(this.rescanFrom)) {
+      this.rescanFrom = comparePositions(next, this.readPosition) < 0 ? next : undefined;
+    }
+    if (upTo(this.readPosition)) {
+      this.readPosition = next;
+      this.cursor.readPosition = next;
+    }
+    this.cursor.ackCumulative(p);
+    this.armDelayTimer();
+    this.wake();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const t of this.nackTimers) clearTimeout(t);
+    this.nackTimers.clear();
+    this.clearDelayTimer();
+    this.wake();
+    await this.running;
+    await this.cursor
+      .flush()
+      .catch((err) => this.logger.warn({ err, sub: this.name }, 'cursor flush failed on close'));
+  }
+
+  private ackIndex(c: Consumer, p: PendingEntry, index: number): void {
+    if (p.acked.has(index)) return;
+    p.acked.add(index);
+    c.unackedMessages--;
+    if (p.count === 1 || p.acked.size === p.count) {
+      this.cursor.ack(p.position);
+      this.settle(c, p);
+    } else {
+      this.cursor.ackBatchIndex(p.position, index, p.count);
+    }
+  }
+
+  private ackCumulative(c: Consumer, p: PendingEntry, index: number): void {
+    for (const other of [...c.pending.values()]) {
+      if (comparePositions(other.position, p.position) < 0) {
+        c.unackedMessages -= other.count - other.acked.size;
+        this.cursor.ack(other.position);
+        this.settle(c, other);
+      }
+    }
+    if (index === p.count - 1) {
+      c.unackedMessages -= p.count - p.acked.size;
+      this.cursor.ackCumulative(p.position);
+      this.settle(c, p);
+    } else {
+      for (let i = 0; i <= index; i++) this.ackIndex(c, p, i);
+    }
+  }
+
+  private settle(c: Consumer, p: PendingEntry): void {
+    const k = posKey(p.position);
+    c.pending.delete(k);
+    this.redeliveries.delete(k);
+  }
+
+  private requeue(c: Consumer, entries: PendingEntry[]): void {
+    for (const p of entries) {
+      c.pending.delete(posKey(p.position));
+      this.enqueueReplay(p.position, true);
+    }
+    c.unackedMessages = 0;
+  }
+
+  private enqueueReplay(p: Position, redelivery: boolean): void {
+    const k = posKey(p);
+    if (redelivery) this.redeliveries.set(k, (this.redeliveries.get(k) ?? 0) + 1);
+    this.replay.set(k, p);
+  }
+
+  /** One timer for the earliest delayed entry: due entries move to the replay set. */
+  private armDelayTimer(): void {
+    const next = this.delayed.nextTime();
+    if (next === undefined || this.closed) {
+      this.clearDelayTimer();
+      return;
+    }
+    if (this.delayTimer && this.delayTimer.at <= next) return;
+    this.clearDelayTimer();
+    const wait = Math.min(Math.max(0, next - Date.now()), 2 ** 31 - 1);
+    const timer = setTimeout(() => {
+      this.delayTimer = undefined;
+      if (this.closed) return;
+      for (const p of this.delayed.popDue(Date.now())) this.enqueueReplay(p, false);
+      this.armDelayTimer();
+      this.wake();
+    }, wait);
+    timer.unref?.();
+    this.delayTimer = { at: next, timer };
+  }
+
+  private clearDelayTimer(): void {
+    if (this.delayTimer) clearTimeout(this.delayTimer.timer);
+    this.delayTimer = undefined;
+  }
+
+  /** The index could not take `p`: remember to re-scan the log from there. */
+  private overflowed(p: Position): void {
+    if (!this.rescanFrom || comparePositions(p, this.rescanFrom) < 0) this.rescanFrom = p;
+  }
+
+  private wake(): void {
+    this.dirty = true;
+    this.waitAbort?.abort();
+    const w = this.wakeUp;
+    this.wakeUp = undefined;
+    w?.();
+  }
+
+  private start(): void {
+    if (this.running || this.closed) return;
+    this.running = this.loop().finally(() => {
+      this.running = undefined;
+    });
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.closed) {
+      this.dirty = false;
+      let outcome: 'progress' | 'no-capacity' | 'no-data';
+      let lastSeen: Position | undefined;
+      try {
+        lastSeen = this.log.lastPosition();
+        outcome = await this.round();
+      } catch (err) {
+        if (this.closed) return;
+        this.logger.warn({ err, sub: this.name }, 'dispatch read failed; retrying');
+        await new Promise((r) => setTimeout(r, 200));
+        continue;
+      }
+      if (this.closed) return;
+      if (this.consumers.length === 0 && this.replay.size === 0) {
+        // Nothing to do until a consumer comes back; the loop restarts then.
+        return;
+      }
+      if (outcome === 'progress' || this.dirty) {
+        await new Promise((r) => setImmediate(r));
+        continue;
+      }
+      const woken = new Promise<void>((r) => {
+        this.wakeUp = r;
+      });
+      if (outcome === 'no-data') {
+        const ac = new AbortController();
+        this.waitAbort = ac;
+        await Promise.race([this.log.waitForEntryAfter(lastSeen, ac.signal).catch(() => undefined), woken]);
+        ac.abort();
+        this.waitAbort = undefined;
+      } else {
+        await woken;
+      }
+      this.wakeUp = undefined;
+      if (this.consumers.length === 0) return;
+    }
+  }
+
+  private markDeleteNext(): Position | undefined {
+    return this.log.nextPosition(this.cursor.markDelete);
+  }
+
+  /** One dispatch round: held/replayed entries first, then new ones. */
+  private async round(): Promise<'progress' | 'no-capacity' | 'no-data'> {
+    if (!this.selector.anyCapacity()) return 'no-capacity';
+    const held = new Set<Consumer | 'all'>();
+    const out = new Map<Consumer, { deliveries: Delivery[]; bytes: number }>();
+    let dispatched = 0;
+    const markDeleteNext = this.markDeleteNext();
+
+    const replayPositions = [...this.replay.values()]
+      .sort(byPosition)
+      .slice(0, this.options.readBatchEntries);
+    if (replayPositions.length > 0) {
+      for (const entry of await this.readPositions(replayPositions)) {
+        if (this.closed) return 'progress';
+        const r = this.route(entry, held, out, markDeleteNext, true);
+        if (r !== 'held') this.replay.delete(posKey(entry.position));
+        if (r === 'sent') dispatched++;
+      }
+      // Positions that no longer exist (trimmed) or were acknowledged meanwhile.
+      for (const p of replayPositions) if (this.cursor.isAcked(p)) this.replay.delete(posKey(p));
+    }
+
+    if (this.rescanFrom && this.delayed.size < this.options.maxDelayedEntries / 2) {
+      dispatched += await this.rescan(held, out, markDeleteNext);
+      if (this.closed) return 'progress';
+    }
+
+    let sawNew = false;
+    if (this.replay.size < this.options.maxReplayEntries && this.selector.anyCapacity() && !held.has('all')) {
+      const entries = await this.log.read(this.readPosition, this.options.readBatchEntries);
+      sawNew = entries.length > 0;
+      for (const entry of entries) {
+        if (this.closed) return 'progress';
+        const r = this.route(entry, held, out, markDeleteNext, false);
+        if (r === 'held') this.enqueueReplay(entry.position, false);
+        if (r === 'sent') dispatched++;
+      }
+      if (sawNew) {
+        const last = entries[entries.length - 1]!.position;
+        this.readPosition = this.log.nextPosition(last) ?? {
+          ledgerId: last.ledgerId,
+          entryId: last.entryId + 1,
+        };
+        this.cursor.readPosition = this.readPosition;
+      }
+    }
+    this.flush(out);
+    if (dispatched > 0 || sawNew) return 'progress';
+    return replayPositions.length > 0 || !this.selector.anyCapacity() ? 'no-capacity' : 'no-data';
+  }
+
+  /** Re-read the part of the log where delayed entries overflowed the index. */
+  private async rescan(
+    held: Set<Consumer | 'all'>,
+    out: Map<Consumer, { deliveries: Delivery[]; bytes: number }>,
+    markDeleteNext: Position | undefined,
+  ): Promise<number> {
+    const from = this.rescanFrom!;
+    this.rescanFrom = undefined;
+    let read: LogEntry[];
+    try {
+      read = await this.log.read(from, this.options.readBatchEntries);
+    } catch (err) {
+      if (!(err instanceof OutOfRangeError)) {
+        this.rescanFrom = from;
+        throw err;
+      }
+      // Trimmed meanwhile: what is left to re-scan starts at the first stored entry.
+      const first = this.log.firstPosition();
+      if (first && comparePositions(first, this.readPosition) < 0) this.rescanFrom = first;
+      return 0;
+    }
+    const entries = read.filter((e) => comparePositions(e.position, this.readPosition) < 0);
+    let dispatched = 0;
+    let last: Position | undefined;
+    for (const entry of entries) {
+      if (this.closed) return dispatched;
+      const r = this.route(entry, held, out, markDeleteNext, false);
+      if (r === 'held') this.enqueueReplay(entry.position, false);
+      if (r === 'sent') dispatched++;
+      last = entry.position;
+      // The index filled up again: continue from the entry it could not take.
+      if (this.rescanFrom) return dispatched;
+    }
+    if (last) {
+      const next = this.log.nextPosition(last);
+      if (next && comparePositions(next, this.readPosition) < 0) this.rescanFrom = next;
+    } else if (entries.length === 0 && comparePositions(from, this.readPosition) < 0) {
+      // Nothing readable there any more (trimmed): nothing left to re-scan.
+      this.rescanFrom = undefined;
+    }
+    return dispatched;
+  }
+
+  private async readPositions(positions: Position[]): Promise<LogEntry[]> {
+    const out: LogEntry[] = [];
+    let i = 0;
+    while (i < positions.length) {
+      const first = positions[i]!;
+      let n = 1;
+      while (
+        i + n < positions.length &&
+        positions[i + n]!.ledgerId === first.ledgerId &&
+        positions[i + n]!.entryId === first.entryId + n
+      ) {
+        n++;
+      }
+      const entries = await this.log.read(first, n);
+      for (const e of entries) {
+        if (e.position.ledgerId === first.ledgerId && e.position.entryId < first.entryId + n) out.push(e);
+      }
+      i += n;
+    }
+    return out;
+  }
+
+  private route(
+    entry: LogEntry,
+    held: Set<Consumer | 'all'>,
+    out: Map<Consumer, { deliveries: Delivery[]; bytes: number }>,
+    markDeleteNext: Position | undefined,
+    fromReplay: boolean,
+  ): 'sent' | 'held' | 'skipped' | 'delayed' {
+    const k = posKey(entry.position);
+    if (this.cursor.isAcked(entry.position)) return 'skipped';
+    if (!fromReplay && this.replay.has(k)) return 'skipped';
+    if (this.delayed.has(entry.position)) return 'skipped';
+    for (const c of this.consumers) if (c.pending.has(k)) return 'skipped';
+    const env = decodeEnvelope(entry.payload);
+    if (this.delaysDelivery && env.deliverAt > Date.now()) {
+      if (!this.delayed.add(entry.position, env.deliverAt)) this.overflowed(entry.position);
+      this.armDelayTimer();
+      return 'delayed';
+    }
+    const c = this.selector.pick(
+      { position: entry.position, key: env.key, count: env.count },
+      held,
+      markDeleteNext,
+    );
+    if (!c) return 'held';
+    const ackedIndexes = env.count > 1 ? (this.cursor.ackedBatchIndexes(entry.position) ?? []) : [];
+    const live = env.count - ackedIndexes.length;
+    c.permits -= live;
+    c.unackedMessages += live;
+    c.pending.set(k, { position: entry.position, count: env.count, acked: new Set(ackedIndexes) });
+    const delivery: Delivery = {
+      messageId: {
+        ledgerId: entry.position.ledgerId,
+        entryId: entry.position.entryId,
+        batchIndex: 0,
+        partition: this.options.partition,
+      },
+      batch: {
+        header: {
+          count: env.count,
+          firstSequenceId: env.firstSequenceId,
+          codec: env.codec as CompressionCodec,
+          uncompressedSize: env.uncompressedSize,
+          key: env.key,
+          deliverAt: env.deliverAt,
+        },
+        payload: env.payload,
+      },
+      publishTime: env.publishTime,
+      redeliveryCount: this.redeliveries.get(k) ?? 0,
+      ackedIndexes,
+      producerName: env.producerName,
+    };
+    let group = out.get(c);
+    if (!group || group.bytes + env.payload.length > this.options.maxDeliveryBytes) {
+      if (group) this.send(c, group.deliveries);
+      group = { deliveries: [], bytes: 0 };
+      out.set(c, group);
+    }
+    group.deliveries.push(delivery);
+    group.bytes += env.payload.length;
+    this.messagesOut += live;
+    this.counters?.delivered(live, env.payload.length);
+    return 'sent';
+  }
+
+  private flush(out: Map<Consumer, { deliveries: Delivery[]; bytes: number }>): void {
+    for (const [c, g] of out) if (g.deliveries.length > 0) this.send(c, g.deliveries);
+  }
+
+  private send(c: Consumer, deliveries: Delivery[]): void {
+    if (c.closed) {
+      // The consumer left between routing and sending: its entries go back for redelivery.
+      for (const d of deliveries) {
+        const p = { ledgerId: Number(d.messageId!.ledgerId), entryId: Number(d.messageId!.entryId) };
+        this.enqueueReplay(p, false);
+      }
+      return;
+    }
+    c.sink.deliver(deliveries);
+  }
+}

@@ -1,0 +1,516 @@
+import {
+  ClosedError,
+  comparePositions,
+  FailedPreconditionError,
+  FencedError,
+  type Logger,
+  NotFoundError,
+  type Position,
+  ResourceExhaustedError,
+} from '@sluice/common';
+import type { Cursor, ManagedLog } from '@sluice/managed-log';
+import type { MetadataStore } from '@sluice/metadata';
+import type { BatchHeader__Output } from '@sluice/proto';
+import { backlogQuotaPolicy, cursorBacklogBytes, evictionPoint, ttlExpiryPoint } from './backlog-quota.js';
+import type { SubscriptionKind } from './consumer-selector.js';
+import { DEDUP_CURSOR, Deduplication } from './deduplication.js';
+import { CODEC_NUMBERS, encodeEnvelope, envelopePublishTime } from './entry-envelope.js';
+import { NonDurableCursor } from './non-durable-cursor.js';
+import type { EffectivePolicies } from './policies.js';
+import { PublishRateLimiter } from './publish-rate-limiter.js';
+import { DEFAULT_SUBSCRIPTION_OPTIONS, Subscription, type SubscriptionCounters } from './subscription.js';
+import type { TopicName } from './topic-name.js';
+
+export interface PublishResult {
+  position: Position | undefined;
+  duplicate: boolean;
+}
+
+/** A connected producer as the topic sees it: closing it ends its stream. */
+export interface ProducerHandle {
+  readonly name: string;
+  kick(err: unknown): void;
+}
+
+export interface TopicCounters extends SubscriptionCounters {
+  published(messages: number, bytes: number): void;
+}
+
+export type ProducerAccessMode = 'shared' | 'exclusive' | 'wait_for_exclusive';
+
+/** How often a held producer re-checks the backlog quota. */
+const QUOTA_HOLD_POLL_MS = 100;
+/** How long a computed backlog-quota verdict is reused by sends. */
+const QUOTA_CACHE_MS = 100;
+
+/** Subscriptions whose cursors hold data for the broker itself, hidden from users. */
+export const isInternalCursor = (name: string): boolean => name.startsWith('__');
+
+/**
+ * A topic served by this broker: its managed log, producers, subscriptions
+ * and deduplication state. Opened by the bundle's owner only.
+ */
+export class Topic {
+  readonly producers = new Map<string, ProducerHandle>();
+  readonly subscriptions = new Map<string, Subscription>();
+  /** Non-durable readers: one in-memory subscription per reader stream. */
+  readonly readers = new Set<Subscription>();
+  private closed = false;
+  private current: EffectivePolicies;
+  private readonly rateLimiter: PublishRateLimiter;
+  /** Name of the producer that holds the topic exclusively, if any. */
+  private exclusiveProducer: string | undefined;
+  /** Wake-ups of wait-for-exclusive producers, called whenever a producer leaves. */
+  private readonly producerLeft = new Set<() => void>();
+  /** Producers held by the backlog quota, failed when the topic closes. */
+  private readonly held = new Set<{ timer: NodeJS.Timeout; reject: (err: Error) => void }>();
+  private quotaVerdict: { at: number; over: boolean; bytes: number } | undefined;
+  private maintaining = false;
+  private readerIds = 0;
+  msgIn = 0;
+  bytesIn = 0;
+  msgOut = 0;
+  bytesOut = 0;
+  /** Rates over the last sampling window, refreshed by the broker's load loop. */
+  rates = { msgIn: 0, bytesIn: 0, msgOut: 0, bytesOut: 0, subOut: new Map<string, number>() };
+  private lastSample = {
+    at: Date.now(),
+    msgIn: 0,
+    bytesIn: 0,
+    msgOut: 0,
+    bytesOut: 0,
+    subOut: new Map<string, number>(),
+  };
+
+  private constructor(
+    readonly name: TopicName,
+    readonly log: ManagedLog,
+    private readonly store: MetadataStore,
+    policies: EffectivePolicies,
+    private readonly dedup: Deduplication,
+    private readonly logger: Logger,
+    private readonly counters: TopicCounters | undefined,
+    private readonly onFenced: (topic: Topic) => void,
+  ) {
+    this.current = policies;
+    this.rateLimiter = new PublishRateLimiter(policies.publishRate);
+  }
+
+  /** Effective policies; changes apply to a loaded topic without an unload. */
+  get policies(): EffectivePolicies {
+    return this.current;
+  }
+
+  updatePolicies(p: EffectivePolicies): void {
+    this.current = p;
+    this.rateLimiter.update(p.publishRate);
+    this.quotaVerdict = undefined;
+  }
+
+  static async open(
+    name: TopicName,
+    log: ManagedLog,
+    store: MetadataStore,
+    policies: EffectivePolicies,
+    logger: Logger,
+    counters: TopicCounters | undefined,
+    onFenced: (topic: Topic) => void,
+  ): Promise<Topic> {
+    const dedup = await Deduplication.recover(store, log, name.path, logger);
+    return new Topic(name, log, store, policies, dedup, logger, counters, onFenced);
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  lastSequenceId(producer: string): number {
+    return this.dedup.lastSequenceId(producer);
+  }
+
+  /**
+   * Attach a producer. shared: refused while another producer holds the topic
+   * exclusively; exclusive: refused unless it is alone; wait_for_exclusive:
+   * waits (until `signal` aborts) for every other producer to leave.
+   */
+  async addProducer(p: ProducerHandle, mode: ProducerAccessMode, signal?: AbortSignal): Promise<void> {
+    this.checkOpen();
+    const others = (): string[] => [...this.producers.keys()].filter((n) => n !== p.name);
+    if (mode === 'wait_for_exclusive') {
+      while (others().length > 0) {
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            this.producerLeft.delete(done);
+            signal?.removeEventListener('abort', done);
+            resolve();
+          };
+          this.producerLeft.add(done);
+          signal?.addEventListener('abort', done, { once: true });
+        });
+        if (signal?.aborted) throw new ClosedError(`producer '${p.name}' stopped waiting for exclusive access`);
+        this.checkOpen();
+      }
+    } else if (mode === 'exclusive' && others().length > 0) {
+      throw new FailedPreconditionError(
+        `topic '${this.name.full}' already has producer(s) ${others().slice(0, 3).join(', ')}; an exclusive producer needs the topic to itself (use wait-for-exclusive to wait for them to leave)`,
+      );
+    } else if (this.exclusiveProducer && this.exclusiveProducer !== p.name) {
+      throw new FailedPreconditionError(
+        `topic '${this.name.full}' is held by exclusive producer '${this.exclusiveProducer}'; wait for it to leave or use wait-for-exclusive`,
+      );
+    }
+    const old = this.producers.get(p.name);
+    // A producer reconnecting under its name replaces the stale stream (dedup keeps its sends exactly-once).
+    if (old && old !== p) old.kick(new ClosedError(`producer '${p.name}' reconnected on another stream`));
+    this.producers.set(p.name, p);
+    if (mode !== 'shared') this.exclusiveProducer = p.name;
+    else if (this.exclusiveProducer === p.name) this.exclusiveProducer = undefined;
+  }
+
+  removeProducer(p: ProducerHandle): void {
+    if (this.producers.get(p.name) !== p) return;
+    this.producers.delete(p.name);
+    if (this.exclusiveProducer === p.name) this.exclusiveProducer = undefined;
+    for (const wake of [...this.producerLeft]) wake();
+  }
+
+  /**
+   * Wait until a batch may be stored: the backlog quota (producer_hold waits,
+   * producer_exception refuses with RESOURCE_EXHAUSTED) and the publish rate
+   * limit (waits). Callers admit one producer's batches in send order.
+   */
+  async admit(messages: number, bytes: number): Promise<void> {
+    this.checkOpen();
+    const quota = this.current.backlogQuota;
+    if (quota.limitBytes >= 0) {
+      const policy = backlogQuotaPolicy(quota.policy);
+      if (policy === 'producer_exception') {
+        const v = this.quotaState();
+        if (v.over) {
+          throw new ResourceExhaustedError(
+            `topic '${this.name.full}' has a backlog of ~${Math.round(v.bytes)} bytes, over its quota of ${quota.limitBytes} bytes; consumers must catch up (or raise the backlog quota) before more is accepted`,
+          );
+        }
+      } else if (policy === 'producer_hold') {
+        while (this.current.backlogQuota.limitBytes >= 0 && this.quotaState().over) {
+          await this.holdFor(QUOTA_HOLD_POLL_MS);
+          this.checkOpen();
+        }
+      }
+    }
+    await this.rateLimiter.acquire(messages, bytes);
+    this.checkOpen();
+  }
+
+  /** The largest subscription backlog against the quota (cached briefly: sends call this per batch). */
+  private quotaState(): { over: boolean; bytes: number } {
+    const now = Date.now();
+    if (this.quotaVerdict && now - this.quotaVerdict.at < QUOTA_CACHE_MS) return this.quotaVerdict;
+    let bytes = 0;
+    for (const c of this.userCursors()) bytes = Math.max(bytes, cursorBacklogBytes(this.log, c));
+    const limit = this.current.backlogQuota.limitBytes;
+    this.quotaVerdict = { at: now, over: limit >= 0 && bytes > limit, bytes };
+    return this.quotaVerdict;
+  }
+
+  private holdFor(ms: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const entry = {
+        timer: setTimeout(() => {
+          this.held.delete(entry);
+          resolve();
+        }, ms),
+        reject,
+      };
+      this.held.add(entry);
+    });
+  }
+
+  /** Durable subscriptions' cursors (not the broker's internal ones). */
+  private userCursors(): Cursor[] {
+    return this.log.cursors().filter((c) => !isInternalCursor(c.name));
+  }
+
+  /**
+   * Periodic policy work: expire messages older than the TTL on every
+   * subscription, and evict the oldest backlog of subscriptions over a
+   * consumer_backlog_eviction quota. Eviction moves only the offending
+   * cursors, so nothing another subscription still needs is deleted.
+   */
+  async maintain(now = Date.now()): Promise<void> {
+    if (this.closed || this.maintaining) return;
+    this.maintaining = true;
+    let moved = false;
+    try {
+      const p = this.current;
+      if (p.messageTtlMs > 0 && this.userCursors().some((c) => c.backlog() > 0)) {
+        const point = await ttlExpiryPoint(this.log, p.messageTtlMs, now);
+        if (point && !this.closed) {
+          for (const c of this.userCursors()) moved = this.expire(c, point, 'ttl') || moved;
+        }
+      }
+      const quota = p.backlogQuota;
+      if (quota.limitBytes >= 0 && backlogQuotaPolicy(quota.policy) === 'consumer_backlog_eviction') {
+        const offenders = this.userCursors().filter((c) => cursorBacklogBytes(this.log, c) > quota.limitBytes);
+        const point = offenders.length > 0 ? evictionPoint(this.log, quota.limitBytes) : undefined;
+        if (point) for (const c of offenders) moved = this.expire(c, point, 'backlog-eviction') || moved;
+      }
+      if (moved && !this.closed) {
+        this.quotaVerdict = undefined;
+        await this.log.trim();
+      }
+    } finally {
+      this.maintaining = false;
+    }
+  }
+
+  private expire(c: Cursor, point: Position, why: string): boolean {
+    if (comparePositions(point, c.markDelete) <= 0) return false;
+    const sub = this.subscriptions.get(c.name);
+    try {
+      if (sub && sub.cursor === c) sub.expireUpTo(point);
+      else c.ackCumulative(point);
+    } catch (err) {
+      this.logger.warn({ err, topic: this.name.full, sub: c.name, why }, 'could not move the cursor');
+      return false;
+    }
+    this.logger.info({ topic: this.name.full, sub: c.name, why, upTo: point }, 'messages expired');
+    return true;
+  }
+
+  async publish(producer: string, header: BatchHeader__Output, payload: Buffer): Promise<PublishResult> {
+    this.checkOpen();
+    const first = Number(header.firstSequenceId);
+    if (this.policies.deduplicationEnabled) {
+      const verdict = this.dedup.check(producer, first, header.count);
+      if (verdict.duplicate) return { position: await verdict.position, duplicate: true };
+    }
+    const entry = encodeEnvelope(
+      {
+        publishTime: Date.now(),
+        producerName: producer,
+        firstSequenceId: first,
+        count: header.count,
+        codec: CODEC_NUMBERS[String(header.codec)] ?? 0,
+        uncompressedSize: header.uncompressedSize,
+        deliverAt: Number(header.deliverAt),
+        key: header.key,
+      },
+      payload,
+    );
+    const appended = this.log.append(entry);
+    this.dedup.appending(producer, first, appended);
+    try {
+      const position = await appended;
+      this.dedup.stored(producer, first, header.count, position);
+      this.msgIn += header.count;
+      this.bytesIn += payload.length;
+      this.counters?.published(header.count, payload.length);
+      return { position, duplicate: false };
+    } catch (err) {
+      this.dedup.failed(producer);
+      if (err instanceof FencedError || this.log.fenced) this.onFenced(this);
+      throw err;
+    }
+  }
+
+  async subscription(
+    name: string,
+    kind: SubscriptionKind,
+    initial: 'earliest' | 'latest',
+  ): Promise<Subscription> {
+    this.checkOpen();
+    const existing = this.subscriptions.get(name);
+    if (existing) {
+      if (existing.kind !== kind && existing.consumerCount() > 0) {
+        throw new FailedPreconditionError(
+          `subscription '${name}' is ${existing.kind} with consumers attached; subscribe with type ${existing.kind}`,
+        );
+      }
+      if (existing.kind === kind) return existing;
+      await existing.close();
+      this.subscriptions.delete(name);
+    }
+    const cursor = await this.log.openCursor(name, initial);
+    this.checkOpen();
+    const again = this.subscriptions.get(name);
+    if (again) return again;
+    const sub = new Subscription(
+      name,
+      kind,
+      this.log,
+      cursor,
+      this.logger,
+      { ...DEFAULT_SUBSCRIPTION_OPTIONS, partition: this.name.partition },
+      {
+        delivered: (messages, bytes) => {
+          this.msgOut += messages;
+          this.bytesOut += bytes;
+          this.counters?.delivered(messages, bytes);
+        },
+      },
+    );
+    this.subscriptions.set(name, sub);
+    return sub;
+  }
+
+  /**
+   * A non-durable reader: an exclusive subscription over an in-memory cursor
+   * starting at `start` (inclusive). Close it with `closeReader`.
+   */
+  openReader(name: string, start: { id: Position } | 'earliest' | 'latest'): Subscription {
+    this.checkOpen();
+    const label = `reader '${name}' on '${this.name.full}'`;
+    const cursor = new NonDurableCursor(
+      `${name}#${++this.readerIds}`,
+      this.log,
+      NonDurableCursor.startPosition(this.log, start, label),
+    );
+    const sub = new Subscription(
+      name,
+      'exclusive',
+      this.log,
+      cursor,
+      this.logger,
+      { ...DEFAULT_SUBSCRIPTION_OPTIONS, partition: this.name.partition },
+      {
+        delivered: (messages, bytes) => {
+          this.msgOut += messages;
+          this.bytesOut += bytes;
+          this.counters?.delivered(messages, bytes);
+        },
+      },
+    );
+    this.readers.add(sub);
+    return sub;
+  }
+
+  async closeReader(sub: Subscription): Promise<void> {
+    if (!this.readers.delete(sub)) return;
+    await sub.close();
+  }
+
+  /** Durable subscription names (opened or not). */
+  subscriptionNames(): string[] {
+    const names = new Set(this.log.cursors().map((c) => c.name));
+    for (const n of this.subscriptions.keys()) names.add(n);
+    return [...names].filter((n) => !isInternalCursor(n)).sort();
+  }
+
+  async createSubscription(name: string, initial: 'earliest' | 'latest'): Promise<void> {
+    this.checkOpen();
+    await this.log.openCursor(name, initial);
+  }
+
+  async deleteSubscription(name: string, force: boolean): Promise<void> {
+    this.checkOpen();
+    const sub = this.subscriptions.get(name);
+    if (!sub && !this.log.cursors().some((c) => c.name === name)) {
+      throw new NotFoundError(`subscription '${name}' does not exist on topic '${this.name.full}'`);
+    }
+    if (sub) {
+      if (sub.consumerCount() > 0 && !force) {
+        throw new FailedPreconditionError(
+          `subscription '${name}' has ${sub.consumerCount()} consumer(s) attached; disconnect them or delete with force`,
+        );
+      }
+      for (const c of [...sub.consumerList()])
+        c.sink.close(new ClosedError(`subscription '${name}' was deleted`));
+      await sub.close();
+      this.subscriptions.delete(name);
+    }
+    await this.log.deleteCursor(name);
+  }
+
+  /** Publish time of an entry (seek by time reads it from the envelope). */
+  async seekByTime(time: number): Promise<Position> {
+    return this.log.seekByTime(time, envelopePublishTime);
+  }
+
+  private checkOpen(): void {
+    if (this.closed)
+      throw new ClosedError(`topic '${this.name.full}' is closed on this broker; look it up again`);
+  }
+
+  /** Close: end every stream (clients reconnect and look up), persist cursors and dedup state when possible. */
+  async close(reason: unknown, graceful: boolean): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.releaseWaiters(reason);
+    for (const p of [...this.producers.values()]) p.kick(reason);
+    this.producers.clear();
+    await this.closeSubscriptions(reason);
+    if (graceful && !this.log.fenced) {
+      await this.dedup
+        .close()
+        .catch((err) => this.logger.warn({ err, topic: this.name.full }, 'dedup snapshot failed on close'));
+    }
+    await this.log
+      .close()
+      .catch((err) => this.logger.warn({ err, topic: this.name.full }, 'log close failed'));
+  }
+
+  async deleteData(): Promise<void> {
+    if (this.closed)
+      throw new ClosedError(`topic '${this.name.full}' is closed on this broker; look it up again`);
+    this.closed = true;
+    const reason = new ClosedError(`topic '${this.name.full}' was deleted`);
+    this.releaseWaiters(reason);
+    for (const p of [...this.producers.values()]) p.kick(reason);
+    this.producers.clear();
+    await this.closeSubscriptions(reason);
+    await this.log.delete();
+    await this.store.delete(`dedup/${this.name.path}`);
+  }
+
+  /** Fail held and rate-limited sends and wake waiting producers: the topic is going away. */
+  private releaseWaiters(reason: unknown): void {
+    const err = reason instanceof Error ? reason : new ClosedError(String(reason));
+    this.rateLimiter.close(err);
+    for (const h of this.held) {
+      clearTimeout(h.timer);
+      h.reject(err);
+    }
+    this.held.clear();
+    for (const wake of [...this.producerLeft]) wake();
+  }
+
+  private async closeSubscriptions(reason: unknown): Promise<void> {
+    const all = [...this.subscriptions.values(), ...this.readers];
+    for (const sub of all) {
+      for (const c of [...sub.consumerList()]) c.sink.close(reason);
+    }
+    await Promise.all(all.map((s) => s.close().catch(() => undefined)));
+    this.subscriptions.clear();
+    this.readers.clear();
+  }
+
+  /** Refresh `rates` from the totals since the previous call. */
+  sampleRates(now: number): void {
+    const dt = (now - this.lastSample.at) / 1000;
+    if (dt <= 0) return;
+    const subOut = new Map<string, number>();
+    const subTotals = new Map<string, number>();
+    for (const [name, sub] of this.subscriptions) {
+      subTotals.set(name, sub.messagesOut);
+      subOut.set(name, (sub.messagesOut - (this.lastSample.subOut.get(name) ?? 0)) / dt);
+    }
+    this.rates = {
+      msgIn: (this.msgIn - this.lastSample.msgIn) / dt,
+      bytesIn: (this.bytesIn - this.lastSample.bytesIn) / dt,
+      msgOut: (this.msgOut - this.lastSample.msgOut) / dt,
+      bytesOut: (this.bytesOut - this.lastSample.bytesOut) / dt,
+      subOut,
+    };
+    this.lastSample = {
+      at: now,
+      msgIn: this.msgIn,
+      bytesIn: this.bytesIn,
+      msgOut: this.msgOut,
+      bytesOut: this.bytesOut,
+      subOut: subTotals,
+    };
+  }
+
+  static readonly dedupCursorName = DEDUP_CURSOR;
+}

@@ -1,0 +1,110 @@
+import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { Bookie } from '@sluice/bookie';
+import { BrokerRuntime } from '@sluice/broker';
+import { createLogger, createRegistry, InvalidArgumentError } from '@sluice/common';
+import { EmbeddedMetadataStore } from '@sluice/metadata';
+import type { Command } from 'commander';
+import { onSignals } from './broker.js';
+
+interface StandaloneFlags {
+  dataDir: string;
+  port: string;
+  httpPort: string;
+  bookiePort: string;
+  bindHost: string;
+}
+
+function port(text: string, what: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) {
+    throw new InvalidArgumentError(`${what} '${text}' is invalid; use a port number from 0 to 65535`);
+  }
+  return n;
+}
+
+/** The bookie must advertise the port it binds, so pick a free loopback port up front. */
+function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const p = (srv.address() as { port: number }).port;
+      srv.close(() => resolvePort(p));
+    });
+  });
+}
+
+/**
+ * `sluice standalone`: embedded metadata, one in-process bookie, filesystem
+ * offload and a broker in one process, everything under --data-dir. A
+ * restart finds every topic, ledger and cursor where it was.
+ */
+export function registerStandaloneCommand(program: Command): void {
+  program
+    .command('standalone')
+    .description('run metadata, a bookie and a broker in one process (data under --data-dir)')
+    .option('--data-dir <dir>', 'where everything is stored', './data')
+    .option('--port <port>', 'broker gRPC port', '6650')
+    .option('--http-port <port>', 'broker HTTP port (/metrics, /healthz, /readyz)', '8080')
+    .option('--bookie-port <port>', 'in-process bookie gRPC port (0 = any free port)', '0')
+    .option('--bind-host <host>', 'address to listen on', '0.0.0.0')
+    .action(async (flags: StandaloneFlags) => {
+      const logger = createLogger('standalone');
+      const registry = createRegistry();
+      let metadata: EmbeddedMetadataStore | undefined;
+      let bookie: Bookie | undefined;
+      let runtime: BrokerRuntime | undefined;
+      const stopAll = async (): Promise<void> => {
+        await runtime?.close();
+        await bookie?.stop();
+        await metadata?.close();
+      };
+      try {
+        const grpcPort = port(flags.port, '--port');
+        const httpPort = port(flags.httpPort, '--http-port');
+        const bookiePort = port(flags.bookiePort, '--bookie-port') || (await freeLoopbackPort());
+        const dataDir = resolve(flags.dataDir);
+        mkdirSync(join(dataDir, 'offload'), { recursive: true });
+        metadata = await EmbeddedMetadataStore.open({ dataDir: join(dataDir, 'metadata'), logger });
+        bookie = new Bookie({
+          config: {
+            metadata: `embedded://${join(dataDir, 'metadata')}`,
+            dataDir: join(dataDir, 'bookie'),
+            port: bookiePort,
+            httpPort: -1,
+            bindHost: '127.0.0.1',
+            advertiseAddress: `127.0.0.1:${bookiePort}`,
+          },
+          metadataStore: metadata,
+          registry,
+          logger: logger.child({ c: 'bookie' }),
+        });
+        await bookie.start();
+        runtime = await BrokerRuntime.start({
+          metadata,
+          port: grpcPort,
+          httpPort,
+          bindHost: flags.bindHost,
+          advertiseAddress: `localhost:${grpcPort}`,
+          offloadUrl: `file://${join(dataDir, 'offload')}`,
+          defaultPersistence: { ensembleSize: 1, writeQuorum: 1, ackQuorum: 1 },
+          // One process: no other broker can take over, so a short TTL buys nothing.
+          sessionTtlMs: 10_000,
+          registry,
+          logger: logger.child({ c: 'broker' }),
+        });
+        onSignals(stopAll);
+        const b = runtime.broker;
+        process.stdout.write(
+          `sluice standalone: gRPC on ${flags.bindHost}:${b.port} (advertised ${b.address}), HTTP on ${flags.bindHost}:${b.httpPort}, data in ${dataDir}\n`,
+        );
+      } catch (err) {
+        await stopAll().catch(() => undefined);
+        const message = err instanceof Error ? err.message : String(err);
+        process.stderr.write(`sluice standalone: ${message}\n`);
+        process.exit(err instanceof InvalidArgumentError ? 2 : 1);
+      }
+    });
+}

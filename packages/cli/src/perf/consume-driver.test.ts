@@ -1,0 +1,70 @@
+import test from 'ava';
+import { type PerfReceiver, runConsume } from './consume-driver.js';
+import { PayloadFactory } from './payload.js';
+import type { PerfClock } from './perf-clock.js';
+
+const EPOCH = 1_700_000_000_000;
+
+function virtualClock(): PerfClock & { advance(ms: number): void } {
+  let t = 0;
+  return {
+    now: () => t,
+    epochMs: (m) => EPOCH + m,
+    advance: (ms) => {
+      t += ms;
+    },
+    sleep: async (ms) => {
+      t += ms;
+    },
+  };
+}
+
+test('consume driver - end-to-end latency runs from the timestamp the producer wrote to delivery', async (t) => {
+  const clock = virtualClock();
+  const payloads = new PayloadFactory(100);
+  // 100 messages sent at t=0..99 ms, each delivered 7 ms after it was sent; then silence.
+  const inbox = Array.from({ length: 100 }, (_, i) => ({ sentAt: i, value: payloads.make(EPOCH + i) }));
+  inbox.push({ sentAt: 100, value: Buffer.from('not from perf produce') });
+  const acked: Buffer[] = [];
+  const receiver: PerfReceiver<Buffer> = {
+    receive: async (timeoutMs) => {
+      const next = inbox.shift();
+      if (!next) {
+        clock.advance(timeoutMs);
+        return undefined;
+      }
+      clock.advance(Math.max(0, next.sentAt + 7 - clock.now()));
+      return next.value;
+    },
+    valueOf: (m) => m,
+    ack: (m) => acked.push(m),
+  };
+  const r = await runConsume(receiver, { idleTimeoutSec: 1, clock });
+  t.is(r.received, 101);
+  t.is(acked.length, 101);
+  t.is(r.untimed, 1);
+  t.is(r.endToEndLatencyMs.count, 100);
+  // HDR histograms keep 3 significant digits: 7 ms reads back as 7.00x ms.
+  t.true(Math.abs(r.endToEndLatencyMs.p50 - 7) < 0.01, `p50 ${r.endToEndLatencyMs.p50}`);
+  t.true(Math.abs(r.endToEndLatencyMs.max - 7) < 0.01, `max ${r.endToEndLatencyMs.max}`);
+  // Rates are over the span from the first to the last message (7 ms .. 107 ms), not over the idle tail.
+  t.is(r.elapsedSec, 0.1);
+  t.is(Math.round(r.msgPerSec), 1010);
+});
+
+test('consume driver - the duration ends a run that never saw a message', async (t) => {
+  const clock = virtualClock();
+  const receiver: PerfReceiver<Buffer> = {
+    receive: async (timeoutMs) => {
+      clock.advance(timeoutMs);
+      return undefined;
+    },
+    valueOf: (m) => m,
+    ack: () => undefined,
+  };
+  const r = await runConsume(receiver, { durationSec: 2, idleTimeoutSec: 1, clock });
+  t.is(r.received, 0);
+  t.is(r.msgPerSec, 0);
+  t.is(r.endToEndLatencyMs.count, 0);
+  t.true(clock.now() >= 2000);
+});

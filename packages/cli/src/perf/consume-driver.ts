@@ -1,0 +1,118 @@
+import { InvalidArgumentError } from '@sluice/common';
+import { LatencyRecorder, type LatencySummary } from './latency-recorder.js';
+import { readSendTimestamp } from './payload.js';
+import { type PerfClock, systemClock } from './perf-clock.js';
+import { ThroughputMeter } from './throughput-meter.js';
+
+/** What the consume driver needs of a consumer. */
+export interface PerfReceiver<M> {
+  /** The next message, or undefined after `timeoutMs` without one. */
+  receive(timeoutMs: number): Promise<M | undefined>;
+  valueOf(msg: M): Buffer;
+  ack(msg: M): void;
+}
+
+export interface ConsumeOptions {
+  /** Stop after this long (default: until idle, the signal, or the receiver closes). */
+  durationSec?: number;
+  /** Stop once this long passes without a message, after the first one arrived. */
+  idleTimeoutSec?: number;
+  signal?: AbortSignal;
+  onProgress?: (p: ConsumeProgress) => void;
+  progressIntervalMs?: number;
+  clock?: PerfClock;
+}
+
+export interface ConsumeProgress {
+  elapsedSec: number;
+  msgPerSec: number;
+  mbPerSec: number;
+  endToEndLatencyMs: LatencySummary;
+}
+
+export interface ConsumeResult {
+  received: number;
+  /** Messages without a readable send timestamp (not written by `sluice perf produce`). */
+  untimed: number;
+  bytes: number;
+  /** From the first to the last message received. */
+  elapsedSec: number;
+  msgPerSec: number;
+  mbPerSec: number;
+  /** Average size of the messages received. */
+  messageSize: number;
+  endToEndLatencyMs: LatencySummary;
+}
+
+/** Longest a single receive waits, so the signal and the deadline are noticed promptly. */
+const POLL_MS = 250;
+
+/**
+ * Receive and acknowledge until the duration, the idle timeout or the signal
+ * ends the run. End-to-end latency runs from the send time the producer wrote
+ * into the payload (its intended send time, on the shared wall clock) to
+ * delivery here.
+ */
+export async function runConsume<M>(receiver: PerfReceiver<M>, opts: ConsumeOptions): Promise<ConsumeResult> {
+  if (opts.durationSec !== undefined && !(opts.durationSec > 0)) {
+    throw new InvalidArgumentError(`duration '${opts.durationSec}' must be a positive number of seconds`);
+  }
+  if (opts.idleTimeoutSec !== undefined && !(opts.idleTimeoutSec > 0)) {
+    throw new InvalidArgumentError(
+      `idle timeout '${opts.idleTimeoutSec}' must be a positive number of seconds`,
+    );
+  }
+  const clock = opts.clock ?? systemClock;
+  const latency = new LatencyRecorder();
+  const start = clock.now();
+  const meter = new ThroughputMeter(start);
+  const endAt = opts.durationSec !== undefined ? start + opts.durationSec * 1000 : Number.POSITIVE_INFINITY;
+  const idleMs = opts.idleTimeoutSec !== undefined ? opts.idleTimeoutSec * 1000 : Number.POSITIVE_INFINITY;
+  let first: number | undefined;
+  let last = start;
+  let untimed = 0;
+
+  const progressTimer = opts.onProgress
+    ? setInterval(() => {
+        const now = clock.now();
+        opts.onProgress?.({
+          elapsedSec: (now - start) / 1000,
+          ...meter.takeInterval(now),
+          endToEndLatencyMs: latency.takeInterval(),
+        });
+      }, opts.progressIntervalMs ?? 1000)
+    : undefined;
+
+  try {
+    while (opts.signal?.aborted !== true) {
+      const now = clock.now();
+      const idleDeadline = first === undefined ? Number.POSITIVE_INFINITY : last + idleMs;
+      const deadline = Math.min(endAt, idleDeadline);
+      if (now >= deadline) break;
+      const msg = await receiver.receive(Math.max(1, Math.min(POLL_MS, deadline - now)));
+      if (msg === undefined) continue;
+      const at = clock.now();
+      const value = receiver.valueOf(msg);
+      const sentAt = readSendTimestamp(value, clock.epochMs(at));
+      if (sentAt === undefined) untimed++;
+      else latency.record(clock.epochMs(at) - sentAt);
+      meter.add(1, value.length);
+      first ??= at;
+      last = at;
+      receiver.ack(msg);
+    }
+  } finally {
+    if (progressTimer) clearInterval(progressTimer);
+  }
+  const elapsedSec = first === undefined ? 0 : Math.max(1e-3, (last - first) / 1000);
+  return {
+    received: meter.messages,
+    untimed,
+    bytes: meter.bytes,
+    elapsedSec,
+    msgPerSec: elapsedSec > 0 ? meter.messages / elapsedSec : 0,
+    mbPerSec: elapsedSec > 0 ? meter.bytes / elapsedSec / (1024 * 1024) : 0,
+    messageSize: meter.messages > 0 ? Math.round(meter.bytes / meter.messages) : 0,
+    endToEndLatencyMs: latency.summary(),
+  };
+}

@@ -1,0 +1,163 @@
+import { InvalidArgumentError } from '@sluice/common';
+import { InFlightWindow } from './in-flight-window.js';
+import { LatencyRecorder, type LatencySummary } from './latency-recorder.js';
+import { PayloadFactory } from './payload.js';
+import { type PerfClock, systemClock } from './perf-clock.js';
+import { RateScheduler } from './rate-scheduler.js';
+import { ThroughputMeter } from './throughput-meter.js';
+
+/** What the produce driver needs of a producer (a Sluice producer, a NATS JetStream publisher, ...). */
+export interface PerfSender {
+  /** Resolves once the system acknowledged the message as stored. */
+  send(payload: Buffer): Promise<unknown>;
+}
+
+export interface ProduceOptions {
+  /** Messages per second over all senders; 0 = as fast as the windows allow. */
+  rate: number;
+  messageSize: number;
+  durationSec: number;
+  /** Sends awaiting their receipt, per sender. */
+  maxInFlight: number;
+  /** Longest to wait for outstanding receipts after the last send (default 30 s). */
+  drainTimeoutMs?: number;
+  /** Stops sending early (SIGINT); outstanding receipts are still awaited. */
+  signal?: AbortSignal;
+  /** Called about once a second. */
+  onProgress?: (p: ProduceProgress) => void;
+  progressIntervalMs?: number;
+  clock?: PerfClock;
+}
+
+export interface ProduceProgress {
+  elapsedSec: number;
+  msgPerSec: number;
+  mbPerSec: number;
+  publishLatencyMs: LatencySummary;
+  inFlight: number;
+  errors: number;
+}
+
+export interface ProduceResult {
+  /** Sends handed to the senders. */
+  sent: number;
+  /** Sends acknowledged. */
+  published: number;
+  errors: number;
+  firstError: string | undefined;
+  /** Receipts still missing when the drain timed out. */
+  unacknowledged: number;
+  /** From the first intended send to the last receipt. */
+  elapsedSec: number;
+  msgPerSec: number;
+  mbPerSec: number;
+  publishLatencyMs: LatencySummary;
+}
+
+export function validateProduceOptions(o: ProduceOptions): void {
+  if (!Number.isFinite(o.rate) || o.rate < 0) {
+    throw new InvalidArgumentError(
+      `rate '${o.rate}' must be messages per second ≥ 0 (0 = as fast as possible)`,
+    );
+  }
+  if (!(o.durationSec > 0))
+    throw new InvalidArgumentError(`duration '${o.durationSec}' must be a positive number of seconds`);
+  if (!Number.isInteger(o.maxInFlight) || o.maxInFlight < 1) {
+    throw new InvalidArgumentError(`max in-flight '${o.maxInFlight}' must be a positive integer`);
+  }
+}
+
+/**
+ * Drive `senders` for `durationSec`, each on its own schedule (rate / senders,
+ * staggered so their sends interleave) and its own bounded window. Publish
+ * latency runs from the intended send time to the receipt.
+ */
+export async function runProduce(senders: PerfSender[], opts: ProduceOptions): Promise<ProduceResult> {
+  validateProduceOptions(opts);
+  if (senders.length === 0) throw new InvalidArgumentError('need at least one producer');
+  const clock = opts.clock ?? systemClock;
+  const payloads = new PayloadFactory(opts.messageSize);
+  const latency = new LatencyRecorder();
+  const start = clock.now();
+  const meter = new ThroughputMeter(start);
+  const endAt = start + opts.durationSec * 1000;
+  const perSenderRate = opts.rate / senders.length;
+  let sent = 0;
+  let errors = 0;
+  let firstError: string | undefined;
+  let lastReceipt = start;
+  const windows = senders.map(() => new InFlightWindow(opts.maxInFlight));
+
+  const progressTimer = opts.onProgress
+    ? setInterval(() => {
+        const now = clock.now();
+        opts.onProgress?.({
+          elapsedSec: (now - start) / 1000,
+          ...meter.takeInterval(now),
+          publishLatencyMs: latency.takeInterval(),
+          inFlight: windows.reduce((n, w) => n + w.count, 0),
+          errors,
+        });
+      }, opts.progressIntervalMs ?? 1000)
+    : undefined;
+
+  const stopped = () => opts.signal?.aborted === true;
+
+  const drive = async (sender: PerfSender, window: InFlightWindow, index: number): Promise<void> => {
+    const staggerMs = perSenderRate > 0 ? (index * 1000) / opts.rate : 0;
+    const schedule = new RateScheduler(perSenderRate, start + staggerMs);
+    const onReceipt = (intended: number) => () => {
+      const now = clock.now();
+      latency.record(now - intended);
+      meter.add(1, opts.messageSize);
+      lastReceipt = now;
+      window.release();
+    };
+    const onFailure = (err: unknown) => {
+      errors++;
+      firstError ??= err instanceof Error ? err.message : String(err);
+      window.release();
+    };
+    for (;;) {
+      if (stopped()) return;
+      const now = clock.now();
+      if (now >= endAt) return;
+      const wait = schedule.msUntilNext(now);
+      if (wait > 0) {
+        await clock.sleep(Math.min(wait, endAt - now));
+        continue;
+      }
+      // The intended time is fixed before waiting for window room, so time spent blocked counts as latency.
+      const intended = schedule.take(now);
+      const room = window.acquire();
+      if (room) await room;
+      sent++;
+      const send = sender.send(payloads.make(clock.epochMs(intended)));
+      send.then(onReceipt(intended), onFailure);
+    }
+  };
+
+  try {
+    await Promise.all(senders.map((s, i) => drive(s, windows[i]!, i)));
+    const timeout = new AbortController();
+    await Promise.race([
+      Promise.all(windows.map((w) => w.drain())).finally(() => timeout.abort()),
+      clock.sleep(opts.drainTimeoutMs ?? 30_000, timeout.signal),
+    ]);
+  } finally {
+    if (progressTimer) clearInterval(progressTimer);
+  }
+  const unacknowledged = windows.reduce((n, w) => n + w.count, 0);
+  const elapsedSec = Math.max(1e-3, (lastReceipt - start) / 1000);
+  return {
+    sent,
+    published: meter.messages,
+    errors,
+    firstError,
+    unacknowledged,
+    elapsedSec,
+    msgPerSec: meter.messages / elapsedSec,
+    mbPerSec: meter.bytes / elapsedSec / (1024 * 1024),
+    publishLatencyMs: latency.summary(),
+  };
+}
