@@ -99,6 +99,7 @@ test('auditor - dying midway leaves the metadata untouched and the next audit fi
   const failed = await auditor.runOnce();
   t.is(failed.failures, 1);
   t.deepEqual((await c.client().getLedgerMetadata(w.ledgerId))?.segments, closed.segments);
+  b4.add = add;
   b4.restart();
   const report = await auditor.runOnce();
   t.is(report.fragmentsReplicated, 1);
