@@ -23,7 +23,7 @@ const entries: BatchEntry[] = [
 ];
 
 // What the broker hands back: the header as proto-loader decodes it (numbers, enum names, Buffers).
-function asDelivered(batch: ReturnType<typeof encodeBatch>): MessageBatch__Output {
+function asDelivered(batch: Awaited<ReturnType<typeof encodeBatch>>): MessageBatch__Output {
   return {
     header: {
       count: batch.header!.count!,
@@ -37,12 +37,12 @@ function asDelivered(batch: ReturnType<typeof encodeBatch>): MessageBatch__Outpu
   };
 }
 
-for (const compression of ['none', 'gzip', 'deflate'] as CompressionType[]) {
-  test(`batch codec - round-trips keys, values, properties and times with ${compression}`, (t) => {
-    const wire = encodeBatch(entries, { firstSequenceId: 42, compression, deliverAt: 0 });
+for (const compression of ['none', 'lz4', 'zstd', 'gzip', 'deflate'] as CompressionType[]) {
+  test(`batch codec - round-trips keys, values, properties and times with ${compression}`, async (t) => {
+    const wire = await encodeBatch(entries, { firstSequenceId: 42, compression, deliverAt: 0 });
     t.is(wire.header!.count, 3);
     t.is(wire.header!.firstSequenceId, 42);
-    const { header, messages } = decodeBatch(asDelivered(wire));
+    const { header, messages } = await decodeBatch(asDelivered(wire));
     t.is(header.count, 3);
     t.deepEqual(
       messages.map((m) => ({ ...m, value: [...m.value] })),
@@ -51,7 +51,7 @@ for (const compression of ['none', 'gzip', 'deflate'] as CompressionType[]) {
   });
 }
 
-test('batch codec - compression shrinks repetitive batches and records the uncompressed size', (t) => {
+test('batch codec - every codec shrinks repetitive batches and records the uncompressed size', async (t) => {
   const many = Array.from({ length: 100 }, (_, i) => ({
     key: 'same',
     value: Buffer.from(`payload payload payload ${i % 3}`),
@@ -59,40 +59,52 @@ test('batch codec - compression shrinks repetitive batches and records the uncom
     eventTime: 0,
     sendTime: 1,
   }));
-  const plain = encodeBatch(many, { firstSequenceId: 0, compression: 'none' });
-  const gz = encodeBatch(many, { firstSequenceId: 0, compression: 'gzip' });
-  t.is(gz.header!.codec, 'COMPRESSION_CODEC_GZIP');
-  t.is(gz.header!.uncompressedSize, (plain.payload as Buffer).length);
-  t.true((gz.payload as Buffer).length < (plain.payload as Buffer).length / 4);
+  const plain = await encodeBatch(many, { firstSequenceId: 0, compression: 'none' });
+  const wires = { lz4: 'LZ4', zstd: 'ZSTD', gzip: 'GZIP', deflate: 'DEFLATE' } as const;
+  for (const [compression, wire] of Object.entries(wires)) {
+    const packed = await encodeBatch(many, {
+      firstSequenceId: 0,
+      compression: compression as CompressionType,
+    });
+    t.is(packed.header!.codec, `COMPRESSION_CODEC_${wire}`);
+    t.is(packed.header!.uncompressedSize, (plain.payload as Buffer).length);
+    t.true((packed.payload as Buffer).length < (plain.payload as Buffer).length / 4, compression);
+  }
 });
 
-test('batch codec - header key is set only when every message shares it', (t) => {
-  t.is(
-    encodeBatch([entries[0]!, entries[2]!], { firstSequenceId: 0, compression: 'none' }).header!.key,
-    'k1',
-  );
-  t.is(encodeBatch(entries, { firstSequenceId: 0, compression: 'none' }).header!.key, '');
-  t.is(encodeBatch([entries[1]!], { firstSequenceId: 0, compression: 'none' }).header!.key, '');
+test('batch codec - header key is set only when every message shares it', async (t) => {
+  const key = async (list: BatchEntry[]) =>
+    (await encodeBatch(list, { firstSequenceId: 0, compression: 'none' })).header!.key;
+  t.is(await key([entries[0]!, entries[2]!]), 'k1');
+  t.is(await key(entries), '');
+  t.is(await key([entries[1]!]), '');
 });
 
-test('batch codec - a count that disagrees with the payload is corrupt', (t) => {
-  const wire = asDelivered(encodeBatch(entries, { firstSequenceId: 0, compression: 'none' }));
+test('batch codec - a count that disagrees with the payload is corrupt', async (t) => {
+  const wire = asDelivered(await encodeBatch(entries, { firstSequenceId: 0, compression: 'none' }));
   wire.header!.count = 2;
-  t.throws(() => decodeBatch(wire), { instanceOf: CorruptDataError });
+  await t.throwsAsync(decodeBatch(wire), { instanceOf: CorruptDataError });
 });
 
-test('batch codec - a payload that does not inflate is corrupt, an unknown codec is refused', (t) => {
-  const wire = asDelivered(encodeBatch(entries, { firstSequenceId: 0, compression: 'gzip' }));
-  wire.payload = Buffer.from('not gzip at all');
-  t.throws(() => decodeBatch(wire), { instanceOf: CorruptDataError });
-  const lz4 = asDelivered(encodeBatch(entries, { firstSequenceId: 0, compression: 'none' }));
-  lz4.header!.codec = 'COMPRESSION_CODEC_LZ4';
-  t.throws(() => decodeBatch(lz4), { instanceOf: InvalidArgumentError, message: /not supported/ });
+test('batch codec - a payload that does not inflate is corrupt, an unknown codec is refused', async (t) => {
+  for (const compression of ['gzip', 'lz4', 'zstd'] as CompressionType[]) {
+    const wire = asDelivered(await encodeBatch(entries, { firstSequenceId: 0, compression }));
+    wire.payload = Buffer.from(`not ${compression} at all`);
+    await t.throwsAsync(decodeBatch(wire), { instanceOf: CorruptDataError }, compression);
+  }
+  const unknown = asDelivered(await encodeBatch(entries, { firstSequenceId: 0, compression: 'none' }));
+  unknown.header!.codec = 9 as never;
+  await t.throwsAsync(decodeBatch(unknown), {
+    instanceOf: InvalidArgumentError,
+    message: /codec 9 is not supported/,
+  });
 });
 
-test('batch codec - a gzip bomb beyond the declared size is refused', (t) => {
+test('batch codec - a batch inflating beyond its declared size is refused', async (t) => {
   const big = [{ key: '', value: Buffer.alloc(1_000_000), properties: {}, eventTime: 0, sendTime: 0 }];
-  const wire = asDelivered(encodeBatch(big, { firstSequenceId: 0, compression: 'gzip' }));
-  wire.header!.uncompressedSize = 1000;
-  t.throws(() => decodeBatch(wire), { instanceOf: CorruptDataError });
+  for (const compression of ['gzip', 'deflate', 'lz4', 'zstd'] as CompressionType[]) {
+    const wire = asDelivered(await encodeBatch(big, { firstSequenceId: 0, compression }));
+    wire.header!.uncompressedSize = 1000;
+    await t.throwsAsync(decodeBatch(wire), { instanceOf: CorruptDataError }, compression);
+  }
 });

@@ -37,16 +37,20 @@ export interface EncodeBatchOptions {
  * BatchMessages, compressed, behind a header the broker reads without
  * unpacking (count, first sequence id, codec, sizes, a shared key).
  */
-export function encodeBatch(messages: readonly BatchEntry[], opts: EncodeBatchOptions): MessageBatch {
+export async function encodeBatch(
+  messages: readonly BatchEntry[],
+  opts: EncodeBatchOptions,
+): Promise<MessageBatch> {
+  const codec = compressionCodec(opts.compression);
   const raw = Buffer.from(BatchMessagesType.encode({ messages }).finish());
-  const payload = compress(opts.compression, raw);
+  const payload = await compress(opts.compression, raw);
   const firstKey = messages[0]?.key ?? '';
   const sharedKey = firstKey !== '' && messages.every((m) => m.key === firstKey) ? firstKey : '';
   return {
     header: {
       count: messages.length,
       firstSequenceId: opts.firstSequenceId,
-      codec: compressionCodec(opts.compression),
+      codec,
       uncompressedSize: raw.length,
       key: sharedKey,
       deliverAt: opts.deliverAt ?? 0,
@@ -56,13 +60,13 @@ export function encodeBatch(messages: readonly BatchEntry[], opts: EncodeBatchOp
 }
 
 /** Unpack a delivered MessageBatch into its messages (in send order). */
-export function decodeBatch(batch: MessageBatch__Output): {
+export async function decodeBatch(batch: MessageBatch__Output): Promise<{
   header: BatchHeader__Output;
   messages: BatchEntry[];
-} {
+}> {
   const header = batch.header;
   if (!header) throw new CorruptDataError('delivered batch has no header');
-  const raw = decompress(header.codec, batch.payload, header.uncompressedSize);
+  const raw = await decompress(header.codec, batch.payload, header.uncompressedSize);
   let decoded: { messages?: Record<string, unknown>[] };
   try {
     decoded = BatchMessagesType.decode(raw) as unknown as typeof decoded;

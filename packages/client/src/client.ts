@@ -39,7 +39,11 @@ export class SluiceClient {
   }
 
   async subscribe(opts: ConsumerOptions): Promise<Consumer> {
-    return this.track(await Consumer.create(this.pool, this.lookup, opts, this.ctx));
+    return this.track(
+      await Consumer.create(this.pool, this.lookup, opts, this.ctx, (topic, subscription) =>
+        this.admin.createSubscription(topic, subscription, { initialPosition: 'earliest' }),
+      ),
+    );
   }
 
   async createReader(opts: ReaderOptions): Promise<Reader> {

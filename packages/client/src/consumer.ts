@@ -1,5 +1,7 @@
 import {
   ClosedError,
+  formatMessageId,
+  fromGrpcError,
   InvalidArgumentError,
   type Logger,
   type MessageId,
@@ -8,9 +10,20 @@ import {
 } from '@sluice/common';
 import type { InitialPosition__Output, SubscriptionType__Output } from '@sluice/proto';
 import type { ConnectionPool } from './connection-pool.js';
+import {
+  checkDeadLetterPolicy,
+  DEFAULT_MAX_RECONSUME_TIMES,
+  type DeadLetterPolicy,
+  deadLetterTopicFor,
+  LETTER_PROPERTIES,
+  LetterBox,
+  retryTopicFor,
+} from './dead-letter.js';
 import type { TopicLookup } from './lookup.js';
 import { type Message, ORIGIN, originOf, type ReceivedMessage } from './message.js';
-import { type NackBackoff, PartitionConsumer } from './partition-consumer.js';
+import { PartitionConsumer, type SeekTarget } from './partition-consumer.js';
+import { Producer } from './producer.js';
+import { checkBackoff, DEFAULT_NACK_BACKOFF, type RedeliveryBackoff } from './redelivery-backoff.js';
 import { fullTopicName, partitionTopicName } from './topic-name.js';
 
 export type SubscriptionType = 'exclusive' | 'shared' | 'failover' | 'key_shared';
@@ -32,8 +45,17 @@ export interface ConsumerOptions {
   maxUnackedMessages?: number;
   /** How long acks are grouped before they go on the wire (default 10 ms). */
   ackGroupTimeMs?: number;
-  /** Redelivery delay after a nack, doubling with the redelivery count (default 1 s … 60 s). */
-  nackBackoff?: Partial<NackBackoff>;
+  /**
+   * Redelivery delay after a nack: minDelayMs * multiplier^redeliveryCount,
+   * capped at maxDelayMs (default 1 s, doubling, up to 60 s).
+   */
+  nackRedeliveryBackoff?: Partial<RedeliveryBackoff>;
+  /** Nack messages the application holds unacknowledged longer than this (ms; default 0 = never). */
+  ackTimeoutMs?: number;
+  /** Dead-letter (and retry) topics; see DeadLetterPolicy. */
+  deadLetterPolicy?: DeadLetterPolicy;
+  /** Also subscribe to the retry topic and allow `reconsumeLater` (default false). */
+  enableRetry?: boolean;
   /** Called for request errors that leave the consumer running (e.g. a refused ack). */
   onError?: (err: SluiceError) => void;
 }
@@ -58,6 +80,11 @@ const INITIAL_POSITIONS: Record<InitialPosition, InitialPosition__Output> = {
 
 type Waiter = (msg: ReceivedMessage | undefined) => void;
 
+/** Where `Consumer.seek` moves the subscription. */
+export type SeekPosition = string | Message | { publishTime: number | Date } | 'earliest' | 'latest';
+
+type Context = { logger: Logger; operationTimeoutMs: number };
+
 /**
  * A consumer of a subscription: `for await (const msg of consumer)`. On a
  * partitioned topic it subscribes to every partition and merges them; acks
@@ -70,7 +97,13 @@ export class Consumer implements AsyncIterable<Message> {
   private closed = false;
   private failure: SluiceError | undefined;
   private parts: PartitionConsumer[] = [];
+  /** The first `mainParts` parts consume `topic`; the rest its retry topic. */
+  private mainParts = 0;
   private partitionCount = 0;
+  private letters: LetterBox | undefined;
+  /** Dead letters being stored; close waits for them so their originals get acknowledged. */
+  private readonly diverting = new Set<Promise<void>>();
+  private maxReconsumeTimes = DEFAULT_MAX_RECONSUME_TIMES;
 
   private constructor(
     readonly topic: string,
@@ -82,7 +115,8 @@ export class Consumer implements AsyncIterable<Message> {
     pool: ConnectionPool,
     lookup: TopicLookup,
     opts: ConsumerOptions & ConsumerInternals,
-    ctx: { logger: Logger; operationTimeoutMs: number },
+    ctx: Context,
+    createSubscription?: (topic: string, subscription: string) => Promise<void>,
   ): Promise<Consumer> {
     if (!opts.topic) throw new InvalidArgumentError('subscribe needs a topic');
     if (!opts.subscription) throw new InvalidArgumentError('subscribe needs a subscription name');
@@ -102,41 +136,80 @@ export class Consumer implements AsyncIterable<Message> {
     if (!Number.isInteger(receiverQueueSize) || receiverQueueSize < 1) {
       throw new InvalidArgumentError('receiverQueueSize must be a positive integer');
     }
+    const nackBackoff = checkBackoff({ ...DEFAULT_NACK_BACKOFF, ...opts.nackRedeliveryBackoff });
+    const ackTimeoutMs = opts.ackTimeoutMs ?? 0;
+    if (!(Number.isFinite(ackTimeoutMs) && ackTimeoutMs >= 0)) {
+      throw new InvalidArgumentError(`ackTimeoutMs ${ackTimeoutMs} is invalid; use 0 (off) or more`);
+    }
+    checkDeadLetterPolicy(opts.deadLetterPolicy);
     const topic = fullTopicName(opts.topic);
     const consumer = new Consumer(topic, opts.subscription, ctx.logger);
-    const partitions = await lookup.partitions(topic);
-    consumer.partitionCount = partitions;
-    const names =
-      partitions > 0 ? Array.from({ length: partitions }, (_, i) => partitionTopicName(topic, i)) : [topic];
+    const policy = opts.deadLetterPolicy;
+    const retryTopic = opts.enableRetry ? fullTopicName(retryTopicFor(topic, opts.subscription, policy)) : '';
+    if (policy || opts.enableRetry) {
+      consumer.maxReconsumeTimes = policy?.maxRedeliverCount ?? DEFAULT_MAX_RECONSUME_TIMES;
+      consumer.letters = new LetterBox({
+        deadLetterTopic: fullTopicName(deadLetterTopicFor(topic, opts.subscription, policy)),
+        retryTopic,
+        initialSubscriptionName: policy?.initialSubscriptionName,
+        createProducer: (t) => Producer.create(pool, lookup, { topic: t, batching: { maxDelayMs: 1 } }, ctx),
+        createSubscription:
+          createSubscription ??
+          (() => Promise.reject(new InvalidArgumentError('initialSubscriptionName needs the client admin'))),
+        logger: ctx.logger,
+      });
+    }
     const onError =
       opts.onError ??
       ((err: SluiceError) => ctx.logger.warn({ err: err.message, topic }, 'consumer request failed'));
-    consumer.parts = names.map(
-      (name, i) =>
-        new PartitionConsumer(pool, lookup, {
-          topic: name,
-          partition: partitions > 0 ? i : -1,
-          subscription: opts.subscription,
-          type,
-          consumerName: opts.consumerName ?? '',
-          priority: opts.priority ?? 0,
-          initialPosition,
-          nonDurable: opts.nonDurable ?? false,
-          startMessageId:
-            opts.startMessageId && (partitions === 0 || opts.startMessageId.partition === i)
-              ? opts.startMessageId
-              : undefined,
-          receiverQueueSize,
-          maxUnackedMessages: opts.maxUnackedMessages ?? 0,
-          ackGroupTimeMs: opts.ackGroupTimeMs ?? 10,
-          nackBackoff: { minDelayMs: 1000, maxDelayMs: 60_000, ...opts.nackBackoff },
-          operationTimeoutMs: ctx.operationTimeoutMs,
-          logger: ctx.logger,
-          deliver: (msg) => consumer.push(msg),
-          onError,
-          onFatal: (err) => consumer.fail(err),
-        }),
-    );
+    const partsOf = async (name: string, withStart: boolean): Promise<PartitionConsumer[]> => {
+      const partitions = await lookup.partitions(name);
+      if (name === topic) consumer.partitionCount = partitions;
+      const names =
+        partitions > 0 ? Array.from({ length: partitions }, (_, i) => partitionTopicName(name, i)) : [name];
+      return names.map(
+        (partName, i) =>
+          new PartitionConsumer(pool, lookup, {
+            topic: partName,
+            partition: partitions > 0 ? i : -1,
+            subscription: opts.subscription,
+            type,
+            consumerName: opts.consumerName ?? '',
+            priority: opts.priority ?? 0,
+            initialPosition,
+            nonDurable: opts.nonDurable ?? false,
+            startMessageId:
+              withStart && opts.startMessageId && (partitions === 0 || opts.startMessageId.partition === i)
+                ? opts.startMessageId
+                : undefined,
+            receiverQueueSize,
+            maxUnackedMessages: opts.maxUnackedMessages ?? 0,
+            ackGroupTimeMs: opts.ackGroupTimeMs ?? 10,
+            nackBackoff,
+            ackTimeoutMs,
+            maxRedeliverCount: policy?.maxRedeliverCount ?? 0,
+            operationTimeoutMs: ctx.operationTimeoutMs,
+            logger: ctx.logger,
+            slot: 0,
+            deliver: (msg) => consumer.push(msg),
+            divert: (msg) => consumer.divert(msg),
+            onError,
+            onFatal: (err) => consumer.fail(err),
+          }),
+      );
+    };
+    try {
+      const main = await partsOf(topic, true);
+      const retry = retryTopic ? await partsOf(retryTopic, false) : [];
+      consumer.parts = [...main, ...retry];
+      consumer.mainParts = main.length;
+      consumer.parts.forEach((p, slot) => {
+        p.setSlot(slot);
+      });
+    } catch (err) {
+      await consumer.letters?.close();
+      throw err;
+    }
     const results = await Promise.allSettled(consumer.parts.map((p) => p.start()));
     const failed = results.find((r) => r.status === 'rejected');
     if (failed) {
@@ -191,26 +264,87 @@ export class Consumer implements AsyncIterable<Message> {
     part.ackCumulative(id);
   }
 
-  /** Ask for redelivery after the nack backoff. */
+  /** Ask for redelivery after the nack backoff (which grows with the message's redelivery count). */
   nack(msg: Message | string): void {
     const { part, id } = this.locate(msg);
     part.nack(id, typeof msg === 'string' ? 0 : msg.redeliveryCount);
+  }
+
+  /**
+   * Process `msg` again after `delayMs`: it is published to the retry topic
+   * (delivered after the delay, with a RECONSUMETIMES property counting the
+   * retries) and acknowledged here. Past the dead-letter policy's
+   * maxRedeliverCount retries it goes to the dead-letter topic instead.
+   * Needs `enableRetry`; delayed delivery needs a shared or key_shared subscription.
+   */
+  async reconsumeLater(msg: Message, delayMs: number): Promise<void> {
+    const letters = this.letters;
+    if (!letters || this.parts.length === this.mainParts) {
+      throw new InvalidArgumentError('reconsumeLater needs a consumer subscribed with enableRetry: true');
+    }
+    if (!(Number.isFinite(delayMs) && delayMs >= 0)) {
+      throw new InvalidArgumentError(`reconsumeLater delay ${delayMs} ms is invalid; use 0 or more`);
+    }
+    const { part, id } = this.locate(msg);
+    const times = Number(msg.properties[LETTER_PROPERTIES.reconsumeTimes] ?? 0) + 1;
+    if (times > this.maxReconsumeTimes) await letters.deadLetter(msg);
+    else await letters.retry(msg, Math.round(delayMs), times);
+    part.ack(id);
+  }
+
+  /**
+   * Move the subscription: to a message id (that partition only on a
+   * partitioned topic), to the first message published at or after a time,
+   * or to the earliest / latest message (every partition). Messages received
+   * before the move are dropped from the local queue.
+   */
+  async seek(position: SeekPosition): Promise<void> {
+    if (this.closed) throw new ClosedError(`consumer of ${this.subscription} is closed`);
+    const main = this.parts.slice(0, this.mainParts);
+    let target: SeekTarget;
+    let parts = main;
+    if (position === 'earliest' || position === 'latest') {
+      target = { publishTime: position === 'earliest' ? 0 : Number.MAX_SAFE_INTEGER };
+    } else if (typeof position === 'object' && 'publishTime' in position) {
+      const t = position.publishTime instanceof Date ? position.publishTime.getTime() : position.publishTime;
+      if (!Number.isFinite(t)) throw new InvalidArgumentError(`seek publishTime ${String(t)} is not a time`);
+      target = { publishTime: t };
+    } else {
+      const { part, id } = this.locate(position);
+      if (this.partitionCount > 0 && id.partition < 0) {
+        throw new InvalidArgumentError(
+          `message id ${formatMessageId(id)} names no partition of the partitioned topic ${this.topic}; use ledger:entry:index:partition`,
+        );
+      }
+      target = { messageId: id };
+      parts = [part];
+    }
+    await Promise.all(parts.map((p) => p.seek(target)));
   }
 
   /** Send pending acks, leave the subscription and end iteration. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await Promise.allSettled([...this.diverting]);
     await Promise.all(this.parts.map((p) => p.close()));
+    await this.letters?.close();
     this.queue.length = 0;
     this.queueHead = 0;
     for (const w of this.waiters.splice(0)) w(undefined);
   }
 
   private locate(msg: Message | string): { part: PartitionConsumer; id: MessageId } {
-    const id =
-      typeof msg === 'string' ? parseMessageId(msg) : (originOf(msg)?.messageId ?? parseMessageId(msg.id));
-    const part = this.parts.length === 1 ? this.parts[0] : this.parts[id.partition];
+    const origin = typeof msg === 'string' ? undefined : originOf(msg);
+    const id = origin?.messageId ?? parseMessageId(typeof msg === 'string' ? msg : msg.id);
+    // Bare ids address the main topic: its only part, or the partition they name.
+    const part = origin
+      ? this.parts[origin.slot]
+      : this.mainParts === 1
+        ? this.parts[0]
+        : id.partition >= 0 && id.partition < this.mainParts
+          ? this.parts[id.partition]
+          : undefined;
     if (!part) {
       throw new InvalidArgumentError(
         `message id ${typeof msg === 'string' ? msg : msg.id} names no partition of ${this.topic}`,
@@ -224,6 +358,31 @@ export class Consumer implements AsyncIterable<Message> {
     const waiter = this.waiters.shift();
     if (waiter) waiter(msg);
     else this.queue.push(msg);
+  }
+
+  /** A message redelivered too often: store it as a dead letter, then acknowledge it. */
+  private divert(msg: ReceivedMessage): Promise<void> {
+    const work = this.storeDeadLetter(msg).finally(() => this.diverting.delete(work));
+    this.diverting.add(work);
+    return work;
+  }
+
+  private async storeDeadLetter(msg: ReceivedMessage): Promise<void> {
+    const part = this.parts[msg[ORIGIN].slot]!;
+    const id = msg[ORIGIN].messageId;
+    try {
+      await this.letters!.deadLetter(msg);
+      part.ack(id);
+      this.logger.debug({ id: msg.id, topic: msg.topic }, 'message dead-lettered');
+    } catch (err) {
+      // Not stored: leave it to the broker to deliver again, and to us to try again then.
+      part.nack(id, msg.redeliveryCount);
+      const e = fromGrpcError(err);
+      this.logger.warn(
+        { id: msg.id, err: e.message },
+        'dead-letter publish failed; message will be redelivered',
+      );
+    }
   }
 
   private fail(err: SluiceError): void {
@@ -249,7 +408,7 @@ export class Consumer implements AsyncIterable<Message> {
         msg = await this.wait(timeoutMs);
       }
       if (msg === undefined || msg === null) return msg;
-      const part = this.parts.length === 1 ? this.parts[0] : this.parts[msg[ORIGIN].partitionIndex];
+      const part = this.parts[msg[ORIGIN].slot];
       if (part?.taken(msg)) return msg;
     }
   }

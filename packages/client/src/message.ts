@@ -27,6 +27,8 @@ export interface MessageOrigin {
   /** Stream generation of the partition consumer that received it (stale ones are dropped). */
   generation: number;
   partitionIndex: number;
+  /** Index of the partition consumer in its consumer (a consumer may span topics). */
+  slot: number;
 }
 
 export type ReceivedMessage = Message & { [ORIGIN]: MessageOrigin };

@@ -2,6 +2,7 @@ import type * as grpc from '@grpc/grpc-js';
 import {
   ClosedError,
   errorFromCode,
+  FailedPreconditionError,
   formatMessageId,
   fromGrpcError,
   type Logger,
@@ -15,6 +16,7 @@ import type {
   ConsumeResponse__Output,
   Delivery__Output,
   InitialPosition__Output,
+  Seek,
   SubscriptionType__Output,
 } from '@sluice/proto';
 import { decodeBatch } from './batch-codec.js';
@@ -22,13 +24,8 @@ import type { ConnectionPool } from './connection-pool.js';
 import { connectToOwner, type TopicLookup } from './lookup.js';
 import { compareMessageIds, ORIGIN, type ReceivedMessage, toWireId } from './message.js';
 import { retryAfterOpen, retryOnOpen } from './reconnect-policy.js';
-
-export interface NackBackoff {
-  /** Delay of the first redelivery after a nack (ms). */
-  minDelayMs: number;
-  /** Cap of the doubling delay (ms). */
-  maxDelayMs: number;
-}
+import { type RedeliveryBackoff, redeliveryDelay } from './redelivery-backoff.js';
+import { UnackedTracker } from './unacked-tracker.js';
 
 export interface PartitionConsumerOptions {
   topic: string;
@@ -44,11 +41,22 @@ export interface PartitionConsumerOptions {
   receiverQueueSize: number;
   maxUnackedMessages: number;
   ackGroupTimeMs: number;
-  nackBackoff: NackBackoff;
+  nackBackoff: RedeliveryBackoff;
+  /** Nack what the application holds unacknowledged longer than this (0 = never). */
+  ackTimeoutMs: number;
+  /** Messages arriving with at least this redelivery count go to `divert` (0 = none do). */
+  maxRedeliverCount: number;
   operationTimeoutMs: number;
   logger: Logger;
+  /** Index of this partition consumer in its consumer (messages carry it back for acks). */
+  slot: number;
   /** Hands a received message to the consumer's queue. */
   deliver: (msg: ReceivedMessage) => void;
+  /**
+   * Takes a message redelivered too often (dead-letter policy); it never
+   * reaches the queue, and its permit comes back once the returned promise settles.
+   */
+  divert: (msg: ReceivedMessage) => Promise<void>;
   /** A request failed while the stream lives on (bad ack, corrupt batch). */
   onError: (err: SluiceError) => void;
   /** The subscription cannot be re-established; the consumer is done. */
@@ -57,6 +65,17 @@ export interface PartitionConsumerOptions {
 
 /** Pending acks kept while disconnected; past this the oldest are dropped (they are redelivered). */
 const MAX_PENDING_ACKS = 100_000;
+/** Messages the ack timeout tracks per partition; past this the oldest are nacked early. */
+const MAX_TRACKED_UNACKED = 100_000;
+
+/** Where a seek moves the subscription. */
+export type SeekTarget = { messageId: MessageId } | { publishTime: number };
+
+interface PendingSeek {
+  resolve: () => void;
+  reject: (err: SluiceError) => void;
+  timer: NodeJS.Timeout;
+}
 
 type State = 'connecting' | 'ready' | 'closed' | 'failed';
 type Call = grpc.ClientDuplexStream<ConsumeRequest, ConsumeResponse__Output>;
@@ -80,7 +99,16 @@ export class PartitionConsumer {
   private ackTimer: NodeJS.Timeout | undefined;
   private readonly abort = new AbortController();
   private lastDequeued: MessageId | undefined;
+  private startMessageId: MessageId | undefined;
   private consumerName: string;
+  /** Messages handed to the queue in this generation and not yet taken. */
+  private queued = 0;
+  /** Deliveries are decoded in arrival order, one after the other (decompression is asynchronous). */
+  private inbound: Promise<void> = Promise.resolve();
+  private seeking: PendingSeek | undefined;
+  /** Messages the broker sent while a seek was in flight: dropped, their permits granted again. */
+  private droppedWhileSeeking = 0;
+  private readonly unacked: UnackedTracker | undefined;
   active = true;
 
   constructor(
@@ -89,10 +117,20 @@ export class PartitionConsumer {
     private readonly opts: PartitionConsumerOptions,
   ) {
     this.consumerName = opts.consumerName;
+    this.startMessageId = opts.startMessageId;
+    this.unacked =
+      opts.ackTimeoutMs > 0
+        ? new UnackedTracker(opts.ackTimeoutMs, MAX_TRACKED_UNACKED, (ids) => this.onAckTimeout(ids))
+        : undefined;
   }
 
   get topic(): string {
     return this.opts.topic;
+  }
+
+  /** Set once by the consumer that owns this part, before `start`. */
+  setSlot(slot: number): void {
+    this.opts.slot = slot;
   }
 
   get name(): string {
@@ -111,29 +149,72 @@ export class PartitionConsumer {
   taken(msg: ReceivedMessage): boolean {
     const origin = msg[ORIGIN];
     if (origin.generation !== this.generation) return false;
+    this.queued--;
     this.lastDequeued = origin.messageId;
+    this.unacked?.add(origin.messageId);
     this.grant(1);
     return true;
   }
 
   ack(id: MessageId): void {
+    this.unacked?.remove(id);
     if (this.acks.length >= MAX_PENDING_ACKS) this.acks.shift();
     this.acks.push(id);
     this.armAckTimer();
   }
 
   ackCumulative(id: MessageId): void {
+    this.unacked?.removeUpTo(id);
     if (!this.cumulative || compareMessageIds(id, this.cumulative) > 0) this.cumulative = id;
     this.armAckTimer();
   }
 
+  /** Ask for redelivery after the backoff for a message already redelivered `redeliveryCount` times. */
   nack(id: MessageId, redeliveryCount: number): void {
-    const { minDelayMs, maxDelayMs } = this.opts.nackBackoff;
-    const delay = Math.min(maxDelayMs, minDelayMs * 2 ** Math.min(redeliveryCount, 30));
-    const list = this.nacks.get(delay) ?? [];
-    list.push(id);
-    this.nacks.set(delay, list);
-    this.armAckTimer();
+    this.unacked?.remove(id);
+    this.nackAfter(id, redeliveryDelay(this.opts.nackBackoff, redeliveryCount));
+  }
+
+  /**
+   * Move the subscription (or, for a reader, its position). Acks given so far
+   * go out first; messages received before the broker confirms are dropped
+   * and their permits granted again.
+   */
+  seek(target: SeekTarget): Promise<void> {
+    if (this.state === 'closed') return Promise.reject(new ClosedError('consumer is closed'));
+    const call = this.call;
+    if (!call || this.state !== 'ready') {
+      return Promise.reject(
+        new UnavailableError(
+          `consumer of ${this.opts.topic} is reconnecting; seek again once it is connected`,
+        ),
+      );
+    }
+    if (this.seeking) {
+      return Promise.reject(
+        new FailedPreconditionError(`a seek on ${this.opts.topic} is already in progress; await it first`),
+      );
+    }
+    this.flushAcks();
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (this.seeking?.timer !== timer) return;
+        this.seeking = undefined;
+        reject(new TimeoutError(`broker did not confirm the seek on ${this.opts.topic} in time`));
+      }, this.opts.operationTimeoutMs);
+      this.seeking = { resolve, reject, timer };
+      this.droppedWhileSeeking = 0;
+      if (this.opts.nonDurable) {
+        // A reader resuming after a reconnect must start from the new position, not the old one.
+        this.lastDequeued = undefined;
+        this.startMessageId = 'messageId' in target ? target.messageId : undefined;
+      }
+      const seek: Seek =
+        'messageId' in target
+          ? { messageId: toWireId(target.messageId) }
+          : { publishTime: target.publishTime };
+      call.write({ seek });
+    });
   }
 
   /** Send grouped acks now, then close the stream. */
@@ -142,11 +223,50 @@ export class PartitionConsumer {
     this.flushAcks();
     this.state = 'closed';
     this.abort.abort();
+    this.unacked?.close();
+    this.failSeek(new ClosedError(`consumer of ${this.opts.topic} closed during a seek`));
     clearTimeout(this.ackTimer);
     const call = this.call;
     this.call = undefined;
     this.generation++;
     if (call) await endCall(call);
+  }
+
+  private nackAfter(id: MessageId, delay: number): void {
+    const list = this.nacks.get(delay) ?? [];
+    list.push(id);
+    this.nacks.set(delay, list);
+    this.armAckTimer();
+  }
+
+  private onAckTimeout(ids: MessageId[]): void {
+    this.opts.logger.debug({ topic: this.opts.topic, count: ids.length }, 'ack timeout: redelivering');
+    for (const id of ids) this.nackAfter(id, 0);
+  }
+
+  private failSeek(err: SluiceError): void {
+    const seek = this.seeking;
+    if (!seek) return;
+    this.seeking = undefined;
+    clearTimeout(seek.timer);
+    seek.reject(err);
+  }
+
+  private onSeekDone(): void {
+    const seek = this.seeking;
+    if (!seek) return;
+    this.seeking = undefined;
+    clearTimeout(seek.timer);
+    // Everything queued from before the seek is stale: drop it and let the broker send that many again.
+    this.generation++;
+    const permits = this.queued + this.droppedWhileSeeking + this.unflowed;
+    this.queued = 0;
+    this.unflowed = 0;
+    this.droppedWhileSeeking = 0;
+    this.unacked?.clear();
+    this.nacks.clear();
+    if (permits > 0) this.call?.write({ flow: { permits } });
+    seek.resolve();
   }
 
   private grant(n: number): void {
@@ -216,15 +336,34 @@ export class PartitionConsumer {
         }
         if (call !== this.call) return;
         switch (res.response) {
-          case 'deliveries':
-            for (const d of res.deliveries?.deliveries ?? []) this.onDelivery(d);
+          case 'deliveries': {
+            const generation = this.generation;
+            for (const d of res.deliveries?.deliveries ?? []) {
+              if (this.seeking) {
+                this.droppedWhileSeeking += liveCount(d);
+                continue;
+              }
+              const decoded = decodeBatch(d.batch ?? { header: null, payload: Buffer.alloc(0) });
+              // Keep a rejected decode from surfacing as unhandled before its turn in the chain.
+              decoded.catch(() => undefined);
+              this.inbound = this.inbound.then(() => this.onDelivery(d, decoded, generation));
+            }
+            break;
+          }
+          case 'seekDone':
+            // After the deliveries received before it, so those count as dropped, not queued.
+            this.inbound = this.inbound.then(() => this.onSeekDone());
             break;
           case 'activeChange':
             this.active = res.activeChange?.isActive ?? this.active;
             break;
           case 'error':
-            if (res.error)
-              this.opts.onError(errorFromCode(res.error.errorCode || 'INTERNAL', res.error.message));
+            if (res.error) {
+              const err = errorFromCode(res.error.errorCode || 'INTERNAL', res.error.message);
+              // The broker answers a failed seek with an error on the stream.
+              if (this.seeking) this.failSeek(err);
+              else this.opts.onError(err);
+            }
             break;
           default:
             break;
@@ -237,7 +376,7 @@ export class PartitionConsumer {
       };
       call.on('error', (err) => onDown(fromGrpcError(err)));
       call.on('end', () => onDown(new UnavailableError(`broker ${address} ended the consume stream`)));
-      const start = this.opts.nonDurable ? (this.lastDequeued ?? this.opts.startMessageId) : undefined;
+      const start = this.opts.nonDurable ? (this.lastDequeued ?? this.startMessageId) : undefined;
       call.write({
         subscribe: {
           topic: this.opts.topic,
@@ -263,25 +402,37 @@ export class PartitionConsumer {
     this.consumerName = name || this.consumerName;
     this.generation++;
     this.unflowed = 0;
+    this.queued = 0;
+    // The broker redelivers everything unacknowledged to the new stream; their timeouts start over.
+    this.unacked?.clear();
     this.state = 'ready';
     call.write({ flow: { permits: this.opts.receiverQueueSize } });
     this.flushAcks();
   }
 
-  private onDelivery(d: Delivery__Output): void {
+  private async onDelivery(
+    d: Delivery__Output,
+    decoded: ReturnType<typeof decodeBatch>,
+    generation: number,
+  ): Promise<void> {
     const first = d.messageId;
-    const count = d.batch?.header?.count ?? 0;
-    if (!first || !d.batch) return;
-    let messages: ReturnType<typeof decodeBatch>['messages'];
+    if (!first || !d.batch || generation !== this.generation || this.state === 'closed') return;
+    let messages: Awaited<ReturnType<typeof decodeBatch>>['messages'];
     try {
-      messages = decodeBatch(d.batch).messages;
+      messages = (await decoded).messages;
     } catch (err) {
-      // Never hand out a batch we cannot read; it stays unacknowledged on the broker.
-      this.grant(count);
-      this.opts.onError(fromGrpcError(err));
+      // Never hand out a batch we cannot read: it stays unacknowledged on the broker for a
+      // consumer that can, and this one lives on.
+      this.grant(liveCount(d));
+      const e = fromGrpcError(err);
+      const id = formatMessageId({ ...first, partition: this.opts.partition });
+      e.message = `message(s) from ${id} on ${this.opts.topic} cannot be read: ${e.message}`;
+      this.opts.onError(e);
       return;
     }
+    if (generation !== this.generation) return;
     const acked = d.ackedIndexes.length > 0 ? new Set(d.ackedIndexes) : undefined;
+    const deadLetter = this.opts.maxRedeliverCount > 0 && d.redeliveryCount >= this.opts.maxRedeliverCount;
     let skipped = 0;
     for (let i = 0; i < messages.length; i++) {
       const id: MessageId = {
@@ -308,8 +459,21 @@ export class PartitionConsumer {
         redeliveryCount: d.redeliveryCount,
         producerName: d.producerName,
         topic: this.opts.topic,
-        [ORIGIN]: { messageId: id, generation: this.generation, partitionIndex: this.opts.partition },
+        [ORIGIN]: {
+          messageId: id,
+          generation: this.generation,
+          partitionIndex: this.opts.partition,
+          slot: this.opts.slot,
+        },
       };
+      if (deadLetter) {
+        // The permit returns once the letter is stored, which bounds letters in flight by the queue size.
+        void this.opts.divert(msg).finally(() => {
+          if (generation === this.generation) this.grant(1);
+        });
+        continue;
+      }
+      this.queued++;
       this.opts.deliver(msg);
     }
     if (skipped > 0) this.grant(skipped);
@@ -317,6 +481,9 @@ export class PartitionConsumer {
 
   private onStreamDown(err: SluiceError): void {
     this.call = undefined;
+    this.failSeek(
+      new UnavailableError(`consume stream on ${this.opts.topic} was lost during a seek; seek again`),
+    );
     if (this.state !== 'ready') return;
     this.state = 'connecting';
     clearTimeout(this.ackTimer);
@@ -331,6 +498,11 @@ export class PartitionConsumer {
       this.opts.onFatal(fromGrpcError(e));
     });
   }
+}
+
+/** Messages of a delivery the broker counted against this consumer's permits. */
+function liveCount(d: Delivery__Output): number {
+  return Math.max(0, (d.batch?.header?.count ?? 0) - d.ackedIndexes.length);
 }
 
 function endCall(call: Call): Promise<void> {

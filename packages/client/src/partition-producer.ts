@@ -12,6 +12,7 @@ import {
 } from '@sluice/common';
 import type {
   MessageBatch,
+  MessageId__Output,
   ProduceRequest,
   ProduceResponse__Output,
   SendReceipt__Output,
@@ -61,9 +62,12 @@ interface OpenBatch {
 interface InflightBatch {
   firstSequenceId: number;
   messages: PendingMessage[];
-  wire: MessageBatch;
+  /** Undefined while the batch is being compressed. */
+  wire: MessageBatch | undefined;
   settled: Promise<void>;
   settle: () => void;
+  /** Its messages were resolved or rejected. */
+  done: boolean;
 }
 
 const ACCESS_MODES = {
@@ -98,6 +102,7 @@ export class PartitionProducer {
   private producerName: string;
   private failure: SluiceError | undefined;
   private readonly abort = new AbortController();
+  private encoding: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly pool: ConnectionPool,
@@ -115,6 +120,10 @@ export class PartitionProducer {
     return this.opts.topic;
   }
 
+  private get waitsForExclusive(): boolean {
+    return this.opts.accessMode === 'wait_for_exclusive';
+  }
+
   /** Messages accepted by `send` and not yet acknowledged or refused. */
   get pending(): number {
     return this.pendingMessages;
@@ -124,7 +133,8 @@ export class PartitionProducer {
   async start(): Promise<void> {
     await connectToOwner(this.lookup, this.opts.topic, (address) => this.openStream(address), {
       shouldRetry: retryOnOpen,
-      deadlineMs: this.opts.operationTimeoutMs,
+      // Waiting for exclusivity has no deadline: the broker answers once the other producers are gone.
+      ...(this.waitsForExclusive ? {} : { deadlineMs: this.opts.operationTimeoutMs }),
       signal: this.abort.signal,
     });
   }
@@ -236,30 +246,64 @@ export class PartitionProducer {
       this.batchTimer = undefined;
     }
     const firstSequenceId = this.nextSequenceId;
-    let wire: MessageBatch;
-    try {
-      wire = encodeBatch(
-        batch.messages.map((m) => m.entry),
-        { firstSequenceId, compression: this.opts.compression, deliverAt: batch.deliverAt },
-      );
-    } catch (err) {
-      const e = fromGrpcError(err);
-      for (const m of batch.messages) m.reject(e);
-      this.release(batch.messages.length);
-      return;
-    }
     this.nextSequenceId += batch.messages.length;
     let settle!: () => void;
     const settled = new Promise<void>((resolve) => {
       settle = resolve;
     });
-    const inflight: InflightBatch = { firstSequenceId, messages: batch.messages, wire, settled, settle };
+    const inflight: InflightBatch = {
+      firstSequenceId,
+      messages: batch.messages,
+      wire: undefined,
+      settled,
+      settle,
+      done: false,
+    };
     this.inflight.push(inflight);
-    if (this.state === 'ready') this.write(inflight);
+    // Compression runs off the event loop; chaining keeps batches on the wire in sequence order.
+    const entries = batch.messages.map((m) => m.entry);
+    this.encoding = this.encoding.then(async () => {
+      try {
+        inflight.wire = await encodeBatch(entries, {
+          firstSequenceId,
+          compression: this.opts.compression,
+          deliverAt: batch.deliverAt,
+        });
+      } catch (err) {
+        if (inflight.done) return;
+        const index = this.inflight.indexOf(inflight);
+        if (index >= 0) this.inflight.splice(index, 1);
+        this.settleBatch(inflight, fromGrpcError(err));
+        return;
+      }
+      if (!inflight.done && this.state === 'ready') this.write(inflight);
+    });
   }
 
   private write(batch: InflightBatch): void {
-    this.call?.write({ send: { batch: batch.wire } });
+    if (batch.wire) this.call?.write({ send: { batch: batch.wire } });
+  }
+
+  /** Resolve (with the receipt's first id) or reject every message of a batch, once. */
+  private settleBatch(batch: InflightBatch, outcome: SluiceError | MessageId__Output | null): void {
+    if (batch.done) return;
+    batch.done = true;
+    if (outcome instanceof Error) {
+      for (const m of batch.messages) m.reject(outcome);
+    } else {
+      batch.messages.forEach((m, i) => {
+        m.resolve(
+          formatMessageId({
+            ledgerId: outcome ? outcome.ledgerId : -1,
+            entryId: outcome ? outcome.entryId : -1,
+            batchIndex: (outcome ? outcome.batchIndex : 0) + i,
+            partition: this.opts.partition,
+          }),
+        );
+      });
+    }
+    batch.settle();
+    this.release(batch.messages.length);
   }
 
   /** Open a Produce stream on `address` and resolve once the broker confirms the producer. */
@@ -269,10 +313,12 @@ export class PartitionProducer {
     const call = conn.producer.Produce();
     return new Promise<void>((resolve, reject) => {
       let opened = false;
-      const timer = setTimeout(() => {
-        call.cancel();
-        reject(new TimeoutError(`broker ${address} did not open producer on ${this.opts.topic} in time`));
-      }, this.opts.operationTimeoutMs);
+      const timer = this.waitsForExclusive
+        ? undefined
+        : setTimeout(() => {
+            call.cancel();
+            reject(new TimeoutError(`broker ${address} did not open producer on ${this.opts.topic} in time`));
+          }, this.opts.operationTimeoutMs);
       call.on('data', (res: ProduceResponse__Output) => {
         if (!opened) {
           if (res.response !== 'opened' || !res.opened) {
@@ -343,19 +389,7 @@ export class PartitionProducer {
       return;
     }
     const [batch] = this.inflight.splice(index, 1);
-    const id = receipt.messageId;
-    batch!.messages.forEach((m, i) => {
-      m.resolve(
-        formatMessageId({
-          ledgerId: id ? id.ledgerId : -1,
-          entryId: id ? id.entryId : -1,
-          batchIndex: (id ? id.batchIndex : 0) + i,
-          partition: this.opts.partition,
-        }),
-      );
-    });
-    batch!.settle();
-    this.release(batch!.messages.length);
+    this.settleBatch(batch!, receipt.messageId);
   }
 
   private onSendError(sequenceId: number, err: SluiceError): void {
@@ -368,9 +402,7 @@ export class PartitionProducer {
     const index = this.inflight.findIndex((b) => b.firstSequenceId === sequenceId);
     if (index < 0) return;
     const [batch] = this.inflight.splice(index, 1);
-    for (const m of batch!.messages) m.reject(err);
-    batch!.settle();
-    this.release(batch!.messages.length);
+    this.settleBatch(batch!, err);
   }
 
   private onStreamDown(err: SluiceError): void {
@@ -399,12 +431,8 @@ export class PartitionProducer {
     }
     this.open.clear();
     this.openMessages = 0;
-    for (const batch of this.inflight.splice(0)) {
-      for (const m of batch.messages) m.reject(err);
-      failed += batch.messages.length;
-      batch.settle();
-    }
     this.release(failed);
+    for (const batch of this.inflight.splice(0)) this.settleBatch(batch, err);
   }
 
   private release(count: number): void {

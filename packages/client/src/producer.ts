@@ -26,9 +26,13 @@ export interface SendOptions {
   properties?: Record<string, string>;
   /** Application event time (epoch ms or Date). */
   eventTime?: number | Date;
-  /** Deliver no earlier than this time (shared and key_shared subscriptions). */
+  /**
+   * Deliver no earlier than this time (shared and key_shared subscriptions);
+   * a time already past delivers at once. The broker refuses delays beyond
+   * the namespace's maximum.
+   */
   deliverAt?: number | Date;
-  /** Deliver no earlier than this many ms from now. */
+  /** Deliver no earlier than this many ms from now (<= 0: at once). */
   deliverAfter?: number;
 }
 
@@ -39,8 +43,24 @@ export const DEFAULT_BATCHING: BatchingOptions = {
   keyBased: false,
 };
 
+const ACCESS_MODES = ['shared', 'exclusive', 'wait_for_exclusive'] as const;
+
 const toMillis = (v: number | Date | undefined): number =>
   v === undefined ? 0 : v instanceof Date ? v.getTime() : v;
+
+/** When a message may be delivered (epoch ms), or 0 for now (a time already past means now). */
+function deliveryTime(opts: SendOptions, now: number): number {
+  if (opts.deliverAfter !== undefined && opts.deliverAt !== undefined) {
+    throw new InvalidArgumentError('give deliverAt or deliverAfter, not both');
+  }
+  if (opts.deliverAfter !== undefined && !Number.isFinite(opts.deliverAfter)) {
+    throw new InvalidArgumentError(`deliverAfter ${opts.deliverAfter} is not a number of milliseconds`);
+  }
+  const at = opts.deliverAfter !== undefined ? now + Math.round(opts.deliverAfter) : toMillis(opts.deliverAt);
+  if (!Number.isFinite(at))
+    throw new InvalidArgumentError(`deliverAt ${String(opts.deliverAt)} is not a time`);
+  return at > now ? at : 0;
+}
 
 /**
  * A producer of one topic. On a partitioned topic it holds one producer per
@@ -73,6 +93,12 @@ export class Producer {
     }
     const compression = opts.compression ?? 'none';
     compressionCodec(compression);
+    const accessMode = opts.accessMode ?? 'shared';
+    if (!ACCESS_MODES.includes(accessMode)) {
+      throw new InvalidArgumentError(
+        `access mode '${String(accessMode)}' is unknown; use ${ACCESS_MODES.join(', ')}`,
+      );
+    }
     const maxPendingMessages = opts.maxPendingMessages ?? 10_000;
     if (!(maxPendingMessages >= 1)) throw new InvalidArgumentError('maxPendingMessages must be at least 1');
     const topic = fullTopicName(opts.topic);
@@ -85,7 +111,7 @@ export class Producer {
           topic: name,
           partition: partitions > 0 ? i : -1,
           producerName: opts.producerName ?? '',
-          accessMode: opts.accessMode ?? 'shared',
+          accessMode,
           batching,
           compression,
           maxPendingMessages,
@@ -118,17 +144,17 @@ export class Producer {
    */
   async send(value: Buffer | string, opts: SendOptions = {}): Promise<string> {
     if (this.closed) throw new ClosedError(`producer on ${this.topic} is closed`);
+    const now = Date.now();
+    const deliverAt = deliveryTime(opts, now);
     const entry: BatchEntry = {
       key: opts.key ?? '',
       value: typeof value === 'string' ? Buffer.from(value, 'utf8') : value,
       properties: opts.properties ?? {},
       eventTime: toMillis(opts.eventTime),
-      sendTime: Date.now(),
+      sendTime: now,
     };
     if (!Buffer.isBuffer(entry.value))
       throw new InvalidArgumentError('message value must be a Buffer or a string');
-    const deliverAt =
-      opts.deliverAfter !== undefined ? Date.now() + opts.deliverAfter : toMillis(opts.deliverAt);
     const part = this.parts[this.router.choose(opts.key)]!;
     await part.reserve();
     return part.enqueue(entry, deliverAt);

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { InvalidArgumentError, type Logger, parseMessageId } from '@sluice/common';
 import type { ConnectionPool } from './connection-pool.js';
-import { Consumer } from './consumer.js';
+import { Consumer, type SeekPosition } from './consumer.js';
 import type { TopicLookup } from './lookup.js';
 import type { Message } from './message.js';
 
@@ -56,6 +56,11 @@ export class Reader implements AsyncIterable<Message> {
   /** The next message, or `undefined` after `timeoutMs` without one. */
   readNext(timeoutMs?: number): Promise<Message | undefined> {
     return this.consumer.receive(timeoutMs);
+  }
+
+  /** Move the reader: to a message id, a publish time, or the earliest / latest message. */
+  seek(position: SeekPosition): Promise<void> {
+    return this.consumer.seek(position);
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Message> {

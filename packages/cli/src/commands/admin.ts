@@ -187,6 +187,12 @@ function registerNamespaces(ns: Command): void {
     (f) => ({ messageTtlMs: parseDuration(String(f.ttl)) }),
   );
   setter(
+    'set-max-delivery-delay <namespace>',
+    'longest delay a producer may ask for with deliverAt/deliverAfter (0 = no limit)',
+    (c) => c.requiredOption('--delay <duration>', 'e.g. 1d, 0'),
+    (f) => ({ maxDeliveryDelayMs: parseDuration(String(f.delay)) }),
+  );
+  setter(
     'set-max-message-size <namespace>',
     'largest batch a producer may send',
     (c) => c.requiredOption('--size <size>', 'e.g. 5M'),

@@ -1,5 +1,5 @@
-import type { InitialPosition, Message, SubscriptionType } from '@sluice/client';
-import { ClosedError, InvalidArgumentError } from '@sluice/common';
+import type { ConsumerOptions, InitialPosition, Message, SubscriptionType } from '@sluice/client';
+import { ClosedError, InvalidArgumentError, parseDuration } from '@sluice/common';
 import type { Command } from 'commander';
 import {
   type ConnectionFlags,
@@ -17,6 +17,11 @@ interface ConsumeFlags extends ConnectionFlags {
   from: InitialPosition;
   wait?: number;
   consumerName?: string;
+  nack?: boolean;
+  nackDelay?: string;
+  ackTimeout?: string;
+  dlqMaxRedeliver?: number;
+  dlqTopic?: string;
 }
 
 const TYPES = ['exclusive', 'shared', 'failover', 'key_shared'];
@@ -37,7 +42,22 @@ export function registerConsumeCommand(program: Command): void {
       )
       .option('--from <position>', 'where a new subscription starts: earliest or latest', 'latest')
       .option('--wait <seconds>', 'exit after this many seconds without a new message', Number)
-      .option('--consumer-name <name>', 'consumer name (failover order, stats)'),
+      .option('--consumer-name <name>', 'consumer name (failover order, stats)')
+      .option(
+        '--nack',
+        'negatively acknowledge every message instead of acknowledging it (the broker redelivers it after the nack delay)',
+      )
+      .option(
+        '--nack-delay <duration>',
+        'first redelivery delay after a nack, doubling per redelivery (default 1s)',
+      )
+      .option('--ack-timeout <duration>', 'redeliver messages left unacknowledged this long (default: never)')
+      .option(
+        '--dlq-max-redeliver <count>',
+        'after this many deliveries a message goes to the dead-letter topic instead',
+        positiveInt('dlq max redeliver'),
+      )
+      .option('--dlq-topic <topic>', 'dead-letter topic (default <topic>-<subscription>-DLQ)'),
   ).action((topic: string, flags: ConsumeFlags) =>
     withClient(flags, async (client) => {
       if (!TYPES.includes(flags.type)) {
@@ -51,6 +71,9 @@ export function registerConsumeCommand(program: Command): void {
       if (flags.wait !== undefined && !(flags.wait > 0)) {
         throw new InvalidArgumentError(`--wait '${flags.wait}' must be a positive number of seconds`);
       }
+      if (flags.dlqTopic !== undefined && flags.dlqMaxRedeliver === undefined) {
+        throw new InvalidArgumentError('--dlq-topic needs --dlq-max-redeliver COUNT');
+      }
       const consumer = await client.subscribe({
         topic,
         subscription: flags.subscription,
@@ -58,6 +81,7 @@ export function registerConsumeCommand(program: Command): void {
         initialPosition: flags.from,
         ...(flags.consumerName ? { consumerName: flags.consumerName } : {}),
         ...(flags.count !== undefined ? { receiverQueueSize: Math.min(1000, flags.count) } : {}),
+        ...redeliveryOptions(flags),
       });
       const stop = () => void consumer.close();
       process.once('SIGINT', stop);
@@ -68,7 +92,8 @@ export function registerConsumeCommand(program: Command): void {
           const msg = await consumer.receive(flags.wait === undefined ? undefined : flags.wait * 1000);
           if (!msg) break;
           print(msg, flags.json === true);
-          consumer.ack(msg);
+          if (flags.nack) consumer.nack(msg);
+          else consumer.ack(msg);
           received++;
         }
       } catch (err) {
@@ -81,6 +106,28 @@ export function registerConsumeCommand(program: Command): void {
       if (!flags.json) process.stderr.write(`received ${received} message${received === 1 ? '' : 's'}\n`);
     }),
   );
+}
+
+/** Nack delay, ack timeout and dead-letter policy from the flags. */
+function redeliveryOptions(
+  flags: ConsumeFlags,
+): Pick<ConsumerOptions, 'nackRedeliveryBackoff' | 'ackTimeoutMs' | 'deadLetterPolicy'> {
+  const nackDelay = flags.nackDelay === undefined ? undefined : parseDuration(flags.nackDelay);
+  const ackTimeout = flags.ackTimeout === undefined ? undefined : parseDuration(flags.ackTimeout);
+  return {
+    ...(nackDelay !== undefined
+      ? { nackRedeliveryBackoff: { minDelayMs: nackDelay, maxDelayMs: Math.max(nackDelay, 60_000) } }
+      : {}),
+    ...(ackTimeout !== undefined ? { ackTimeoutMs: ackTimeout } : {}),
+    ...(flags.dlqMaxRedeliver !== undefined
+      ? {
+          deadLetterPolicy: {
+            maxRedeliverCount: flags.dlqMaxRedeliver,
+            ...(flags.dlqTopic ? { deadLetterTopic: flags.dlqTopic } : {}),
+          },
+        }
+      : {}),
+  };
 }
 
 function print(msg: Message, json: boolean): void {
@@ -105,6 +152,7 @@ function print(msg: Message, json: boolean): void {
   }
   const props = Object.keys(msg.properties).length > 0 ? ` properties=${JSON.stringify(msg.properties)}` : '';
   const key = msg.key ? ` key=${msg.key}` : '';
+  const redelivered = msg.redeliveryCount > 0 ? ` redelivery=${msg.redeliveryCount}` : '';
   const value = text ?? `base64:${msg.value.toString('base64')}`;
-  printLine(`[${msg.id}]${key}${props} ${value}`);
+  printLine(`[${msg.id}]${key}${redelivered}${props} ${value}`);
 }

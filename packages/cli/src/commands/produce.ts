@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import type { CompressionType, Producer } from '@sluice/client';
-import { InvalidArgumentError } from '@sluice/common';
+import { COMPRESSION_TYPES, type CompressionType, type Producer, type SendOptions } from '@sluice/client';
+import { InvalidArgumentError, parseDuration } from '@sluice/common';
 import type { Command } from 'commander';
 import {
   type ConnectionFlags,
@@ -22,6 +22,9 @@ interface ProduceFlags extends ConnectionFlags {
   property?: string[];
   compression?: CompressionType;
   batchMaxDelayMs?: number;
+  deliverAfter?: string;
+  deliverAt?: string;
+  eventTime?: string;
 }
 
 /** Sends still awaiting their receipt; past this the reader of the input waits. */
@@ -38,7 +41,13 @@ export function registerProduceCommand(program: Command): void {
       .option('-k, --key <key>', 'key of every message')
       .option('-f, --file <path>', "send each line of a file as one message ('-' reads stdin)")
       .option('-p, --property <key=value>', 'property of every message (repeatable)', collect)
-      .option('--compression <codec>', 'none, gzip or deflate', 'none')
+      .option('--compression <codec>', COMPRESSION_TYPES.join(', '), 'none')
+      .option(
+        '--deliver-after <duration>',
+        'deliver no earlier than this from now, e.g. 30s (shared/key_shared)',
+      )
+      .option('--deliver-at <iso-8601>', 'deliver no earlier than this time (shared/key_shared)')
+      .option('--event-time <iso-8601>', 'application event time of every message')
       .option('--batch-max-delay-ms <ms>', 'longest a message waits for its batch', Number, 5),
   ).action((topic: string, flags: ProduceFlags) =>
     withClient(flags, async (client) => {
@@ -46,6 +55,7 @@ export function registerProduceCommand(program: Command): void {
         throw new InvalidArgumentError('nothing to send; give -m TEXT (repeatable) or --file PATH');
       }
       const properties = parseProperties(flags.property);
+      const timing = sendTiming(flags);
       const producer = await client.createProducer({
         topic,
         compression: flags.compression ?? 'none',
@@ -54,13 +64,33 @@ export function registerProduceCommand(program: Command): void {
       const sent = await sendAll(
         producer,
         inputs(flags),
-        { key: flags.key, properties },
+        { ...(flags.key !== undefined ? { key: flags.key } : {}), properties, ...timing },
         flags.json === true,
       );
       await producer.close();
       if (!flags.json) printLine(`produced ${sent} message${sent === 1 ? '' : 's'} to ${producer.topic}`);
     }),
   );
+}
+
+function isoTime(flag: string, text: string): number {
+  const t = Date.parse(text);
+  if (Number.isNaN(t)) {
+    throw new InvalidArgumentError(`${flag} '${text}' is not an ISO-8601 time, e.g. 2024-05-01T12:00:00Z`);
+  }
+  return t;
+}
+
+/** --deliver-after / --deliver-at / --event-time as send options. */
+function sendTiming(flags: ProduceFlags): Pick<SendOptions, 'deliverAfter' | 'deliverAt' | 'eventTime'> {
+  if (flags.deliverAfter !== undefined && flags.deliverAt !== undefined) {
+    throw new InvalidArgumentError('give --deliver-after or --deliver-at, not both');
+  }
+  return {
+    ...(flags.deliverAfter !== undefined ? { deliverAfter: parseDuration(flags.deliverAfter) } : {}),
+    ...(flags.deliverAt !== undefined ? { deliverAt: isoTime('--deliver-at', flags.deliverAt) } : {}),
+    ...(flags.eventTime !== undefined ? { eventTime: isoTime('--event-time', flags.eventTime) } : {}),
+  };
 }
 
 async function* inputs(flags: ProduceFlags): AsyncGenerator<string> {
@@ -82,7 +112,7 @@ async function* inputs(flags: ProduceFlags): AsyncGenerator<string> {
 async function sendAll(
   producer: Producer,
   values: AsyncIterable<string>,
-  opts: { key: string | undefined; properties: Record<string, string> },
+  opts: SendOptions,
   json: boolean,
 ): Promise<number> {
   const window: Promise<string>[] = [];
@@ -93,10 +123,8 @@ async function sendAll(
     printed++;
   };
   for await (const value of values) {
-    const send = producer.send(value, {
-      ...(opts.key !== undefined ? { key: opts.key } : {}),
-      properties: opts.properties,
-    });
+    // deliverAfter counts from each send, as the user expects of a stream of lines.
+    const send = producer.send(value, opts);
     // Keep failures from surfacing as unhandled while they wait their turn in the window.
     send.catch(() => undefined);
     window.push(send);

@@ -26,6 +26,10 @@ export interface StoredEntry {
 interface Cursor {
   next: number;
   acked: Set<string>;
+  /** Entries nacked and due again, sent before new ones. */
+  replay: StoredEntry[];
+  /** Times each entry ("l:e") was redelivered. */
+  redeliveries: Map<string, number>;
 }
 
 interface TopicState {
@@ -73,6 +77,18 @@ export class FakeBroker {
   /** Every ack request received (ids as "l:e:i", type). */
   readonly acks: { ids: string[]; type: string }[] = [];
   readonly nacks: { ids: string[]; delayMs: number }[] = [];
+  /** Every OpenProducer received (topic, access mode). */
+  readonly opens: { topic: string; accessMode: string }[] = [];
+  /** Every Seek received. */
+  readonly seeks: { messageId?: string; publishTime?: number }[] = [];
+  /** Every Subscribe received (as the broker saw it). */
+  readonly subscribes: {
+    topic: string;
+    subscription: string;
+    nonDurable: boolean;
+    startMessageId?: string;
+  }[] = [];
+  private readonly timers = new Set<NodeJS.Timeout>();
   /** Batches received (including duplicates), by first sequence id. */
   readonly received: number[] = [];
   /** Hold receipts instead of answering (released by `releaseReceipts`). */
@@ -146,7 +162,24 @@ export class FakeBroker {
     for (const f of this.held.splice(0)) f();
   }
 
+  /** Store a batch as if a producer had sent it (e.g. one no client could build). */
+  publishRaw(topic: string, batch: MessageBatch__Output): StoredEntry {
+    const t = this.cluster.topic(topic);
+    const entry = {
+      ledgerId: this.cluster.ledgerId,
+      entryId: t.entries.length,
+      batch,
+      publishTime: Date.now(),
+      producerName: 'raw',
+    };
+    t.entries.push(entry);
+    this.pump(topic);
+    return entry;
+  }
+
   stop(): Promise<void> {
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
     this.killStreams();
     this.server.forceShutdown();
     return Promise.resolve();
@@ -175,6 +208,7 @@ export class FakeBroker {
         if (this.redirect(call)) return;
         this.produceCalls.add(call);
         topicName = req.open.topic;
+        this.opens.push({ topic: topicName, accessMode: req.open.accessMode });
         producerName = req.open.producerName || this.cluster.newProducerName();
         const last = this.cluster.topic(topicName).lastSequence.get(producerName)?.seq ?? -1;
         call.write({ opened: { producerName, lastSequenceId: last, maxMessageSize: 64 * 1024 } });
@@ -239,8 +273,8 @@ export class FakeBroker {
     const send = () => {
       if (!cursor) return;
       const entries = this.cluster.topic(topicName).entries;
-      while (permits > 0 && cursor.next < entries.length) {
-        const e = entries[cursor.next++]!;
+      while (permits > 0 && (cursor.replay.length > 0 || cursor.next < entries.length)) {
+        const e = cursor.replay.shift() ?? entries[cursor.next++]!;
         const count = e.batch.header!.count;
         const acked: number[] = [];
         for (let i = 0; i < count; i++)
@@ -254,7 +288,7 @@ export class FakeBroker {
                 messageId: { ledgerId: e.ledgerId, entryId: e.entryId, batchIndex: 0, partition: -1 },
                 batch: e.batch,
                 publishTime: e.publishTime,
-                redeliveryCount: redeliveries,
+                redeliveryCount: redeliveries + (cursor.redeliveries.get(`${e.ledgerId}:${e.entryId}`) ?? 0),
                 ackedIndexes: acked,
                 producerName: e.producerName,
               },
@@ -277,11 +311,28 @@ export class FakeBroker {
         if (this.redirect(call)) return;
         this.consumeCalls.add(call);
         topicName = req.subscribe.topic;
+        const start = req.subscribe.startMessageId;
+        this.subscribes.push({
+          topic: topicName,
+          subscription: req.subscribe.subscription,
+          nonDurable: req.subscribe.nonDurable,
+          ...(start ? { startMessageId: `${start.ledgerId}:${start.entryId}:${start.batchIndex}` } : {}),
+        });
         const topic = this.cluster.topic(topicName);
-        const existing = topic.cursors.get(req.subscribe.subscription);
+        const existing = req.subscribe.nonDurable ? undefined : topic.cursors.get(req.subscribe.subscription);
+        const startIndex = start
+          ? Math.max(
+              0,
+              topic.entries.findIndex((e) => e.ledgerId === start.ledgerId && e.entryId === start.entryId),
+            )
+          : undefined;
         cursor = existing ?? {
-          next: req.subscribe.initialPosition === 'INITIAL_POSITION_EARLIEST' ? 0 : topic.entries.length,
+          next:
+            startIndex ??
+            (req.subscribe.initialPosition === 'INITIAL_POSITION_EARLIEST' ? 0 : topic.entries.length),
           acked: new Set(),
+          replay: [],
+          redeliveries: new Map(),
         };
         if (existing) {
           // Rewind to the first entry holding an unacknowledged message (redelivery).
@@ -293,7 +344,7 @@ export class FakeBroker {
           cursor.next = first < 0 ? topic.entries.length : first;
           redeliveries = 1;
         }
-        topic.cursors.set(req.subscribe.subscription, cursor);
+        if (!req.subscribe.nonDurable) topic.cursors.set(req.subscribe.subscription, cursor);
         const set = this.subscribers.get(topicName) ?? new Set();
         this.subscribers.set(topicName, set);
         set.add(send);
@@ -308,7 +359,39 @@ export class FakeBroker {
         for (const id of ids) cursor?.acked.add(id);
       } else if (req.nack) {
         const ids = req.nack.messageIds.map((m) => `${m.ledgerId}:${m.entryId}:${m.batchIndex}`);
-        this.nacks.push({ ids, delayMs: req.nack.delayMs });
+        const delayMs = Number(req.nack.delayMs);
+        this.nacks.push({ ids, delayMs });
+        const c = cursor!;
+        const entries = this.cluster.topic(topicName).entries;
+        const due = entries.filter((e) => req.nack!.messageIds.some((m) => m.entryId === e.entryId));
+        const timer = setTimeout(() => {
+          this.timers.delete(timer);
+          for (const e of due) {
+            const k = `${e.ledgerId}:${e.entryId}`;
+            c.redeliveries.set(k, (c.redeliveries.get(k) ?? 0) + 1);
+            c.replay.push(e);
+          }
+          send();
+        }, delayMs);
+        this.timers.add(timer);
+      } else if (req.seek) {
+        const c = cursor!;
+        const entries = this.cluster.topic(topicName).entries;
+        const m = req.seek.messageId;
+        if (m) {
+          this.seeks.push({ messageId: `${m.ledgerId}:${m.entryId}:${m.batchIndex}` });
+          const i = entries.findIndex((e) => e.ledgerId === m.ledgerId && e.entryId === m.entryId);
+          c.next = i < 0 ? entries.length : i;
+        } else {
+          const at = Number(req.seek.publishTime);
+          this.seeks.push({ publishTime: at });
+          const i = entries.findIndex((e) => e.publishTime >= at);
+          c.next = i < 0 ? entries.length : i;
+        }
+        c.replay = [];
+        c.acked.clear();
+        call.write({ seekDone: {} });
+        send();
       }
     });
   }
