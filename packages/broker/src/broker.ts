@@ -181,6 +181,7 @@ export class Broker {
         true,
       );
     }
+    await this.topics.start();
     const interval = this.opts.loadReportIntervalMs ?? 5000;
     this.loadTimer = setInterval(() => {
       this.reportLoad().catch((err) => this.logger.debug({ err }, 'load report failed'));
@@ -324,6 +325,7 @@ export class Broker {
     this.closing = true;
     this.health.setStatus('', 'NOT_SERVING');
     if (this.loadTimer) clearInterval(this.loadTimer);
+    await this.topics.stop();
     const reason = new UnavailableError('the broker is shutting down; look the topic up again');
     for (const p of [...this.producers]) p.kick(reason);
     await this.topics.closeAll(reason, true);

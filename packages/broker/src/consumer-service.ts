@@ -255,8 +255,15 @@ class ConsumerStream implements ConsumerSink {
 /** A wire message id as a log position (entry granularity). */
 function wirePosition(m: MessageId__Output): { ledgerId: number; entryId: number } {
   const p = { ledgerId: Number(m.ledgerId), entryId: Number(m.entryId) };
-  if (!Number.isSafeInteger(p.ledgerId) || p.ledgerId < 0 || !Number.isSafeInteger(p.entryId) || p.entryId < 0) {
-    throw new InvalidArgumentError(`message id ${m.ledgerId}:${m.entryId} is malformed; use ledgerId:entryId:batchIndex`);
+  if (
+    !Number.isSafeInteger(p.ledgerId) ||
+    p.ledgerId < 0 ||
+    !Number.isSafeInteger(p.entryId) ||
+    p.entryId < 0
+  ) {
+    throw new InvalidArgumentError(
+      `message id ${m.ledgerId}:${m.entryId} is malformed; use ledgerId:entryId:batchIndex`,
+    );
   }
   return p;
 }

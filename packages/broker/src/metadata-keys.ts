@@ -12,3 +12,5 @@ export const ownershipPrefix = (ns: string): string => `ownership/${ns}/`;
 export const BOOKIES_AVAILABLE_PREFIX = 'bookies/available/';
 /** Deduplication snapshot of a topic: producer name → highest stored sequence id, at a log position. */
 export const dedupKey = (path: string): string => `dedup/${path}`;
+export const NAMESPACES_PREFIX = 'namespaces/';
+export const TOPICS_PREFIX = 'topics/';

@@ -202,29 +202,31 @@ class ProducerStream implements ProducerHandle {
       const admitted = this.gate.then(() => topic.admit(header.count, payload.length));
       // A refused batch does not hold up the ones behind it.
       this.gate = admitted.catch(() => undefined);
-      work = admitted.then(() => topic.publish(this.name, header, payload)).then(
-        (r) => ({
-          receipt: {
-            sequenceId: seq,
-            messageId: r.position
-              ? {
-                  ledgerId: r.position.ledgerId,
-                  entryId: r.position.entryId,
-                  batchIndex: 0,
-                  partition: topic.name.partition,
-                }
-              : null,
-            count: header.count,
-            duplicate: r.duplicate,
+      work = admitted
+        .then(() => topic.publish(this.name, header, payload))
+        .then(
+          (r) => ({
+            receipt: {
+              sequenceId: seq,
+              messageId: r.position
+                ? {
+                    ledgerId: r.position.ledgerId,
+                    entryId: r.position.entryId,
+                    batchIndex: 0,
+                    partition: topic.name.partition,
+                  }
+                : null,
+              count: header.count,
+              duplicate: r.duplicate,
+            },
+          }),
+          (err) => {
+            const e = asSluiceError(err);
+            // Storage failures end the stream: the client resends everything pending, in order, with dedup.
+            if (e instanceof ResourceExhaustedError || e instanceof InvalidArgumentError) return refuse(e);
+            throw e;
           },
-        }),
-        (err) => {
-          const e = asSluiceError(err);
-          // Storage failures end the stream: the client resends everything pending, in order, with dedup.
-          if (e instanceof ResourceExhaustedError || e instanceof InvalidArgumentError) return refuse(e);
-          throw e;
-        },
-      );
+        );
       work = work.finally(() => {
         this.inFlight--;
         if (this.paused && this.inFlight <= this.opts.maxInFlight / 2) {

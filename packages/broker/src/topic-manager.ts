@@ -1,9 +1,9 @@
 import { ClosedError, InvalidArgumentError, type Logger, NotFoundError } from '@sluice/common';
 import type { ManagedLog, ManagedLogConfig } from '@sluice/managed-log';
-import type { MetadataStore } from '@sluice/metadata';
+import type { MetadataStore, Watch } from '@sluice/metadata';
 import { bundleOf } from './bundles.js';
 import type { ClusterResources, TopicRecord } from './cluster-resources.js';
-import { ownershipKey } from './metadata-keys.js';
+import { NAMESPACES_PREFIX, ownershipKey, TOPICS_PREFIX } from './metadata-keys.js';
 import type { Ownership } from './ownership.js';
 import type { EffectivePolicies } from './policies.js';
 import { Topic, type TopicCounters } from './topic.js';
@@ -23,9 +23,20 @@ export interface Placement {
   parent: TopicRecord | undefined;
 }
 
-/** The topics this broker serves, opened on first use by the bundle's owner. */
+/** How often loaded topics run their policy work (message TTL, backlog eviction). */
+export const TOPIC_MAINTENANCE_INTERVAL_MS = 1000;
+
+/**
+ * The topics this broker serves, opened on first use by the bundle's owner.
+ * Policy changes in metadata (namespace or topic) reach loaded topics through
+ * a watch, without an unload.
+ */
 export class TopicManager {
   private readonly topics = new Map<string, Promise<Topic>>();
+  private watches: Watch[] = [];
+  private maintenanceTimer: NodeJS.Timeout | undefined;
+  /** Policy refreshes per topic, chained so an older read never overwrites a newer one. */
+  private readonly refreshing = new Map<string, Promise<void>>();
 
   constructor(
     private readonly store: MetadataStore,
@@ -132,6 +143,62 @@ export class TopicManager {
     if (!t) return false;
     await t.close(new ClosedError(`topic '${topic.full}' was unloaded; look it up again`), graceful);
     return true;
+  }
+
+  /** Watch policy changes and run topic maintenance until `stop`. */
+  async start(): Promise<void> {
+    for (const prefix of [NAMESPACES_PREFIX, TOPICS_PREFIX]) {
+      this.watches.push(
+        await this.store.watch(prefix, (ev) => this.policiesChanged(ev.key), {
+          onError: (err) => this.logger.warn({ err, prefix }, 'policy watch ended; policies apply on reload'),
+        }),
+      );
+    }
+    this.maintenanceTimer = setInterval(() => {
+      for (const t of this.all()) {
+        t.maintain().catch((err) =>
+          this.logger.warn({ err, topic: t.name.full }, 'topic maintenance failed; retrying next round'),
+        );
+      }
+    }, TOPIC_MAINTENANCE_INTERVAL_MS);
+    this.maintenanceTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.maintenanceTimer) clearInterval(this.maintenanceTimer);
+    this.maintenanceTimer = undefined;
+    const watches = this.watches;
+    this.watches = [];
+    await Promise.all(watches.map((w) => w.close().catch(() => undefined)));
+  }
+
+  /** Re-read the effective policies of every loaded topic the changed key governs. */
+  private policiesChanged(key: string): void {
+    const ns = key.startsWith(NAMESPACES_PREFIX) ? key.slice(NAMESPACES_PREFIX.length) : undefined;
+    const path = key.startsWith(TOPICS_PREFIX) ? key.slice(TOPICS_PREFIX.length) : undefined;
+    for (const t of this.all()) {
+      const affected =
+        (ns !== undefined && t.name.namespaceName === ns) ||
+        (path !== undefined && (t.name.path === path || parseTopicName(t.name.base).path === path));
+      if (!affected) continue;
+      const run = (this.refreshing.get(t.name.full) ?? Promise.resolve())
+        .then(async () => {
+          if (t.isClosed) return;
+          const place = await this.placement(t.name);
+          t.updatePolicies(place.policies);
+          this.logger.debug({ topic: t.name.full }, 'topic policies updated');
+        })
+        .catch((err) =>
+          this.logger.warn(
+            { err, topic: t.name.full },
+            'cannot refresh topic policies; they apply on reload',
+          ),
+        );
+      this.refreshing.set(t.name.full, run);
+      void run.finally(() => {
+        if (this.refreshing.get(t.name.full) === run) this.refreshing.delete(t.name.full);
+      });
+    }
   }
 
   /** Forget a closed topic (after delete). */

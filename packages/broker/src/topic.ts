@@ -64,7 +64,10 @@ export class Topic {
   private readonly producerLeft = new Set<() => void>();
   /** Producers held by the backlog quota, failed when the topic closes. */
   private readonly held = new Set<{ timer: NodeJS.Timeout; reject: (err: Error) => void }>();
-  private quotaVerdict: { at: number; over: boolean; bytes: number } | undefined;
+  private quotaVerdict: { at: number; bytes: number } | undefined;
+  /** Bytes admitted and not yet stored, and stored since `quotaVerdict` was computed: pipelined sends count at once. */
+  private admittedBytes = 0;
+  private storedSinceVerdict = 0;
   private maintaining = false;
   private readerIds = 0;
   msgIn = 0;
@@ -147,7 +150,8 @@ export class Topic {
           this.producerLeft.add(done);
           signal?.addEventListener('abort', done, { once: true });
         });
-        if (signal?.aborted) throw new ClosedError(`producer '${p.name}' stopped waiting for exclusive access`);
+        if (signal?.aborted)
+          throw new ClosedError(`producer '${p.name}' stopped waiting for exclusive access`);
         this.checkOpen();
       }
     } else if (mode === 'exclusive' && others().length > 0) {
@@ -200,17 +204,21 @@ export class Topic {
     }
     await this.rateLimiter.acquire(messages, bytes);
     this.checkOpen();
+    this.admittedBytes += bytes;
   }
 
   /** The largest subscription backlog against the quota (cached briefly: sends call this per batch). */
   private quotaState(): { over: boolean; bytes: number } {
     const now = Date.now();
-    if (this.quotaVerdict && now - this.quotaVerdict.at < QUOTA_CACHE_MS) return this.quotaVerdict;
-    let bytes = 0;
-    for (const c of this.userCursors()) bytes = Math.max(bytes, cursorBacklogBytes(this.log, c));
+    if (!this.quotaVerdict || now - this.quotaVerdict.at >= QUOTA_CACHE_MS) {
+      let bytes = 0;
+      for (const c of this.userCursors()) bytes = Math.max(bytes, cursorBacklogBytes(this.log, c));
+      this.quotaVerdict = { at: now, bytes };
+      this.storedSinceVerdict = 0;
+    }
     const limit = this.current.backlogQuota.limitBytes;
-    this.quotaVerdict = { at: now, over: limit >= 0 && bytes > limit, bytes };
-    return this.quotaVerdict;
+    const bytes = this.quotaVerdict.bytes + this.storedSinceVerdict + this.admittedBytes;
+    return { over: limit >= 0 && bytes > limit, bytes };
   }
 
   private holdFor(ms: number): Promise<void> {
@@ -251,7 +259,9 @@ export class Topic {
       }
       const quota = p.backlogQuota;
       if (quota.limitBytes >= 0 && backlogQuotaPolicy(quota.policy) === 'consumer_backlog_eviction') {
-        const offenders = this.userCursors().filter((c) => cursorBacklogBytes(this.log, c) > quota.limitBytes);
+        const offenders = this.userCursors().filter(
+          (c) => cursorBacklogBytes(this.log, c) > quota.limitBytes,
+        );
         const point = offenders.length > 0 ? evictionPoint(this.log, quota.limitBytes) : undefined;
         if (point) for (const c of offenders) moved = this.expire(c, point, 'backlog-eviction') || moved;
       }
@@ -278,7 +288,24 @@ export class Topic {
     return true;
   }
 
+  /** Store a batch admitted by `admit` (its bytes leave the admitted count whatever happens). */
   async publish(producer: string, header: BatchHeader__Output, payload: Buffer): Promise<PublishResult> {
+    let stored = false;
+    try {
+      const r = await this.appendBatch(producer, header, payload);
+      stored = !r.duplicate;
+      return r;
+    } finally {
+      this.admittedBytes = Math.max(0, this.admittedBytes - payload.length);
+      if (stored) this.storedSinceVerdict += payload.length;
+    }
+  }
+
+  private async appendBatch(
+    producer: string,
+    header: BatchHeader__Output,
+    payload: Buffer,
+  ): Promise<PublishResult> {
     this.checkOpen();
     const first = Number(header.firstSequenceId);
     if (this.policies.deduplicationEnabled) {
