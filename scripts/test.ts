@@ -40,7 +40,9 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, onLine?: 
 
 async function step(name: string, cmd: string, args: string[]) {
   process.stdout.write(`\n== ${name}\n`);
+  const started = Date.now();
   const code = await run(cmd, args);
+  process.stdout.write(`(${name}: ${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
   if (code === 0) passed++;
   else {
     failed++;
@@ -52,6 +54,7 @@ async function ava(name: string, config: string, env: NodeJS.ProcessEnv) {
   process.stdout.write(`\n== ${name}\n`);
   let ok = 0;
   let notOk = 0;
+  const started = Date.now();
   const code = await run('npx', ['ava', '--config', config, '--tap'], env, (line) => {
     if (/^ok \d+/.test(line) && !/# SKIP|# TODO/.test(line)) ok++;
     else if (/^not ok \d+/.test(line)) {
@@ -65,6 +68,9 @@ async function ava(name: string, config: string, env: NodeJS.ProcessEnv) {
   }
   passed += ok;
   failed += notOk;
+  process.stdout.write(
+    `(${name}: ${ok} passed, ${notOk} failed in ${((Date.now() - started) / 1000).toFixed(1)} s)\n`,
+  );
 }
 
 function finish(): never {
