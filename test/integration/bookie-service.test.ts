@@ -166,3 +166,30 @@ test('bookie service - GC drops ledgers deleted from metadata and compaction kee
     );
   }
 });
+
+test('bookie service - every read returns the ledger length the writer stored with the entry', async (t) => {
+  const { bookie, client } = await startBookie(t);
+  const size = 1000;
+  const entries = Array.from({ length: 6 }, (_, i) => ({
+    ...testEntry(60, i, size),
+    ledgerLength: (i + 1) * size,
+  }));
+  const results = await addAll(client, [{ entries }]);
+  t.true(results.every((r) => r.status === 'ENTRY_STATUS_OK'));
+  t.is((await readEntry(client, 60, 2)).entry?.ledgerLength, 3000, 'from the write cache');
+  await bookie.storage.checkpoint();
+  t.is((await readEntry(client, 60, 3)).entry?.ledgerLength, 4000, 'from the entry log');
+  const ranged = await new Promise<number[]>((resolve, reject) => {
+    const lengths: number[] = [];
+    const s = client.readEntries({ ledgerId: 60, firstEntryId: 0, lastEntryId: 5 });
+    s.on('data', (c: { entries: { ledgerLength: number }[] }) => {
+      for (const e of c.entries) lengths.push(e.ledgerLength);
+    });
+    s.on('error', reject);
+    s.on('end', () => resolve(lengths));
+  });
+  t.deepEqual(ranged, [1000, 2000, 3000, 4000, 5000, 6000]);
+  // Recovery's question: fence, read the last entry, close the ledger at its length.
+  const last = await readEntry(client, 60, -1, true);
+  t.like(last, { status: 'ENTRY_STATUS_OK', entry: { entryId: 5, ledgerLength: 6000 } });
+});

@@ -35,7 +35,14 @@ const DEFAULT_CHUNK_BYTES = 1024 * 1024;
 const READ_AHEAD = 16;
 
 function toWire(e: StoredEntry): Entry {
-  return { ledgerId: e.ledgerId, entryId: e.entryId, lac: e.lac, payload: e.payload, crc32c: e.crc32c };
+  return {
+    ledgerId: e.ledgerId,
+    entryId: e.entryId,
+    lac: e.lac,
+    payload: e.payload,
+    crc32c: e.crc32c,
+    ledgerLength: e.ledgerLength,
+  };
 }
 
 /** gRPC handlers of sluice.v1.BookieService over a BookieStore. */

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { crc32c, createRegistry, silentLogger } from '@sluice/common';
 import test from 'ava';
 import { BookieStore, type BookieStoreOptions } from './bookie-store.js';
+import { ENTRY_HEADER_BYTES } from './entry-log.js';
 import { createBookieMetrics } from './metrics.js';
 
 async function tempDir(t: { teardown: (fn: () => Promise<void>) => void }): Promise<string> {
@@ -32,7 +33,14 @@ function options(dir: string, over: Partial<BookieStoreOptions> = {}): BookieSto
 
 function entry(ledgerId: number, entryId: number, size = 100) {
   const payload = Buffer.alloc(size, `${ledgerId}:${entryId};`);
-  return { ledgerId, entryId, lac: entryId - 1, payload, crc32c: crc32c(payload) };
+  return {
+    ledgerId,
+    entryId,
+    lac: entryId - 1,
+    payload,
+    crc32c: crc32c(payload),
+    ledgerLength: (entryId + 1) * size,
+  };
 }
 
 async function openStore(dir: string, over: Partial<BookieStoreOptions> = {}): Promise<BookieStore> {
@@ -93,7 +101,7 @@ test('bookie store - a bit flipped in an entry log is reported as corrupt, never
   const log = (await readdir(ldir)).find((n) => n.startsWith('entrylog-') && n !== undefined)!;
   const fh = await open(join(ldir, log), 'r+');
   const b = Buffer.alloc(1);
-  const at = 4096 + 32 + 32 + 100; // inside the payload of entry 1
+  const at = 4096 + 2 * ENTRY_HEADER_BYTES + 100; // inside the payload of entry 1
   await fh.read(b, 0, 1, at);
   b[0] = b[0]! ^ 0x10;
   await fh.write(b, 0, 1, at);
@@ -136,12 +144,15 @@ test('bookie store - bad input gets a clear INVALID status', async (t) => {
     { ...entry(1, 0), ledgerId: -1 },
     { ...entry(1, 0), crc32c: 12345 },
     entry(1, 0, 2 * 1024 * 1024),
+    { ...entry(1, 0), ledgerLength: -1 },
+    { ...entry(1, 0), ledgerLength: 99 },
   ];
   const outs = await Promise.all(bad.map((e) => s.add(e, false)));
   t.deepEqual(
     outs.map((o) => o.status),
-    ['INVALID', 'INVALID', 'INVALID', 'INVALID', 'INVALID'],
+    ['INVALID', 'INVALID', 'INVALID', 'INVALID', 'INVALID', 'INVALID', 'INVALID'],
   );
+  t.regex(outs[6]!.message, /ledger length 99 .*at least 100/);
   t.regex(outs[3]!.message, /CRC32C/);
   t.regex(outs[4]!.message, /max entry size/);
   t.is((await s.add(entry(1, 0), false)).status, 'OK');
@@ -173,4 +184,81 @@ test('bookie store - dropping a ledger and compacting keeps other entries readab
     const r = await s2.read(11, i);
     t.true(r.status === 'OK' && r.entry.payload.equals(entry(11, i, 2000).payload));
   }
+});
+
+test('bookie store - the ledger length of each entry is kept in the cache, the entry log and across journal replay', async (t) => {
+  const dir = await tempDir(t);
+  const lengthOf = async (s: BookieStore, entryId: number) => {
+    const r = await s.read(7, entryId);
+    return r.status === 'OK' ? r.entry.ledgerLength : r.status;
+  };
+  const s = await openStore(dir);
+  // An older writer that does not send a length: stored and returned as 0.
+  t.is((await s.add({ ...entry(7, 0, 300), ledgerLength: 0 }, false)).status, 'OK');
+  for (let i = 1; i < 5; i++) t.is((await s.add(entry(7, i, 300), false)).status, 'OK');
+  t.is(await lengthOf(s, 4), 1500);
+  await s.checkpoint();
+  t.is(await lengthOf(s, 4), 1500, 'from the entry log');
+  t.is(await lengthOf(s, 0), 0);
+  t.is((await s.add(entry(7, 5, 300), false)).status, 'OK');
+  // Crash: entry 5 exists only in the journal; replay must bring its length back.
+  await s.abort();
+  const s2 = await openStore(dir);
+  t.teardown(() => s2.close());
+  t.is(await lengthOf(s2, 5), 1800, 'from journal replay');
+  t.is(await lengthOf(s2, -1), 1800);
+  await s2.checkpoint();
+  t.is(await lengthOf(s2, 5), 1800, 'from the entry log after replay');
+
+  // The length is covered by the header CRC: a flipped bit in it is corruption, never a wrong length.
+  const ldir = join(dir, 'ledgers');
+  const logs = (await readdir(ldir)).filter((n) => n.startsWith('entrylog-')).sort();
+  const loc = s2.storage.index.get(7)!.entries.get(5)!;
+  const fh = await open(join(ldir, logs.find((n) => Number(n.slice(9, 25)) === loc.logId)!), 'r+');
+  const b = Buffer.alloc(1);
+  await fh.read(b, 0, 1, loc.offset + 33);
+  b[0] = b[0]! ^ 0x01;
+  await fh.write(b, 0, 1, loc.offset + 33);
+  await fh.close();
+  const r = await s2.read(7, 5);
+  t.is(r.status, 'CORRUPT');
+  t.regex(r.status === 'CORRUPT' ? r.message : '', /header CRC32C/);
+});
+
+test('bookie store - a ledger dir of an older storage format is refused with a clear message', async (t) => {
+  const dir = await tempDir(t);
+  const s = await openStore(dir);
+  await s.close();
+  const cp = join(dir, 'ledgers', 'checkpoint.json');
+  const { readFile, writeFile } = await import('node:fs/promises');
+  const json = JSON.parse(await readFile(cp, 'utf8')) as { version: number };
+  await writeFile(cp, JSON.stringify({ ...json, version: 1 }));
+  const err = await t.throwsAsync(openStore(dir));
+  t.regex(err!.message, /storage format 1.*wipe the data dir/);
+});
+
+test('bookie store - recycled journal files never replay their stale records', async (t) => {
+  const dir = await tempDir(t);
+  const s = await openStore(dir, { journalFileBytes: 32 * 1024 });
+  // Fill several journal files with ledger 20, checkpoint them away (they become spares)...
+  for (let i = 0; i < 60; i++) t.is((await s.add(entry(20, i, 2000), false)).status, 'OK');
+  await s.checkpoint();
+  const jdir = join(dir, 'journal');
+  t.true(
+    (await readdir(jdir)).some((n) => n.startsWith('journal-spare-')),
+    'retired files are kept as spares',
+  );
+  // ...drop ledger 20, then write ledger 21 into the recycled files and crash.
+  await s.storage.dropLedger(20, () => s.position());
+  for (let i = 0; i < 30; i++) t.is((await s.add(entry(21, i, 1500), false)).status, 'OK');
+  t.true(((await s.storage.index.get(21)) ?? { lastEntryId: -1 }).lastEntryId === 29);
+  await s.abort();
+  const s2 = await openStore(dir, { journalFileBytes: 32 * 1024 });
+  t.teardown(() => s2.close());
+  for (let i = 0; i < 30; i++) {
+    const r = await s2.read(21, i);
+    t.true(r.status === 'OK' && r.entry.payload.equals(entry(21, i, 1500).payload), `21:${i}`);
+  }
+  // Stale ledger-20 records after the new ones in a reused file must not resurrect it.
+  t.is((await s2.read(20, 0)).status, 'NO_LEDGER');
 });

@@ -27,6 +27,8 @@ export interface AddRequest {
   lac: number;
   payload: Buffer;
   crc32c: number;
+  /** The writer's total payload length of the ledger up to and including this entry (0: not given). */
+  ledgerLength: number;
 }
 
 export interface BookieStoreOptions {
@@ -96,6 +98,7 @@ export class BookieStore {
           entryId: rec.entryId,
           lac: rec.lac,
           crc32c: rec.payloadCrc,
+          ledgerLength: rec.ledgerLength,
           // The replay buffer is reused: keep a private copy.
           payload: Buffer.from(rec.payload),
         });
@@ -161,6 +164,15 @@ export class BookieStore {
         `lac ${e.lac} of entry ${e.ledgerId}:${e.entryId} is invalid; it must be -1 or an entry id`,
       );
     }
+    if (
+      !Number.isSafeInteger(e.ledgerLength) ||
+      e.ledgerLength < 0 ||
+      (e.ledgerLength > 0 && e.ledgerLength < e.payload.length)
+    ) {
+      return invalid(
+        `ledger length ${e.ledgerLength} of entry ${e.ledgerId}:${e.entryId} is invalid; it must be 0 (unknown) or the ledger's payload bytes up to and including this entry (at least ${e.payload.length})`,
+      );
+    }
     if (e.payload.length > this.opts.maxEntryBytes) {
       return invalid(
         `entry ${e.ledgerId}:${e.entryId} has ${e.payload.length} payload bytes, over the max entry size of ${this.opts.maxEntryBytes}`,
@@ -188,6 +200,7 @@ export class BookieStore {
       entryId: e.entryId,
       lac: e.lac,
       crc32c: e.crc32c >>> 0,
+      ledgerLength: e.ledgerLength,
       payload: e.payload,
     };
     return new Promise((resolve) => {

@@ -13,7 +13,7 @@ import { type BookieConfig, type BookieConfigInput, resolveBookieConfig } from '
 import { DiskWatchdog } from './disk-watchdog.js';
 import { GarbageCollector } from './garbage-collector.js';
 import { createHttpEndpoints } from './http-server.js';
-import { type BookieMetrics, createBookieMetrics } from './metrics.js';
+import { type BookieMetrics, createBookieMetrics, registerBookieStateGauges } from './metrics.js';
 import { type BookieIdentity, ensureIdentity, Registrar } from './registration.js';
 
 export interface BookieOptions {
@@ -60,6 +60,11 @@ export class Bookie {
     this.registry = opts.registry ?? createRegistry();
     this.logger = opts.logger ?? createLogger('bookie');
     this.metrics = createBookieMetrics(this.registry);
+    registerBookieStateGauges(this.registry, {
+      sessionUp: () => this.registrar?.sessionUp ?? false,
+      registered: () => this.registrar?.registered ?? false,
+      disk: () => ({ freeBytes: this.watchdog?.freeBytes ?? 0, totalBytes: this.watchdog?.totalBytes ?? 0 }),
+    });
   }
 
   get journalDir(): string {
@@ -144,6 +149,7 @@ export class Bookie {
       logger,
       metrics: this.metrics,
       onChange: (reason) => store.setReadOnly('disk', reason),
+      onChecked: () => void this.registrar?.refreshCapacity(),
     });
     await this.watchdog.start();
 
@@ -191,10 +197,15 @@ export class Bookie {
             ? { ok: false, detail: `storage failed: ${failed.message}` }
             : { ok: true, detail: 'ok' };
         },
-        ready: () =>
-          this.started
-            ? { ok: true, detail: store.readOnly ? `ready (read-only: ${store.readOnlyMessage()})` : 'ready' }
-            : { ok: false, detail: 'starting' },
+        ready: () => {
+          if (!this.started) return { ok: false, detail: 'starting' };
+          if (!this.registrar?.registered)
+            return { ok: false, detail: 'not registered in metadata (no live metadata session)' };
+          return {
+            ok: true,
+            detail: store.readOnly ? `ready (read-only: ${store.readOnlyMessage()})` : 'ready',
+          };
+        },
       });
       const http = this.http;
       this.httpPort = await new Promise<number>((resolve, reject) => {
@@ -212,6 +223,7 @@ export class Bookie {
       store: this.metadata,
       identity: this.identity,
       sessionTtlMs: cfg.sessionTtlMs,
+      capacityRefreshMs: cfg.capacityRefreshMs,
       logger,
       describe: () => ({
         address: this.address,

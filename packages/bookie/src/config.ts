@@ -32,8 +32,13 @@ export const bookieConfigSchema = z.object({
   rack: z.string().default('default'),
   /** Journal group commit: write + fdatasync once this many bytes are pending. */
   journalGroupBytes: zSize.default(512 * 1024),
-  /** Journal group commit: longest time an add waits for others to share its fdatasync. */
-  journalGroupWaitMs: zDuration.default(1),
+  /**
+   * Journal group commit: how long an idle journal waits for more adds to
+   * share its fdatasync. 0 writes at once (adds that arrive while a write is
+   * in flight still share the next one); raise it only for many tiny adds
+   * on a slow disk.
+   */
+  journalGroupWaitMs: zDuration.default(0),
   /** A journal file rolls to a new one after this many bytes. */
   journalFileBytes: zSize.default(256 * 1024 * 1024),
   /**
@@ -58,6 +63,12 @@ export const bookieConfigSchema = z.object({
   diskUsageLwmThreshold: z.coerce.number().gt(0).lte(1).default(0.9),
   /** How often the disk watchdog checks usage. */
   diskCheckIntervalMs: zDuration.default(10_000),
+  /**
+   * The free space in the registration is re-published (one metadata write)
+   * at most this often, checked at each disk check, and only after it moved
+   * by 1% of the disk or more; never per add.
+   */
+  capacityRefreshMs: zDuration.default(30_000),
   /** How often deleted ledgers are garbage-collected and entry logs compacted. */
   gcIntervalMs: zDuration.default(5 * 60_000),
   /** A local ledger is collected only when absent from metadata and first seen longer ago than this. */

@@ -27,6 +27,8 @@ export interface DiskWatchdogOptions {
   metrics: BookieMetrics;
   /** Called with a reason when a disk crosses the threshold, with undefined once all are below the lower one. */
   onChange: (reason: string | undefined) => void;
+  /** Called after every successful check (capacity refresh of the registration). */
+  onChecked?: () => void;
 }
 
 /**
@@ -75,6 +77,7 @@ export class DiskWatchdog {
       );
       this.opts.onChange(undefined);
     }
+    this.opts.onChecked?.();
   }
 
   /** Free bytes of the ledger disk (the last dir) as of the last check. */

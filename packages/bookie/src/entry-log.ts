@@ -4,15 +4,17 @@ import { crc32c } from '@sluice/common';
 import { fsyncDir } from './fs-util.js';
 
 /**
- * Entry log record layout (little endian):
+ * Entry log record layout (little endian), format version 2:
  *
- *   u32 bodyLength | u64 ledgerId | u64 entryId | i64 lac | u32 payloadCrc | payload
+ *   u32 bodyLength | u32 crc32c(header bytes 8..HEADER) | u64 ledgerId |
+ *   u64 entryId | i64 lac | i64 ledgerLength | u32 payloadCrc | u32 0 | payload
  *
  * Entries of many ledgers are interleaved in large append-only files; the
- * index maps (ledger, entry) to (log, offset, length). The payload keeps the
- * writer's CRC32C, checked on every read.
+ * index maps (ledger, entry) to (log, offset, length). The header CRC guards
+ * the ids, LAC and ledger length (recovery closes ledgers with that length);
+ * the payload keeps the writer's CRC32C. Both are checked on every read.
  */
-export const ENTRY_HEADER_BYTES = 32;
+export const ENTRY_HEADER_BYTES = 48;
 
 export interface EntryLocation {
   logId: number;
@@ -26,6 +28,8 @@ export interface StoredEntry {
   entryId: number;
   lac: number;
   crc32c: number;
+  /** Payload bytes of the ledger up to and including this entry, as the writer counted them (0: unknown). */
+  ledgerLength: number;
   payload: Buffer;
 }
 
@@ -34,10 +38,13 @@ export type ReadOutcome = { ok: true; entry: StoredEntry } | { ok: false; reason
 export function encodeEntryHeader(e: Omit<StoredEntry, 'payload'>, payloadLength: number): Buffer {
   const h = Buffer.allocUnsafe(ENTRY_HEADER_BYTES);
   h.writeUInt32LE(ENTRY_HEADER_BYTES - 4 + payloadLength, 0);
-  h.writeBigUInt64LE(BigInt(e.ledgerId), 4);
-  h.writeBigUInt64LE(BigInt(e.entryId), 12);
-  h.writeBigInt64LE(BigInt(e.lac), 20);
-  h.writeUInt32LE(e.crc32c >>> 0, 28);
+  h.writeBigUInt64LE(BigInt(e.ledgerId), 8);
+  h.writeBigUInt64LE(BigInt(e.entryId), 16);
+  h.writeBigInt64LE(BigInt(e.lac), 24);
+  h.writeBigInt64LE(BigInt(e.ledgerLength), 32);
+  h.writeUInt32LE(e.crc32c >>> 0, 40);
+  h.writeUInt32LE(0, 44);
+  h.writeUInt32LE(crc32c(h.subarray(8, ENTRY_HEADER_BYTES)), 4);
   return h;
 }
 
@@ -48,8 +55,12 @@ export function decodeEntry(buf: Buffer, ledgerId: number, entryId: number): Rea
   const bodyLength = buf.readUInt32LE(0);
   if (bodyLength + 4 !== buf.length)
     return { ok: false, reason: `record length ${bodyLength + 4} != indexed ${buf.length}` };
-  const storedLedger = Number(buf.readBigUInt64LE(4));
-  const storedEntry = Number(buf.readBigUInt64LE(12));
+  const headerCrc = buf.readUInt32LE(4);
+  const actualHeaderCrc = crc32c(buf.subarray(8, ENTRY_HEADER_BYTES));
+  if (actualHeaderCrc !== headerCrc)
+    return { ok: false, reason: `header CRC32C ${actualHeaderCrc} != stored ${headerCrc}` };
+  const storedLedger = Number(buf.readBigUInt64LE(8));
+  const storedEntry = Number(buf.readBigUInt64LE(16));
   if (storedLedger !== ledgerId || storedEntry !== entryId) {
     return {
       ok: false,
@@ -57,12 +68,19 @@ export function decodeEntry(buf: Buffer, ledgerId: number, entryId: number): Rea
     };
   }
   const payload = buf.subarray(ENTRY_HEADER_BYTES);
-  const crc = buf.readUInt32LE(28);
+  const crc = buf.readUInt32LE(40);
   const actual = crc32c(payload);
   if (actual !== crc) return { ok: false, reason: `payload CRC32C ${actual} != stored ${crc}` };
   return {
     ok: true,
-    entry: { ledgerId, entryId, lac: Number(buf.readBigInt64LE(20)), crc32c: crc, payload },
+    entry: {
+      ledgerId,
+      entryId,
+      lac: Number(buf.readBigInt64LE(24)),
+      ledgerLength: Number(buf.readBigInt64LE(32)),
+      crc32c: crc,
+      payload,
+    },
   };
 }
 

@@ -1,17 +1,28 @@
 import { crc32c } from '@sluice/common';
 
 /**
- * Journal record layout (little endian):
+ * Journal record layout (little endian), format version 2:
  *
- *   u32 bodyLength | u32 crc32c(header bytes 8..HEADER) | u8 type | u8[3] 0 |
- *   u64 ledgerId | u64 entryId | i64 lac | u32 payloadCrc | payload
+ *   u32 bodyLength | u32 crc32c(header bytes 8..HEADER) | u8 type | u8 version |
+ *   u16 0 | u64 ledgerId | u64 entryId | i64 lac | u32 payloadCrc |
+ *   i64 ledgerLength | u32 fileId | payload
+ *
+ * `fileId` (low 32 bits of the journal file's id) tells the records of a
+ * recycled journal file from the stale ones of its previous life after them.
+ *
+ * `ledgerLength` is the writer's total payload length of the ledger up to and
+ * including the entry (0 when the writer did not say); reads return it so
+ * that ledger recovery learns a ledger's length from its last entry alone.
+ * A record of another version with an intact header is not a torn tail but
+ * data this build cannot read: replay refuses it rather than skip it.
  *
  * The header CRC covers everything but the payload; the payload is covered by
  * the writer's own CRC32C, so a record is checked whole without computing a
  * second checksum over large payloads. A short record, a bad header CRC or a
  * payload that fails its CRC marks the torn tail of a journal.
  */
-export const JOURNAL_HEADER_BYTES = 40;
+export const JOURNAL_HEADER_BYTES = 52;
+export const JOURNAL_FORMAT_VERSION = 2;
 
 export const RecordType = { ADD: 1, FENCE: 2 } as const;
 export type RecordType = (typeof RecordType)[keyof typeof RecordType];
@@ -22,43 +33,71 @@ export interface JournalRecord {
   entryId: number;
   lac: number;
   payloadCrc: number;
+  ledgerLength: number;
   payload: Buffer;
 }
 
 const EMPTY = Buffer.alloc(0);
 
 /** The header of a record; the payload is written after it unchanged (no copy). */
-export function encodeRecordHeader(rec: Omit<JournalRecord, 'payload'>, payloadLength: number): Buffer {
+export function encodeRecordHeader(
+  rec: Omit<JournalRecord, 'payload'>,
+  payloadLength: number,
+  fileId: number,
+): Buffer {
   const h = Buffer.allocUnsafe(JOURNAL_HEADER_BYTES);
   h.writeUInt32LE(JOURNAL_HEADER_BYTES - 8 + payloadLength, 0);
   h.writeUInt8(rec.type, 8);
-  h.writeUInt8(0, 9);
+  h.writeUInt8(JOURNAL_FORMAT_VERSION, 9);
   h.writeUInt16LE(0, 10);
   h.writeBigUInt64LE(BigInt(rec.ledgerId), 12);
   h.writeBigUInt64LE(BigInt(rec.entryId), 20);
   h.writeBigInt64LE(BigInt(rec.lac), 28);
   h.writeUInt32LE(rec.payloadCrc >>> 0, 36);
+  h.writeBigInt64LE(BigInt(rec.ledgerLength), 40);
+  h.writeUInt32LE(fileId >>> 0, 48);
   h.writeUInt32LE(crc32c(h.subarray(8, JOURNAL_HEADER_BYTES)), 4);
   return h;
 }
 
 export function fenceRecord(ledgerId: number): JournalRecord {
-  return { type: RecordType.FENCE, ledgerId, entryId: 0, lac: -1, payloadCrc: 0, payload: EMPTY };
+  return {
+    type: RecordType.FENCE,
+    ledgerId,
+    entryId: 0,
+    lac: -1,
+    payloadCrc: 0,
+    ledgerLength: 0,
+    payload: EMPTY,
+  };
 }
 
 export type DecodeResult =
   | { ok: true; record: JournalRecord; size: number }
-  | { ok: false; reason: 'short' | 'crc' | 'payload-crc' | 'length' };
+  | { ok: false; reason: 'short' | 'crc' | 'payload-crc' | 'length' | 'version' | 'stale' };
 
-/** Decode the record at `offset` of `buf`; the payload is a slice of `buf`. */
-export function decodeRecord(buf: Buffer, offset: number, maxRecordBytes: number): DecodeResult {
+/**
+ * Decode the record at `offset` of `buf`, read from journal file `fileId`;
+ * the payload is a slice of `buf`.
+ */
+export function decodeRecord(
+  buf: Buffer,
+  offset: number,
+  maxRecordBytes: number,
+  fileId: number,
+): DecodeResult {
   if (buf.length - offset < JOURNAL_HEADER_BYTES) return { ok: false, reason: 'short' };
   const bodyLength = buf.readUInt32LE(offset);
-  if (bodyLength < JOURNAL_HEADER_BYTES - 8 || bodyLength > maxRecordBytes)
-    return { ok: false, reason: 'length' };
   const crc = buf.readUInt32LE(offset + 4);
+  // Version 1 had a 40-byte header and version byte 0: intact old data, not a torn tail.
+  const legacy = () =>
+    buf.readUInt8(offset + 9) === 0 && crc32c(buf.subarray(offset + 8, offset + 40)) === crc;
+  if (bodyLength < JOURNAL_HEADER_BYTES - 8 || bodyLength > maxRecordBytes)
+    return { ok: false, reason: legacy() ? 'version' : 'length' };
   if (crc32c(buf.subarray(offset + 8, offset + JOURNAL_HEADER_BYTES)) !== crc)
-    return { ok: false, reason: 'crc' };
+    return { ok: false, reason: legacy() ? 'version' : 'crc' };
+  if (buf.readUInt8(offset + 9) !== JOURNAL_FORMAT_VERSION) return { ok: false, reason: 'version' };
+  if (buf.readUInt32LE(offset + 48) !== fileId >>> 0) return { ok: false, reason: 'stale' };
   const size = 8 + bodyLength;
   if (buf.length - offset < size) return { ok: false, reason: 'short' };
   const type = buf.readUInt8(offset + 8) as RecordType;
@@ -74,6 +113,7 @@ export function decodeRecord(buf: Buffer, offset: number, maxRecordBytes: number
       entryId: Number(buf.readBigUInt64LE(offset + 20)),
       lac: Number(buf.readBigInt64LE(offset + 28)),
       payloadCrc,
+      ledgerLength: Number(buf.readBigInt64LE(offset + 40)),
       payload,
     },
   };

@@ -1,6 +1,6 @@
 import { mkdir, open, readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { crc32c, type Logger } from '@sluice/common';
+import { crc32c, FailedPreconditionError, type Logger } from '@sluice/common';
 import type { EntryLocation } from './entry-log.js';
 import { fsyncDir, writeFileAtomic } from './fs-util.js';
 
@@ -49,10 +49,12 @@ function encodeIndexRecord(out: Buffer, at: number, entryId: number, loc: EntryL
 }
 
 const INDEX_RE = /^(\d+)\.idx$/;
+const CHECKPOINT_VERSION = 2;
 
 /** Durable state of the ledger dir besides the index files: the checkpoint. */
 export interface CheckpointFile {
-  version: 1;
+  /** Format of everything in the ledger dir and journal: 2 since entries carry their ledger length. */
+  version: typeof CHECKPOINT_VERSION;
   /** Journal position up to which everything is in the fsynced entry logs and index. */
   journal: { fileId: number; offset: number };
   /** [ledgerId, fenced (0/1), lac, firstSeen] */
@@ -88,6 +90,12 @@ export class LedgerIndex {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
         throw new Error(`checkpoint file ${this.checkpointPath} is unreadable: ${(err as Error).message}`);
       }
+    }
+    if (cp && cp.version !== CHECKPOINT_VERSION) {
+      throw new FailedPreconditionError(
+        `ledger dir ${join(this.indexDir, '..')} was written in storage format ${cp.version}, this build reads format ${CHECKPOINT_VERSION} only; ` +
+          'start the bookie build that wrote it, or wipe the data dir so the bookie joins as a new one',
+      );
     }
     for (const [id, fenced, lac, firstSeen] of cp?.ledgers ?? []) {
       const l = new LedgerState(id, firstSeen);
@@ -179,7 +187,7 @@ export class LedgerIndex {
 
   async writeCheckpoint(journal: { fileId: number; offset: number }): Promise<void> {
     const cp: CheckpointFile = {
-      version: 1,
+      version: CHECKPOINT_VERSION,
       journal,
       ledgers: [...this.ledgers.values()].map((l) => [l.ledgerId, l.fenced ? 1 : 0, l.lac, l.firstSeen]),
     };

@@ -1,7 +1,7 @@
 import {
   type Counter,
   counter,
-  type Gauge,
+  Gauge,
   gauge,
   type Histogram,
   histogram,
@@ -20,6 +20,7 @@ export interface BookieMetrics {
   journalGroupRecords: Histogram;
   journalBytes: Counter;
   journalQueue: Gauge;
+  journalFilesRecycled: Counter;
   entryLogBytes: Counter;
   writeCacheBytes: Gauge;
   checkpointSeconds: Histogram;
@@ -68,6 +69,11 @@ export function createBookieMetrics(registry: Registry): BookieMetrics {
       'sluice_bookie_journal_queue_records',
       'Records waiting for the next group commit',
     ),
+    journalFilesRecycled: counter(
+      registry,
+      'sluice_bookie_journal_files_recycled_total',
+      'Journal files started by reusing a retired one (no allocation on fdatasync)',
+    ),
     entryLogBytes: counter(registry, 'sluice_bookie_entry_log_bytes_total', 'Bytes written to entry logs'),
     writeCacheBytes: gauge(registry, 'sluice_bookie_write_cache_bytes', 'Bytes held in the write cache'),
     checkpointSeconds: histogram(registry, 'sluice_bookie_checkpoint_seconds', 'Checkpoint duration'),
@@ -81,4 +87,49 @@ export function createBookieMetrics(registry: Registry): BookieMetrics {
     compactedLogs: counter(registry, 'sluice_bookie_compacted_entry_logs_total', 'Entry logs compacted away'),
     inFlightAdds: gauge(registry, 'sluice_bookie_in_flight_adds', 'Adds received and not yet acknowledged'),
   };
+}
+
+/** What the bookie's state gauges read when Prometheus scrapes. */
+export interface BookieStateSource {
+  /** A live metadata session. */
+  sessionUp(): boolean;
+  /** The registration key exists on that session. */
+  registered(): boolean;
+  /** Free and total bytes of the ledger disk. */
+  disk(): { freeBytes: number; totalBytes: number };
+}
+
+/** State gauges computed at scrape time: metadata session, registration, disk space. */
+export function registerBookieStateGauges(registry: Registry, source: BookieStateSource): void {
+  const scraped = (name: string, help: string, read: () => number): void => {
+    if (registry.getSingleMetric(name)) registry.removeSingleMetric(name);
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read());
+      },
+    });
+  };
+  scraped(
+    'sluice_bookie_metadata_session_up',
+    '1 while the bookie holds a live metadata session, else 0',
+    () => (source.sessionUp() ? 1 : 0),
+  );
+  scraped(
+    'sluice_bookie_registered',
+    '1 while the bookie is registered (writable or read-only), else 0',
+    () => (source.registered() ? 1 : 0),
+  );
+  scraped(
+    'sluice_bookie_disk_free_bytes',
+    'Free bytes on the ledger disk of the bookie',
+    () => source.disk().freeBytes,
+  );
+  scraped(
+    'sluice_bookie_disk_total_bytes',
+    'Total bytes of the ledger disk of the bookie',
+    () => source.disk().totalBytes,
+  );
 }

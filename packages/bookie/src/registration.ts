@@ -93,7 +93,15 @@ export interface RegistrarOptions {
   logger: Logger;
   /** Current values to publish (address, rack, state, capacity). */
   describe: () => Omit<RegistrationValue, 'bookieId' | 'instanceId' | 'startedAt'>;
+  /** Capacity refreshes publish at most this often (default 30 s). */
+  capacityRefreshMs?: number;
+  /** ... and only when free bytes moved by at least this fraction of the disk (default 1%). */
+  capacityChangeFraction?: number;
+  now?: () => number;
 }
+
+const DEFAULT_CAPACITY_REFRESH_MS = 30_000;
+const DEFAULT_CAPACITY_CHANGE_FRACTION = 0.01;
 
 /**
  * Keeps the bookie's ephemeral registration on its metadata session, under
@@ -106,8 +114,25 @@ export class Registrar {
   private readonly startedAt = Date.now();
   private publishing: Promise<void> = Promise.resolve();
   private retryTimer: NodeJS.Timeout | undefined;
+  /** Free bytes and time of the last successful publish. */
+  private published: { freeBytes: number; at: number } | undefined;
+  private readonly now: () => number;
+  /** The session on which the registration key was last written. */
+  private registeredOn: Session | undefined;
 
-  constructor(private readonly opts: RegistrarOptions) {}
+  constructor(private readonly opts: RegistrarOptions) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** True while the bookie holds a live metadata session. */
+  get sessionUp(): boolean {
+    return this.session !== undefined && !this.session.lost && !this.stopped;
+  }
+
+  /** True while the registration key (available/ or readonly/) exists on the live session. */
+  get registered(): boolean {
+    return this.sessionUp && this.registeredOn === this.session;
+  }
 
   async start(): Promise<void> {
     await this.register();
@@ -133,6 +158,22 @@ export class Registrar {
         this.reconnect(attempt + 1);
       });
     }, backoffDelay(attempt));
+  }
+
+  /**
+   * Re-publish the free space when it moved noticeably and the last publish
+   * is old enough. Called on every disk check: placement wants a fresh
+   * figure, but each publish is an etcd write, so small drifts wait.
+   */
+  refreshCapacity(): Promise<void> {
+    const last = this.published;
+    if (!last || !this.session || this.session.lost || this.stopped) return this.publishing;
+    if (this.now() - last.at < (this.opts.capacityRefreshMs ?? DEFAULT_CAPACITY_REFRESH_MS))
+      return this.publishing;
+    const d = this.opts.describe();
+    const minChange = d.totalBytes * (this.opts.capacityChangeFraction ?? DEFAULT_CAPACITY_CHANGE_FRACTION);
+    if (Math.abs(d.freeBytes - last.freeBytes) < Math.max(1, minChange)) return this.publishing;
+    return this.update();
   }
 
   /** Re-publish after a writable / read-only change (serialized). */
@@ -164,6 +205,8 @@ export class Registrar {
       ...(stale ? [{ op: 'delete' as const, key: del }] : []),
       { op: 'put', key: put, value: Buffer.from(JSON.stringify(value)), session },
     ]);
+    this.published = { freeBytes: d.freeBytes, at: this.now() };
+    this.registeredOn = session;
   }
 
   async stop(): Promise<void> {

@@ -232,8 +232,54 @@ export function createAdminService(d: AdminDeps) {
     ListTopics: u(async (req: { namespace: string }) => ({
       topics: await d.resources.listTopics(req.namespace),
     })),
-    UpdatePartitions: u(async (req: { topic: string; partitions: number }) => {
-      await d.resources.updatePartitions(parseTopicName(req.topic), req.partitions);
+    UpdatePartitions: u(async (req: { topic: string; partitions: number }, call) => {
+      const topic = parseTopicName(req.topic);
+      const before = (await d.resources.getTopic(topic))?.partitions ?? 0;
+      // Read the subscriptions first: once the count grows, producers may use the new partitions.
+      const names = new Set<string>();
+      for (let i = 0; i < before; i++) {
+        const part = partitionName(topic, i);
+        const r = await onOwner(
+          part,
+          'ListSubscriptions',
+          { topic: part.full },
+          call,
+          async (t) => ({ subscriptions: t.subscriptionNames() }),
+          false,
+        ).catch((err: unknown) => {
+          // A partition nobody used yet has no log and so no subscriptions.
+          if (err instanceof NotFoundError) return { subscriptions: [] as string[] };
+          throw err;
+        });
+        for (const n of r.subscriptions) names.add(n);
+      }
+      await d.resources.updatePartitions(topic, req.partitions);
+      // New partitions hold only messages sent after the change: every existing
+      // subscription starts at their beginning, so its consumers miss none of them.
+      const create = {
+        subscription: '',
+        initialPosition: 'INITIAL_POSITION_EARLIEST',
+      };
+      for (let i = before; i < req.partitions; i++) {
+        const part = partitionName(topic, i);
+        for (const subscription of names) {
+          await onOwner(
+            part,
+            'CreateSubscription',
+            { ...create, topic: part.full, subscription },
+            call,
+            async (t) => {
+              await t.createSubscription(subscription, 'earliest');
+              return {};
+            },
+          );
+        }
+      }
+      if (names.size > 0)
+        d.logger.info(
+          { topic: topic.full, from: before, to: req.partitions, subscriptions: names.size },
+          'partitions added; existing subscriptions created on them',
+        );
       return {};
     }),
     GetTopicStats: u(async (req: AnyReq, call) => {

@@ -29,6 +29,18 @@ export const brokerConfigSchema = z.object({
   offload: z.string().optional(),
   /** Metadata session TTL: how long a dead broker's bundles stay unavailable. Shorter moves faster, but a long GC pause can then cost ownership. */
   sessionTtl: zDuration.default(10_000),
+  /** Label traffic, backlog and storage metrics with `topic` as well as `namespace`: one series per topic and subscription, costly in Prometheus with many topics. */
+  metricsPerTopic: z
+    .union([z.boolean(), z.enum(['true', 'false'])])
+    .transform((v) => v === true || v === 'true')
+    .default(false),
+  /** Run the autorecovery auditor (one leader per cluster re-replicates the ledgers of bookies that are gone). */
+  autorecovery: z
+    .union([z.boolean(), z.enum(['true', 'false'])])
+    .transform((v) => v === true || v === 'true')
+    .default(true),
+  /** How long a bookie must stay unregistered before its ledger copies are rebuilt elsewhere. Shorter heals sooner, but a bookie that is only restarting (rolling upgrade) gets copied needlessly. */
+  autorecoveryGrace: zDuration.default(5 * 60_000),
   /** Persistence of namespaces created without one (ensemble size E). */
   ensembleSize: z.coerce.number().int().min(1).default(2),
   /** Copies of each entry (Qw). */

@@ -9,6 +9,7 @@ import {
   createLogger,
   createRegistry,
   type Logger,
+  NotFoundError,
   type Registry,
   SessionLostError,
   UnavailableError,
@@ -18,7 +19,7 @@ import { LOADER_OPTIONS, loadProto, MAX_GRPC_MESSAGE_BYTES } from '@sluice/proto
 import { HealthImplementation } from 'grpc-health-check';
 import { AdminClientPool } from './admin-client-pool.js';
 import { createAdminService } from './admin-service.js';
-import { brokerMetrics } from './broker-metrics.js';
+import { type BrokerMetrics, brokerMetrics } from './broker-metrics.js';
 import { type BrokerRecord, BrokerRegistry } from './broker-registry.js';
 import { ClusterResources } from './cluster-resources.js';
 import { createConsumerService } from './consumer-service.js';
@@ -54,6 +55,8 @@ export interface BrokerOptions {
   loadReportIntervalMs?: number;
   /** Sends in flight per producer before its stream stops being read. */
   maxInFlightPerProducer?: number;
+  /** Label traffic, backlog and storage metrics per topic as well as per namespace (default false). */
+  metricsPerTopic?: boolean;
   /** Create tenant `public` and namespace `public/default` when missing (default true). */
   bootstrapDefaultNamespace?: boolean;
   registry?: Registry;
@@ -78,7 +81,7 @@ export class Broker {
   private readonly health = new HealthImplementation({ '': 'NOT_SERVING' });
   private readonly clients = new AdminClientPool();
   private readonly startedAt = Date.now();
-  private readonly metrics: ReturnType<typeof brokerMetrics>;
+  private readonly metrics: BrokerMetrics;
   readonly resources: ClusterResources;
   readonly ownership: Ownership;
   readonly topics: TopicManager;
@@ -94,7 +97,15 @@ export class Broker {
   ) {
     this.logger = opts.logger ?? createLogger('broker', { brokerId: self.brokerId });
     this.registry = opts.registry ?? createRegistry();
-    this.metrics = brokerMetrics(this.registry);
+    this.metrics = brokerMetrics(
+      this.registry,
+      {
+        topics: () => this.topics.all(),
+        ownedBundles: () => this.ownership.ownedKeys().length,
+        sessionUp: () => this.session !== undefined && !this.session.lost,
+      },
+      { perTopic: opts.metricsPerTopic === true },
+    );
     this.resources = new ClusterResources(opts.metadata, opts.defaultPersistence);
     this.ownership = new Ownership(opts.metadata, self);
     this.brokers = new BrokerRegistry(opts.metadata);
@@ -210,6 +221,7 @@ export class Broker {
         {
           maxInFlight: this.opts.maxInFlightPerProducer ?? 1000,
           namePrefix: generateNamePrefix(this.self.brokerId.replace(/[^A-Za-z0-9]/g, '-')),
+          observePublishLatency: this.metrics.observePublishLatency,
         },
         this.logger,
         (p) => {
@@ -247,14 +259,12 @@ export class Broker {
     this.ownership.useSession(session);
     session.onLost((err) => this.onSessionLost(session, err));
     await this.brokers.publish(session, this.record());
-    this.metrics.sessionUp.set(1);
   }
 
   /** Stop serving at once: nothing this broker owned is still ours. Then rejoin with a new session. */
   private onSessionLost(session: Session, err: Error): void {
     if (this.session !== session || this.closing) return;
     this.logger.error({ err }, 'metadata session lost; closing every topic and re-registering');
-    this.metrics.sessionUp.set(0);
     this.health.setStatus('', 'NOT_SERVING');
     this.session = undefined;
     this.ownership.useSession(undefined);
@@ -288,10 +298,6 @@ export class Broker {
       for (const s of t.subscriptions.values()) consumers += s.consumerCount();
     }
     const bundles = this.ownership.ownedKeys().length;
-    this.metrics.topics.set(this.topics.count());
-    this.metrics.bundles.set(bundles);
-    this.metrics.producers.set(producers);
-    this.metrics.consumers.set(consumers);
     return {
       ...this.self,
       load: { bundles, topics: this.topics.count(), producers, consumers, msgRateIn },
@@ -308,12 +314,22 @@ export class Broker {
     await this.brokers.publish(session, this.record());
   }
 
-  /** Null when ready: a live metadata session and enough writable bookies for the default persistence. */
+  /**
+   * Null when ready: a live metadata session and enough writable bookies for
+   * the default persistence (the ensemble size of public/default, or the
+   * broker's default when that namespace is absent).
+   */
   async notReadyReason(): Promise<string | null> {
     if (this.closing) return 'shutting down';
     if (!this.session || this.session.lost) return 'no live metadata session';
+    const need = await this.resources.namespacePolicies('public/default').then(
+      (p) => p.persistence.ensembleSize,
+      (err: unknown) => {
+        if (err instanceof NotFoundError) return this.opts.defaultPersistence.ensembleSize;
+        throw err;
+      },
+    );
     const bookies = await this.opts.metadata.listAll(BOOKIES_AVAILABLE_PREFIX, { keysOnly: true });
-    const need = this.opts.defaultPersistence.ensembleSize;
     if (bookies.length < need)
       return `${bookies.length} writable bookie(s), ${need} needed for the default persistence`;
     return null;
@@ -357,8 +373,9 @@ function hostOf(address: string): string {
 }
 
 /**
- * grpc-js keeps HTTP/2's 64 KiB receive window; a producer streaming large
- * batches then waits a round trip per 64 KiB. Raise each session's window.
+ * grpc-js keeps HTTP/2's 64 KiB receive windows; a producer streaming large
+ * batches then waits an event-loop round trip per 64 KiB. Raise each
+ * session's connection window and (via SETTINGS) every stream's window.
  */
 function raiseWindow(server: Server): void {
   const servers = (
@@ -367,9 +384,13 @@ function raiseWindow(server: Server): void {
   if (!servers) return;
   for (const h2 of servers.keys()) {
     h2.on('session', (s) => {
-      const session = s as { setLocalWindowSize?: (n: number) => void };
+      const session = s as {
+        setLocalWindowSize?: (n: number) => void;
+        settings?: (settings: { initialWindowSize: number }) => void;
+      };
       try {
         session.setLocalWindowSize?.(8 * 1024 * 1024);
+        session.settings?.({ initialWindowSize: 4 * 1024 * 1024 });
       } catch {
         // Sessions that already closed cannot be resized.
       }

@@ -17,6 +17,8 @@ import { parseTopicName } from './topic-name.js';
 export interface ProducerServiceOptions {
   /** Sends in flight per producer before the broker stops reading its stream (back-pressure). */
   maxInFlight: number;
+  /** Observes seconds from receiving a SendBatch to writing its receipt (stored or duplicate). */
+  observePublishLatency?: (seconds: number) => void;
   /** Prefix of generated producer names (unique per broker process). */
   namePrefix: string;
 }
@@ -149,6 +151,7 @@ class ProducerStream implements ProducerHandle {
       this.kick(new FailedPreconditionError("send before the producer was opened; wait for 'opened'"));
       return;
     }
+    const receivedAt = performance.now();
     const topic = this.topic;
     const batch = send.batch;
     const seq = Number(batch?.header?.firstSequenceId ?? -1);
@@ -239,7 +242,10 @@ class ProducerStream implements ProducerHandle {
       if (this.state === 'closed') return;
       try {
         const res = await work;
-        if (!this.isClosed() && !this.call.writableEnded) this.call.write(res);
+        if (!this.isClosed() && !this.call.writableEnded) {
+          this.call.write(res);
+          if (res.receipt) this.opts.observePublishLatency?.((performance.now() - receivedAt) / 1000);
+        }
       } catch (err) {
         this.logger.debug(
           { err, topic: topic.name.full, producer: this.name },

@@ -1,5 +1,5 @@
 import { createLogger, createRegistry, type Logger, type Registry } from '@sluice/common';
-import { BookKeeperClient } from '@sluice/ledger';
+import { Auditor, BookKeeperClient } from '@sluice/ledger';
 import { type ManagedLogConfig, ManagedLogFactory } from '@sluice/managed-log';
 import type { MetadataStore } from '@sluice/metadata';
 import { type Offloader, openOffloader } from '@sluice/offload';
@@ -11,6 +11,12 @@ export interface BrokerRuntimeOptions extends Omit<BrokerOptions, 'logs' | 'meta
   offloadUrl?: string;
   /** Managed-log settings for every topic (policies override persistence/retention/offload). */
   logDefaults?: Partial<ManagedLogConfig>;
+  /**
+   * Run an autorecovery auditor in this process (leader election keeps one
+   * active per cluster): a bookie unregistered for longer than `gracePeriodMs`
+   * has its ledger fragments copied to other bookies. Unset: no auditor.
+   */
+  autorecovery?: { gracePeriodMs: number };
   registry?: Registry;
   logger?: Logger;
 }
@@ -22,6 +28,7 @@ export class BrokerRuntime {
     private readonly ledgers: BookKeeperClient,
     private readonly logs: ManagedLogFactory,
     private readonly offloader: Offloader | undefined,
+    private readonly auditor: Auditor | undefined,
   ) {}
 
   static async start(opts: BrokerRuntimeOptions): Promise<BrokerRuntime> {
@@ -41,10 +48,25 @@ export class BrokerRuntime {
       logger: logger.child({ c: 'managed-log' }),
       ...(opts.logDefaults ? { defaults: opts.logDefaults } : {}),
     });
+    let broker: Broker | undefined;
+    let auditor: Auditor | undefined;
     try {
-      const broker = await Broker.start({ ...opts, logs, registry, logger });
-      return new BrokerRuntime(broker, ledgers, logs, offloader);
+      broker = await Broker.start({ ...opts, logs, registry, logger });
+      if (opts.autorecovery) {
+        auditor = new Auditor({
+          metadata: opts.metadata,
+          gracePeriodMs: opts.autorecovery.gracePeriodMs,
+          ...(opts.sessionTtlMs !== undefined ? { sessionTtlMs: opts.sessionTtlMs } : {}),
+          name: broker.self.brokerId,
+          registry,
+          logger: logger.child({ c: 'autorecovery' }),
+        });
+        await auditor.start();
+      }
+      return new BrokerRuntime(broker, ledgers, logs, offloader, auditor);
     } catch (err) {
+      await auditor?.close().catch(() => undefined);
+      await broker?.close().catch(() => undefined);
       await logs.close().catch(() => undefined);
       await ledgers.close().catch(() => undefined);
       await offloader?.close().catch(() => undefined);
@@ -53,6 +75,7 @@ export class BrokerRuntime {
   }
 
   async close(): Promise<void> {
+    await this.auditor?.close().catch(() => undefined);
     await this.broker.close();
     await this.logs.close().catch(() => undefined);
     await this.ledgers.close().catch(() => undefined);

@@ -18,7 +18,7 @@ import { CODEC_NUMBERS, encodeEnvelope, envelopePublishTime } from './entry-enve
 import { NonDurableCursor } from './non-durable-cursor.js';
 import type { EffectivePolicies } from './policies.js';
 import { PublishRateLimiter } from './publish-rate-limiter.js';
-import { DEFAULT_SUBSCRIPTION_OPTIONS, Subscription, type SubscriptionCounters } from './subscription.js';
+import { DEFAULT_SUBSCRIPTION_OPTIONS, Subscription } from './subscription.js';
 import type { TopicName } from './topic-name.js';
 
 export interface PublishResult {
@@ -32,8 +32,10 @@ export interface ProducerHandle {
   kick(err: unknown): void;
 }
 
-export interface TopicCounters extends SubscriptionCounters {
-  published(messages: number, bytes: number): void;
+/** Broker-wide traffic counters, told which topic moved the traffic. */
+export interface TopicCounters {
+  published(topic: TopicName, messages: number, bytes: number): void;
+  delivered(topic: TopicName, messages: number, bytes: number): void;
 }
 
 export type ProducerAccessMode = 'shared' | 'exclusive' | 'wait_for_exclusive';
@@ -332,7 +334,7 @@ export class Topic {
       this.dedup.stored(producer, first, header.count, position);
       this.msgIn += header.count;
       this.bytesIn += payload.length;
-      this.counters?.published(header.count, payload.length);
+      this.counters?.published(this.name, header.count, payload.length);
       return { position, duplicate: false };
     } catch (err) {
       this.dedup.failed(producer);
@@ -373,7 +375,7 @@ export class Topic {
         delivered: (messages, bytes) => {
           this.msgOut += messages;
           this.bytesOut += bytes;
-          this.counters?.delivered(messages, bytes);
+          this.counters?.delivered(this.name, messages, bytes);
         },
       },
     );
@@ -404,7 +406,7 @@ export class Topic {
         delivered: (messages, bytes) => {
           this.msgOut += messages;
           this.bytesOut += bytes;
-          this.counters?.delivered(messages, bytes);
+          this.counters?.delivered(this.name, messages, bytes);
         },
       },
     );

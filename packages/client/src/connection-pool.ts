@@ -37,6 +37,9 @@ export interface BrokerConnection {
  * admin call of a client. Channels reconnect by themselves; the pool only
  * closes them when the client closes.
  */
+/** Receive window per stream and per connection (bounded: the broker stops at the window). */
+const FLOW_CONTROL_WINDOW_BYTES = 8 * 1024 * 1024;
+
 export class ConnectionPool {
   private readonly connections = new Map<string, BrokerConnection & { channel: grpc.Channel }>();
   private readonly stubs = services();
@@ -54,6 +57,9 @@ export class ConnectionPool {
         // Reconnect quickly after a broker restart: grpc-js otherwise backs off up to 120 s.
         'grpc.initial_reconnect_backoff_ms': 100,
         'grpc.max_reconnect_backoff_ms': 2000,
+        // HTTP/2 keeps 64 KiB per stream by default: a consumer catching up would
+        // wait an event-loop round trip (WINDOW_UPDATE) per 64 KiB of deliveries.
+        'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW_BYTES,
         ...this.channelOptions,
       };
       const credentials = grpc.credentials.createInsecure();

@@ -212,7 +212,9 @@ export class Auditor {
     const target = this.pool.get(replacement);
     const batch = 64;
     for (let i = 0; i < ids.length; i += batch) {
-      await Promise.all(
+      // Settle the whole batch before giving up: a failed pass must not leave
+      // copies still in flight when the next pass (or a new leader) starts.
+      const settled = await Promise.allSettled(
         ids.slice(i, i + batch).map(async (e) => {
           const entry = await this.fetcher.readEntry(m, e);
           const r = await target.add(entry, true);
@@ -224,6 +226,8 @@ export class Auditor {
           this.copied?.();
         }),
       );
+      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
     }
     await this.ledgers.update(ledgerId, (cur) => {
       const s = cur.segments[si];

@@ -58,6 +58,7 @@ export class BookKeeperClient implements LedgerClient {
   private readonly fetcher: EntryFetcher;
   private readonly logger: Logger;
   private readonly ensembleChanges?: () => void;
+  private readonly operation?: (op: 'create' | 'open' | 'recover' | 'delete') => void;
   private readonly addAcknowledged?: (seconds: number, bytes: number) => void;
   private closed = false;
 
@@ -77,6 +78,13 @@ export class BookKeeperClient implements LedgerClient {
         'Ledger ensemble changes after bookie failures',
       );
       this.ensembleChanges = () => c.inc();
+      const ops = counter(
+        opts.registry,
+        'sluice_ledger_operations_total',
+        'Ledger metadata operations completed, by operation',
+        ['operation'],
+      );
+      this.operation = (op) => ops.inc({ operation: op });
       const latency = histogram(
         opts.registry,
         'sluice_ledger_add_latency_seconds',
@@ -113,6 +121,7 @@ export class BookKeeperClient implements LedgerClient {
       custom: { ...(o.custom ?? {}) },
     };
     const vm = await this.ledgers.create(metadata);
+    this.operation?.('create');
     const writer = new ReplicatedLedgerWriter(
       {
         metadata: this.ledgers,
@@ -144,12 +153,14 @@ export class BookKeeperClient implements LedgerClient {
       vm,
     );
     if (!o.recover && vm.metadata.state !== 'CLOSED') await reader.refreshLac();
+    this.operation?.(o.recover ? 'recover' : 'open');
     return reader;
   }
 
   async deleteLedger(ledgerId: LedgerId): Promise<void> {
     this.checkOpen();
     await this.ledgers.delete(ledgerId);
+    this.operation?.('delete');
   }
 
   async getLedgerMetadata(ledgerId: LedgerId): Promise<LedgerMetadata | undefined> {

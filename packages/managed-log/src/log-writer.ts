@@ -48,6 +48,8 @@ export class LogWriter {
   private drained: (() => void) | undefined;
   /** Rollovers after write failures since the last acknowledged append. */
   private failedRolls = 0;
+  /** The age timer is set to roll this full ledger once it reaches the minimum age. */
+  private sizeRollArmed = false;
 
   constructor(
     private readonly ctx: LogContext,
@@ -86,7 +88,7 @@ export class LogWriter {
     }
     return new Promise<Position>((resolve, reject) => {
       const p: PendingAppend = { payload, resolve, reject, started: this.ctx.clock.now() };
-      if (this.state === 'writing' && !this.full()) this.issue(p);
+      if (this.mayIssue()) this.issue(p);
       else {
         this.queued.push(p);
         if (this.state === 'writing') this.maybeRoll();
@@ -97,6 +99,24 @@ export class LogWriter {
   private full(): boolean {
     const c = this.ctx.config;
     return this.issuedEntries >= c.maxEntriesPerLedger || this.issuedBytes >= c.maxBytesPerLedger;
+  }
+
+  /**
+   * A full ledger younger than the minimum age keeps taking appends (as
+   * Pulsar's does) and rolls once it reaches that age: holding appends back
+   * instead stalled every producer for the rest of the minimum age whenever a
+   * fast producer filled a ledger early (seconds at 40 MB/s).
+   */
+  private mayIssue(): boolean {
+    if (this.state !== 'writing') return false;
+    if (!this.full()) return true;
+    const age = this.ctx.clock.now() - this.ledgerCtime;
+    if (age >= this.ctx.config.minLedgerAgeMs) return false;
+    if (!this.sizeRollArmed) {
+      this.sizeRollArmed = true;
+      this.armTimer(this.ctx.config.minLedgerAgeMs - age);
+    }
+    return true;
   }
 
   private maybeRoll(): void {
@@ -250,11 +270,12 @@ export class LogWriter {
     this.confirmedBytes = 0;
     this.ledgerCtime = this.ctx.clock.now();
     this.state = 'writing';
+    this.sizeRollArmed = false;
     this.armTimer(this.ctx.config.maxLedgerAgeMs);
     const waiting = this.queued;
     this.queued = [];
     for (const p of waiting) {
-      if (this.state === 'writing' && !this.full()) this.issue(p);
+      if (this.mayIssue()) this.issue(p);
       else this.queued.push(p);
     }
     if (this.queued.length > 0) this.maybeRoll();
@@ -268,7 +289,7 @@ export class LogWriter {
         if (this.state !== 'writing') return;
         const age = this.ctx.clock.now() - this.ledgerCtime;
         const c = this.ctx.config;
-        if (this.queued.length > 0 && age >= c.minLedgerAgeMs) void this.rollover('size');
+        if ((this.queued.length > 0 || this.full()) && age >= c.minLedgerAgeMs) void this.rollover('size');
         else if (age >= c.maxLedgerAgeMs && age >= c.minLedgerAgeMs && this.issuedEntries > 0) {
           void this.rollover('age');
         } else this.armTimer(Math.max(1, c.maxLedgerAgeMs - age));

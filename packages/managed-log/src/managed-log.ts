@@ -34,6 +34,8 @@ export class ManagedLogImpl implements ManagedLog {
   private readonly openingCursors = new Map<string, Promise<ManagedCursor>>();
   private waiters: Waiter[] = [];
   private tickTimer: Timer | undefined;
+  /** The maintenance pass the tick timer started, awaited by close. */
+  private ticking: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
 
   constructor(
@@ -277,11 +279,13 @@ export class ManagedLogImpl implements ManagedLog {
     this.tickTimer = this.ctx.clock.setTimeout(() => {
       this.tickTimer = undefined;
       if (this.ctx.closed || this.ctx.fenced) return;
-      this.maintenance
+      this.ticking = this.maintenance
         .tick()
         .catch((err) => this.ctx.logger.warn({ log: this.ctx.name, err }, 'log maintenance failed'))
         .finally(() => {
-          if (!this.ctx.closed) this.armTick();
+          this.ticking = undefined;
+          // close() cleared the timer while this pass ran: do not arm a new one.
+          if (!this.ctx.closed && !this.closing) this.armTick();
         });
     }, this.ctx.config.maintenanceIntervalMs);
   }
@@ -301,7 +305,15 @@ export class ManagedLogImpl implements ManagedLog {
     this.maintenance.close();
     try {
       await this.writer.close();
+      await this.ticking;
       await this.maintenance.idle();
+      // Closing trashes an empty open ledger (and earlier passes may have left
+      // work behind): delete it now rather than leave it to a later owner.
+      await this.maintenance
+        .emptyTrash()
+        .catch((err: unknown) =>
+          this.ctx.logger.warn({ log: this.ctx.name, err }, 'emptying the trash on close failed'),
+        );
       const errors: unknown[] = [];
       for (const c of this.cursorMap.values()) {
         await c.close().catch((err) => errors.push(err));

@@ -12,6 +12,9 @@ interface BrokerFlags {
   advertiseAddress?: string;
   offload?: string;
   sessionTtl?: string;
+  metricsPerTopic?: boolean;
+  autorecovery?: string;
+  autorecoveryGrace?: string;
   config?: string;
 }
 
@@ -28,6 +31,12 @@ export function registerBrokerCommand(program: Command): void {
     .option('--advertise-address <host:port>', 'address clients and brokers use to reach this broker')
     .option('--offload <url>', 'cold tier: s3://bucket/prefix?endpoint=... or file:///dir')
     .option('--session-ttl <duration>', 'metadata session TTL, e.g. 10s')
+    .option('--metrics-per-topic', 'label metrics per topic as well as per namespace (many series)')
+    .option('--autorecovery <true|false>', 'run the autorecovery auditor in this broker (default true)')
+    .option(
+      '--autorecovery-grace <duration>',
+      'how long a bookie may stay away before its data is re-replicated (default 5m)',
+    )
     .option('--config <file>', 'JSON config file with any broker setting')
     .action(async (flags: BrokerFlags) => {
       let runtime: BrokerRuntime;
@@ -48,6 +57,8 @@ export function registerBrokerCommand(program: Command): void {
             ...(cfg.advertiseAddress ? { advertiseAddress: cfg.advertiseAddress } : {}),
             ...(cfg.offload ? { offloadUrl: cfg.offload } : {}),
             sessionTtlMs: cfg.sessionTtl,
+            metricsPerTopic: cfg.metricsPerTopic,
+            ...(cfg.autorecovery ? { autorecovery: { gracePeriodMs: cfg.autorecoveryGrace } } : {}),
             defaultPersistence: {
               ensembleSize: cfg.ensembleSize,
               writeQuorum: cfg.writeQuorum,

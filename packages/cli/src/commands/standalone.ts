@@ -14,6 +14,7 @@ interface StandaloneFlags {
   httpPort: string;
   bookiePort: string;
   bindHost: string;
+  metricsPerTopic?: boolean;
 }
 
 function port(text: string, what: string): number {
@@ -50,6 +51,7 @@ export function registerStandaloneCommand(program: Command): void {
     .option('--http-port <port>', 'broker HTTP port (/metrics, /healthz, /readyz)', '8080')
     .option('--bookie-port <port>', 'in-process bookie gRPC port (0 = any free port)', '0')
     .option('--bind-host <host>', 'address to listen on', '0.0.0.0')
+    .option('--metrics-per-topic', 'label metrics per topic as well as per namespace (many series)')
     .action(async (flags: StandaloneFlags) => {
       const logger = createLogger('standalone');
       const registry = createRegistry();
@@ -92,6 +94,7 @@ export function registerStandaloneCommand(program: Command): void {
           defaultPersistence: { ensembleSize: 1, writeQuorum: 1, ackQuorum: 1 },
           // One process: no other broker can take over, so a short TTL buys nothing.
           sessionTtlMs: 10_000,
+          metricsPerTopic: flags.metricsPerTopic === true,
           registry,
           logger: logger.child({ c: 'broker' }),
         });
