@@ -111,6 +111,8 @@ try {
     SLUICE_TEST_S3: s3.endpoint,
     SLUICE_TEST_S3_BUCKET: 'sluice-test',
     SLUICE_LOG_LEVEL: process.env.SLUICE_LOG_LEVEL ?? 'silent',
+    // Sluice supports Node 20 deliberately; the AWS SDK's notice about it is noise in test logs.
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
   };
   if (!only || only === 'unit') await ava('unit tests', 'ava.unit.config.js', env);
   if (!only || only === 'integration') await ava('integration tests', 'ava.integration.config.js', env);
