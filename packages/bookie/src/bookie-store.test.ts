@@ -1,4 +1,4 @@
-import { mkdtemp, open, readdir, rm, stat, truncate } from 'node:fs/promises';
+import { type FileHandle, mkdtemp, open, readdir, rm, stat, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32c, createRegistry, silentLogger } from '@sluice/common';
@@ -262,4 +262,150 @@ test('bookie store - recycled journal files never replay their stale records', a
   }
   // Stale ledger-20 records after the new ones in a reused file must not resurrect it.
   t.is((await s2.read(20, 0)).status, 'NO_LEDGER');
+});
+
+test('bookie store - a burst flushed as one batch fills several entry logs, so a dropped ledger is compacted away', async (t) => {
+  const dir = await tempDir(t);
+  const fileBytes = 64 * 1024;
+  // Write groups at the end of the event-loop turn: the whole burst becomes one journal group
+  // and one flusher batch, several entry logs' worth of bytes.
+  const s = await openStore(dir, { entryLogFileBytes: fileBytes, journalGroupWaitMs: 0 });
+  t.teardown(() => s.close());
+  const adds = Array.from({ length: 100 }, (_, i) => [entry(21, i, 2048), entry(22, i, 2048)]).flat();
+  const outs = await Promise.all(adds.map((e) => s.add(e, false)));
+  t.true(outs.every((o) => o.status === 'OK'));
+  await s.checkpoint();
+  const logs = s.storage.logs;
+  t.true(logs.sizes.size > 5, `${logs.sizes.size} entry logs`);
+  t.true([...logs.sizes.values()].every((size) => size <= fileBytes));
+
+  await s.storage.dropLedger(21, () => s.position());
+  const candidates = s.storage.compactionCandidates(0.9);
+  t.true(candidates.length >= 5, `candidates ${candidates.join(',')}`);
+  let compacted = 0;
+  for (const id of candidates) compacted += await s.storage.compact(id, () => s.position());
+  t.is(compacted, candidates.length);
+  for (const id of candidates) t.false(logs.sizes.has(id));
+  for (let i = 0; i < 100; i++) {
+    const r = await s.read(22, i);
+    t.true(r.status === 'OK' && r.entry.payload.equals(entry(22, i, 2048).payload), `22:${i}`);
+  }
+});
+
+test('bookie store - an add arriving while the fence record is fsynced is refused, never acked after the fence', async (t) => {
+  const dir = await tempDir(t);
+  const s = await openStore(dir, { journalGroupWaitMs: 0 });
+  t.teardown(() => s.close());
+  t.is((await s.add(entry(5, 0), false)).status, 'OK');
+  // Hold the next journal fsync (the FENCE record's group) until the late add is queued.
+  const fh = (s.journal as unknown as { fh: FileHandle }).fh;
+  const realSync = fh.datasync.bind(fh);
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let syncing!: () => void;
+  const inSync = new Promise<void>((resolve) => {
+    syncing = resolve;
+  });
+  let held = false;
+  fh.datasync = async () => {
+    if (!held) {
+      held = true;
+      syncing();
+      await gate;
+    }
+    return realSync();
+  };
+  const fence = s.fence(5);
+  await inSync;
+  const late = s.add(entry(5, 1), false);
+  const second = s.fence(5);
+  release();
+  const [f, f2, added] = await Promise.all([fence, second, late]);
+  t.is(f.status, 'OK');
+  t.is(f.lastEntryId, 0);
+  t.is(f2.status, 'OK');
+  t.is(added.status, 'FENCED');
+  t.is((await s.read(5, 1)).status, 'NO_ENTRY');
+  t.is((await s.add(entry(5, 1), true)).status, 'OK', 'recovery adds still pass');
+});
+
+test('bookie store - a second fence waits until the first fence record is durable', async (t) => {
+  const dir = await tempDir(t);
+  const s = await openStore(dir, { journalGroupWaitMs: 0 });
+  t.teardown(() => s.close());
+  const fh = (s.journal as unknown as { fh: FileHandle }).fh;
+  const realSync = fh.datasync.bind(fh);
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  fh.datasync = async () => {
+    await gate;
+    return realSync();
+  };
+  let firstDone = false;
+  const first = s.fence(9).then((r) => {
+    firstDone = true;
+    return r;
+  });
+  let secondDoneEarly = false;
+  const second = s.fence(9).then((r) => {
+    secondDoneEarly = !firstDone;
+    return r;
+  });
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  t.false(secondDoneEarly);
+  release();
+  t.is((await first).status, 'OK');
+  t.is((await second).status, 'OK');
+  t.false(secondDoneEarly);
+});
+
+test('bookie store - a failed journal trim keeps the bookie writable; an I/O read-only state refuses adds', async (t) => {
+  const dir = await tempDir(t);
+  const s = await openStore(dir);
+  t.teardown(() => s.close());
+  t.is((await s.add(entry(1, 0), false)).status, 'OK');
+  s.journal.deleteBefore = async () => {
+    throw new Error('EIO: unlink failed');
+  };
+  await s.checkpoint();
+  t.false(s.readOnly);
+  t.is((await s.add(entry(1, 1), false)).status, 'OK');
+  s.setReadOnly('io', 'entry log write failed');
+  t.true(s.readOnly);
+  const refused = await s.add(entry(1, 2), false);
+  t.is(refused.status, 'IO_ERROR');
+  t.regex(refused.message, /entry log write failed/);
+});
+
+test('bookie store - a damaged index record covered by a checkpoint makes missing entries CORRUPT, a torn tail does not', async (t) => {
+  const dir = await tempDir(t);
+  let s = await openStore(dir);
+  for (let i = 0; i < 10; i++) t.is((await s.add(entry(7, i), false)).status, 'OK');
+  for (let i = 0; i < 10; i++) t.is((await s.add(entry(8, i), false)).status, 'OK');
+  await s.close();
+  const idx = (id: number) => join(dir, 'ledgers', 'index', `${id}.idx`);
+  // Ledger 7: flip a bit inside record 3 (the journal holding entry 3 is trimmed).
+  let fh = await open(idx(7), 'r+');
+  const b = Buffer.alloc(1);
+  await fh.read(b, 0, 1, 3 * 32 + 9);
+  b[0]! ^= 0x10;
+  await fh.write(b, 0, 1, 3 * 32 + 9);
+  await fh.close();
+  // Ledger 8: a torn append after the records the checkpoint counted.
+  fh = await open(idx(8), 'a');
+  await fh.write(Buffer.alloc(32 + 7, 0xab));
+  await fh.close();
+  s = await openStore(dir);
+  t.teardown(() => s.close());
+  const damaged = await s.read(7, 3);
+  t.is(damaged.status, 'CORRUPT');
+  if (damaged.status === 'CORRUPT') t.regex(damaged.message, /index is damaged/);
+  t.is((await s.read(7, 10)).status, 'CORRUPT', 'never NO_ENTRY for a ledger with a damaged index');
+  t.is((await s.read(7, 2)).status, 'OK');
+  for (let i = 0; i < 10; i++) t.is((await s.read(8, i)).status, 'OK', `entry 8:${i}`);
+  t.is((await s.read(8, 10)).status, 'NO_ENTRY');
 });

@@ -63,6 +63,8 @@ export class BookieStore {
   private readonly readOnlyReasons = new Map<ReadOnlyReason, string>();
   private readonly stateListeners: ((readOnly: boolean) => void)[] = [];
   private cacheWaiters: (() => void)[] = [];
+  /** FENCE records queued but not yet durable, by ledger. */
+  private readonly fencing = new Map<number, Promise<Error | undefined>>();
   private closed = false;
 
   constructor(private readonly opts: BookieStoreOptions) {
@@ -107,9 +109,9 @@ export class BookieStore {
       if (this.storage.cacheBytes > this.opts.writeCacheBytes) await this.storage.checkpoint(end);
     });
     await this.journal.start();
+    // The checkpoint arms the checkpoint timer.
     await this.checkpoint();
     this.opts.logger.info({ from, records: count, entries: replayed }, 'journal replayed');
-    this.scheduleCheckpoint();
   }
 
   get readOnly(): boolean {
@@ -142,6 +144,14 @@ export class BookieStore {
     }
     if (this.readOnlyReasons.has('disk')) {
       return { status: 'READ_ONLY', message: `RESOURCE_EXHAUSTED: ${this.readOnlyReasons.get('disk')}` };
+    }
+    // Registered read-only must mean refusing adds: a writer that keeps
+    // adding here would not replace this bookie.
+    if (this.readOnlyReasons.has('io')) {
+      return {
+        status: 'IO_ERROR',
+        message: `bookie is read-only after an I/O error (${this.readOnlyReasons.get('io')}); it accepts no adds until restarted`,
+      };
     }
     if (this.closed)
       return { status: 'READ_ONLY', message: 'bookie is shutting down; add to another bookie' };
@@ -191,10 +201,15 @@ export class BookieStore {
   async add(e: AddRequest, recovery: boolean): Promise<Outcome> {
     const refused = this.refuseAdds() ?? this.validate(e);
     if (refused) return refused;
-    if (!recovery && this.storage.ledger(e.ledgerId)?.fenced) {
-      return { status: 'FENCED', message: `ledger ${e.ledgerId} is fenced; a newer writer took it over` };
+    const fenced = this.fencedOutcome(e.ledgerId, recovery);
+    if (fenced) return fenced;
+    if (this.storage.cacheBytes > 2 * this.opts.writeCacheBytes) {
+      await this.waitForCacheSpace();
+      // A fence may have completed while this add waited: check again, in
+      // the same turn as the append below.
+      const late = this.refuseAdds() ?? this.fencedOutcome(e.ledgerId, recovery);
+      if (late) return late;
     }
-    if (this.storage.cacheBytes > 2 * this.opts.writeCacheBytes) await this.waitForCacheSpace();
     const entry: StoredEntry = {
       ledgerId: e.ledgerId,
       entryId: e.entryId,
@@ -222,28 +237,52 @@ export class BookieStore {
     if (!Number.isSafeInteger(ledgerId) || ledgerId < 0) {
       return { status: 'INVALID', message: `ledger id ${ledgerId} is invalid`, lac: -1, lastEntryId: -1 };
     }
-    const l = this.storage.ledger(ledgerId);
-    if (!l?.fenced) {
-      const err = await new Promise<Error | undefined>((resolve) =>
+    let durable = this.fencing.get(ledgerId);
+    if (!this.storage.ledger(ledgerId)?.fenced) {
+      // The flag goes up before the FENCE record is queued: every add checks
+      // it in the same turn as its own append, so an add queued after the
+      // FENCE record is refused, and one queued before it is durable (and
+      // counted in the answer) before the fence is. Setting it only once the
+      // record was fsynced let an add slip into the next journal group and be
+      // acked OK after this fence had answered.
+      this.storage.applyFence(ledgerId);
+      const pending = new Promise<Error | undefined>((resolve) =>
         this.journal.append(fenceRecord(ledgerId), resolve),
       );
-      if (err) {
-        this.setReadOnly('io', `journal I/O error: ${err.message}`);
-        return {
-          status: 'IO_ERROR',
-          message: `fence of ledger ${ledgerId} failed: ${err.message}`,
-          lac: -1,
-          lastEntryId: -1,
-        };
-      }
-      this.storage.applyFence(ledgerId);
+      durable = pending;
+      this.fencing.set(ledgerId, pending);
+      void pending.then(() => {
+        if (this.fencing.get(ledgerId) === pending) this.fencing.delete(ledgerId);
+      });
     }
-    const after = this.storage.ledger(ledgerId)!;
-    return { ...OK, lac: after.lac, lastEntryId: after.lastEntryId };
+    // A second fence of the same ledger waits for the first one's record too.
+    const err = durable ? await durable : undefined;
+    if (err) {
+      this.setReadOnly('io', `journal I/O error: ${err.message}`);
+      return {
+        status: 'IO_ERROR',
+        message: `fence of ledger ${ledgerId} failed: ${err.message}`,
+        lac: -1,
+        lastEntryId: -1,
+      };
+    }
+    const after = this.storage.ledger(ledgerId);
+    return { ...OK, lac: after?.lac ?? -1, lastEntryId: after?.lastEntryId ?? -1 };
   }
 
-  read(ledgerId: number, entryId: number): Promise<ReadResult> {
-    return this.storage.read(ledgerId, entryId);
+  private fencedOutcome(ledgerId: number, recovery: boolean): Outcome | undefined {
+    if (recovery || !this.storage.ledger(ledgerId)?.fenced) return undefined;
+    return { status: 'FENCED', message: `ledger ${ledgerId} is fenced; a newer writer took it over` };
+  }
+
+  async read(ledgerId: number, entryId: number): Promise<ReadResult> {
+    const r = await this.storage.read(ledgerId, entryId);
+    if (r.status !== 'NO_ENTRY') return r;
+    const suspect = this.storage.ledger(ledgerId)?.suspect;
+    // NO_ENTRY counts toward a recovery's "nobody has it" rule; with a damaged
+    // index this bookie cannot know that, so it must not say so.
+    if (suspect) return { status: 'CORRUPT', message: `${r.message}, but its index is damaged: ${suspect}` };
+    return r;
   }
 
   lac(ledgerId: number): { lac: number; lastEntryId: number } | undefined {
@@ -256,7 +295,10 @@ export class BookieStore {
     return new Promise((resolve) => this.cacheWaiters.push(resolve));
   }
 
+  /** (Re)arm the one checkpoint timer; a second live timer would outlive close(). */
   private scheduleCheckpoint(): void {
+    if (this.checkpointTimer) clearTimeout(this.checkpointTimer);
+    this.checkpointTimer = undefined;
     if (this.closed) return;
     this.checkpointTimer = setTimeout(() => {
       this.checkpointTimer = undefined;
@@ -284,7 +326,14 @@ export class BookieStore {
       try {
         const pos = this.journal.syncedPosition;
         await this.storage.checkpoint(pos);
-        await this.journal.deleteBefore(pos);
+        try {
+          await this.journal.deleteBefore(pos);
+        } catch (err) {
+          // The data is safe (the checkpoint is durable); the old journal
+          // files only cost disk, and the next checkpoint retries the trim.
+          // Not a reason to stop taking adds: the disk watchdog covers space.
+          this.opts.logger.warn({ err }, 'journal trim failed; retried at the next checkpoint');
+        }
       } finally {
         this.checkpointing = undefined;
         for (const w of this.cacheWaiters.splice(0)) w();

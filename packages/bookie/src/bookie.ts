@@ -28,6 +28,8 @@ export interface BookieOptions {
 
 /** HTTP/2 flow-control window per connection: large pipelined add streams must not stall on 64 KiB. */
 const SESSION_WINDOW_BYTES = 32 * 1024 * 1024;
+/** Per-stream window (SETTINGS initialWindowSize): one add stream carries all of a client's adds. */
+const STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
 const SHUTDOWN_GRACE_MS = 5000;
 
 /**
@@ -267,7 +269,7 @@ export class Bookie {
     );
   }
 
-  /** grpc-js keeps HTTP/2 windows at 64 KiB; raise them for each new connection (best effort). */
+  /** grpc-js keeps HTTP/2 windows at 64 KiB; raise the connection's and each stream's (best effort). */
   private widenFlowControlWindows(server: Server): void {
     const servers = (server as unknown as { http2Servers?: Map<Http2Server, unknown> }).http2Servers;
     if (!(servers instanceof Map)) return;
@@ -275,6 +277,7 @@ export class Bookie {
       h2.on('session', (session: Http2Session) => {
         try {
           session.setLocalWindowSize(SESSION_WINDOW_BYTES);
+          session.settings({ initialWindowSize: STREAM_WINDOW_BYTES });
         } catch (err) {
           this.logger.debug({ err }, 'could not widen the HTTP/2 window');
         }

@@ -116,17 +116,27 @@ export class EntryLogs {
     return this.writerId;
   }
 
-  /** Find existing logs and open a new one to append to (an old tail may be torn). */
+  /**
+   * Find existing logs and open a new one to append to (an old tail may be
+   * torn). Empty logs (each start and each roll leaves one behind at a stop)
+   * hold nothing the index can point to and are deleted.
+   */
   async open(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
     let max = 0;
+    let removed = false;
     for (const name of await readdir(this.dir)) {
       const m = FILE_RE.exec(name);
       if (!m) continue;
       const id = Number(m[1]);
-      this.sizes.set(id, (await stat(join(this.dir, name))).size);
       max = Math.max(max, id);
+      const { size } = await stat(join(this.dir, name));
+      if (size === 0) {
+        await unlink(join(this.dir, name));
+        removed = true;
+      } else this.sizes.set(id, size);
     }
+    if (removed) await fsyncDir(this.dir);
     await this.roll(max + 1);
   }
 
@@ -140,19 +150,42 @@ export class EntryLogs {
     this.sizes.set(id, 0);
   }
 
-  /** Append records (header + payload buffers); returns where each landed. Callers serialize appends. */
+  /**
+   * Append records (header + payload buffers); returns where each landed.
+   * Callers serialize appends. A batch is split at file boundaries so no log
+   * grows past `fileBytes` (a single larger record gets a file of its own),
+   * and a log that is full is rolled away at once: compaction never touches
+   * the log being written, so a full log that stayed current on an idle
+   * bookie would hold its dead entries forever.
+   */
   async append(records: { header: Buffer; payload: Buffer }[]): Promise<EntryLocation[]> {
-    if (this.writerOffset >= this.fileBytes) await this.roll(this.writerId + 1);
-    const buffers: Buffer[] = [];
     const locations: EntryLocation[] = [];
-    let offset = this.writerOffset;
-    for (const r of records) {
-      buffers.push(r.header, r.payload);
-      const length = r.header.length + r.payload.length;
-      locations.push({ logId: this.writerId, offset, length });
-      offset += length;
+    let i = 0;
+    while (i < records.length) {
+      if (this.writerOffset >= this.fileBytes) await this.roll(this.writerId + 1);
+      const buffers: Buffer[] = [];
+      let offset = this.writerOffset;
+      while (i < records.length) {
+        const r = records[i]!;
+        const length = r.header.length + r.payload.length;
+        if (offset > 0 && offset + length > this.fileBytes) break;
+        buffers.push(r.header, r.payload);
+        locations.push({ logId: this.writerId, offset, length });
+        offset += length;
+        i++;
+      }
+      if (buffers.length === 0) {
+        await this.roll(this.writerId + 1);
+        continue;
+      }
+      await this.write(buffers, offset);
     }
-    const bytes = offset - this.writerOffset;
+    if (this.writerOffset >= this.fileBytes) await this.roll(this.writerId + 1);
+    return locations;
+  }
+
+  private async write(buffers: Buffer[], end: number): Promise<void> {
+    const bytes = end - this.writerOffset;
     const { bytesWritten } = await this.writer!.writev(buffers, this.writerOffset);
     if (bytesWritten !== bytes) {
       throw Object.assign(
@@ -162,9 +195,8 @@ export class EntryLogs {
         },
       );
     }
-    this.writerOffset = offset;
-    this.sizes.set(this.writerId, offset);
-    return locations;
+    this.writerOffset = end;
+    this.sizes.set(this.writerId, end);
   }
 
   /** Make every append so far durable. */

@@ -17,6 +17,19 @@ export class LedgerState {
   dirty: [number, EntryLocation][] = [];
   /** Records in the index file (live or superseded), to know when to rewrite it. */
   fileRecords = 0;
+  /**
+   * Leading records of the index file that completed persists wrote and
+   * fsynced; recorded in the checkpoint so that a load can tell a torn
+   * append (after them: its entries are still in the journal) from a
+   * damaged record the journal no longer covers.
+   */
+  durableRecords = 0;
+  /**
+   * Set when an index record the journal no longer covers is unreadable: an
+   * acknowledged entry may be missing from `entries`, so a missing id must
+   * be answered as corrupt, never as "no such entry".
+   */
+  suspect: string | undefined;
 
   constructor(
     readonly ledgerId: number,
@@ -33,9 +46,10 @@ export class LedgerState {
  * Index file of a ledger: 32-byte records, each
  *   u64 entryId | u32 logId | u64 offset | u32 length | u32 crc32c(bytes 0..24) | u32 0
  * appended at checkpoints; a later record of an entry supersedes an earlier
- * one (compaction moves entries). Records with a bad CRC (a torn append) are
- * skipped: their entries are still in the journal, which is not trimmed until
- * the index is durable.
+ * one (compaction moves entries). A bad CRC past the records the last
+ * checkpoint counted is a torn append and is skipped: its entries are still
+ * in the journal, which is not trimmed until the index is durable. A bad CRC
+ * before that is damage: the ledger is marked suspect.
  */
 const INDEX_RECORD_BYTES = 32;
 
@@ -57,8 +71,8 @@ export interface CheckpointFile {
   version: typeof CHECKPOINT_VERSION;
   /** Journal position up to which everything is in the fsynced entry logs and index. */
   journal: { fileId: number; offset: number };
-  /** [ledgerId, fenced (0/1), lac, firstSeen] */
-  ledgers: [number, number, number, number][];
+  /** [ledgerId, fenced (0/1), lac, firstSeen, durable index records (absent in older files)] */
+  ledgers: [number, number, number, number, number?][];
 }
 
 /**
@@ -97,11 +111,13 @@ export class LedgerIndex {
           'start the bookie build that wrote it, or wipe the data dir so the bookie joins as a new one',
       );
     }
-    for (const [id, fenced, lac, firstSeen] of cp?.ledgers ?? []) {
+    const checkpointed = new Map<number, number | undefined>();
+    for (const [id, fenced, lac, firstSeen, durable] of cp?.ledgers ?? []) {
       const l = new LedgerState(id, firstSeen);
       l.fenced = fenced === 1;
       l.lac = lac;
       this.ledgers.set(id, l);
+      checkpointed.set(id, durable);
     }
     for (const name of await readdir(this.indexDir)) {
       const m = INDEX_RE.exec(name);
@@ -110,12 +126,34 @@ export class LedgerIndex {
       const l = this.ledgers.get(id) ?? new LedgerState(id, now);
       this.ledgers.set(id, l);
       const buf = await readFile(join(this.indexDir, name));
-      let bad = 0;
-      for (let at = 0; at + INDEX_RECORD_BYTES <= buf.length; at += INDEX_RECORD_BYTES) {
-        if (crc32c(buf.subarray(at, at + 24)) !== buf.readUInt32LE(at + 24)) {
-          bad++;
-          continue;
-        }
+      const records = Math.floor(buf.length / INDEX_RECORD_BYTES);
+      const badAt: number[] = [];
+      for (let i = 0; i < records; i++) {
+        const at = i * INDEX_RECORD_BYTES;
+        if (crc32c(buf.subarray(at, at + 24)) !== buf.readUInt32LE(at + 24)) badAt.push(i);
+      }
+      const badSet = new Set(badAt);
+      // Records a completed checkpoint covered are trusted: the journal
+      // before it is gone. Without a recorded count (an older checkpoint, or
+      // a ledger the last checkpoint did not know) only the trailing run of
+      // bad records can be a torn append.
+      let tornFrom = checkpointed.get(id);
+      if (tornFrom === undefined) {
+        tornFrom = checkpointed.has(id) ? records : 0;
+        while (tornFrom > 0 && badSet.has(tornFrom - 1)) tornFrom--;
+      }
+      const damaged = badAt.filter((i) => i < tornFrom!);
+      if (damaged.length > 0) {
+        l.suspect = `${damaged.length} index record(s) of ledger ${id} failed their CRC (first at record ${damaged[0]})`;
+        this.logger.error(
+          { ledgerId: id, damaged: damaged.length, first: damaged[0] },
+          'index records covered by a checkpoint are damaged; missing entries of this ledger are reported corrupt',
+        );
+      }
+      const bad = badAt.length;
+      for (let i = 0; i < records; i++) {
+        const at = i * INDEX_RECORD_BYTES;
+        if (badSet.has(i)) continue;
         const entryId = Number(buf.readBigUInt64LE(at));
         const loc = {
           logId: buf.readUInt32LE(at + 8),
@@ -125,7 +163,10 @@ export class LedgerIndex {
         this.setLocation(l, entryId, loc, false);
         l.fileRecords++;
       }
-      if (bad > 0) this.logger.warn({ ledgerId: id, bad }, 'skipped torn index records');
+      if (bad > damaged.length) {
+        this.logger.warn({ ledgerId: id, torn: bad - damaged.length }, 'skipped torn index records');
+      }
+      l.durableRecords = Math.min(records, badAt.find((i) => i >= tornFrom!) ?? records);
       // Torn records are rewritten away at the next persist.
       if (bad > 0 || buf.length % INDEX_RECORD_BYTES !== 0) l.fileRecords = Number.MAX_SAFE_INTEGER;
     }
@@ -170,6 +211,7 @@ export class LedgerIndex {
       if (rewrite) {
         await writeFileAtomic(path, buf);
         l.fileRecords = records.length;
+        l.durableRecords = records.length;
         continue;
       }
       const fh = await open(path, 'a');
@@ -181,6 +223,7 @@ export class LedgerIndex {
         await fh.close();
       }
       l.fileRecords += records.length;
+      l.durableRecords = l.fileRecords;
     }
     if (created) await fsyncDir(this.indexDir);
   }
@@ -189,7 +232,13 @@ export class LedgerIndex {
     const cp: CheckpointFile = {
       version: CHECKPOINT_VERSION,
       journal,
-      ledgers: [...this.ledgers.values()].map((l) => [l.ledgerId, l.fenced ? 1 : 0, l.lac, l.firstSeen]),
+      ledgers: [...this.ledgers.values()].map((l) => [
+        l.ledgerId,
+        l.fenced ? 1 : 0,
+        l.lac,
+        l.firstSeen,
+        l.durableRecords,
+      ]),
     };
     await writeFileAtomic(this.checkpointPath, JSON.stringify(cp));
   }

@@ -106,3 +106,37 @@ test('auditor - dying midway leaves the metadata untouched and the next audit fi
   t.is((await c.client().getLedgerMetadata(w.ledgerId))?.segments[0]?.bookies[0], 'b4');
   t.is(b4.storedEntries(w.ledgerId).length, 40);
 });
+
+test('auditor - after losing its session it campaigns again on a new one and keeps auditing', async (t) => {
+  const c = await MemoryCluster.start(1);
+  t.teardown(() => c.stop());
+  const a = new Auditor({
+    metadata: c.metadata,
+    directory: c.directory,
+    pool: c.pool,
+    sessionTtlMs: 2000,
+    auditIntervalMs: 20,
+  });
+  t.teardown(() => a.close());
+  let audits = 0;
+  const run = a.runOnce.bind(a);
+  a.runOnce = async () => {
+    audits++;
+    return run();
+  };
+  const until = async (cond: () => boolean) => {
+    for (let i = 0; i < 150 && !cond(); i++) await new Promise((r) => setTimeout(r, 20));
+  };
+  await a.start();
+  await until(() => a.isLeader && audits > 1);
+  t.true(a.isLeader);
+  const first = (a as unknown as { session: { id: string } }).session.id;
+  c.metadata.expireSession(first);
+  t.false(a.isLeader);
+  await until(() => a.isLeader);
+  t.true(a.isLeader, 'leader again on a new session');
+  t.not((a as unknown as { session: { id: string } }).session.id, first);
+  const before = audits;
+  await until(() => audits > before + 2);
+  t.true(audits > before + 2, 'audits resume');
+});

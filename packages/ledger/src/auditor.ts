@@ -14,6 +14,7 @@
 import {
   asSluiceError,
   type BookieId,
+  backoffDelay,
   counter,
   type EntryId,
   type Logger,
@@ -72,6 +73,9 @@ export class Auditor {
   private election: SessionLeaderElection | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  private reopening: Promise<void> | undefined;
+  private auditing = false;
+  private readonly wakers = new Set<() => void>();
   private closed = false;
   private readonly grace: number;
   private readonly interval: number;
@@ -101,33 +105,104 @@ export class Auditor {
     return this.election?.isLeader ?? false;
   }
 
-  /** Campaign for leadership in the background; audit periodically while leader. */
+  /**
+   * Campaign for leadership in the background; audit periodically while
+   * leader. A lost session (etcd partition, long pause) ends leadership; the
+   * auditor then campaigns again on a new session, for as long as it runs.
+   */
   async start(): Promise<void> {
-    this.session = await this.opts.metadata.createSession(this.opts.sessionTtlMs ?? 10_000);
-    this.session.onLost((err) => this.logger.warn({ err }, 'auditor session lost; leadership ends'));
-    this.election = new SessionLeaderElection(this.opts.metadata, this.session, AUDITOR_ELECTION_PREFIX);
-    this.running = this.election.campaign(Buffer.from(this.opts.name ?? `auditor-${process.pid}`)).then(
-      () => this.schedule(0),
-      (err: unknown) => {
-        if (!this.closed) this.logger.warn({ err }, 'auditor stopped campaigning');
-      },
-    );
+    await this.openSession();
+  }
+
+  private async openSession(): Promise<void> {
+    const session = await this.opts.metadata.createSession(this.opts.sessionTtlMs ?? 10_000);
+    if (this.closed) {
+      await session.close().catch(() => undefined);
+      return;
+    }
+    this.session = session;
+    const election = new SessionLeaderElection(this.opts.metadata, session, AUDITOR_ELECTION_PREFIX);
+    this.election = election;
+    session.onLost((err) => {
+      if (this.closed) return;
+      this.logger.warn({ err }, 'auditor session lost; leadership ends, campaigning again on a new session');
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.reopening ??= this.reopen().finally(() => {
+        this.reopening = undefined;
+      });
+    });
+    this.running = this.campaign(session, election);
+  }
+
+  private async reopen(): Promise<void> {
+    await this.session?.close().catch(() => undefined);
+    for (let attempt = 0; !this.closed; attempt++) {
+      try {
+        await this.openSession();
+        return;
+      } catch (err) {
+        this.logger.warn({ err }, 'auditor cannot open a metadata session; retrying');
+        await this.pause(backoffDelay(attempt, { minDelayMs: 200, maxDelayMs: 10_000 }));
+      }
+    }
+  }
+
+  private async campaign(session: Session, election: SessionLeaderElection): Promise<void> {
+    const name = Buffer.from(this.opts.name ?? `auditor-${process.pid}`);
+    for (let attempt = 0; !this.closed && !session.lost; attempt++) {
+      try {
+        await election.campaign(name);
+        this.schedule(0);
+        return;
+      } catch (err) {
+        // A lost session is handled by its onLost (a new session campaigns).
+        if (this.closed || session.lost) return;
+        this.logger.warn({ err }, 'auditor campaign failed; campaigning again');
+        await this.pause(backoffDelay(attempt, { minDelayMs: 200, maxDelayMs: 10_000 }));
+      }
+    }
+  }
+
+  /** A sleep that close() cuts short. */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(t);
+        this.wakers.delete(wake);
+        resolve();
+      };
+      const t = setTimeout(wake, ms);
+      this.wakers.add(wake);
+    });
   }
 
   private schedule(delay: number): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
     if (this.closed) return;
     this.timer = setTimeout(() => {
-      if (!this.isLeader) return;
-      this.runOnce().then(
-        (r) => {
-          if (r.fragmentsReplicated > 0 || r.failures > 0) this.logger.info(r, 'audit finished');
-          this.schedule(this.interval);
-        },
-        (err: unknown) => {
-          this.logger.warn({ err }, 'audit failed; retrying next round');
-          this.schedule(this.interval);
-        },
-      );
+      this.timer = undefined;
+      // Not leader (yet again) or a pass still runs: keep ticking; the
+      // timer is the only thing that starts audits.
+      if (!this.isLeader || this.auditing) {
+        this.schedule(this.interval);
+        return;
+      }
+      this.auditing = true;
+      this.runOnce()
+        .then(
+          (r) => {
+            if (r.fragmentsReplicated > 0 || r.failures > 0) this.logger.info(r, 'audit finished');
+          },
+          (err: unknown) => {
+            this.logger.warn({ err }, 'audit failed; retrying next round');
+          },
+        )
+        .finally(() => {
+          this.auditing = false;
+          if (!this.timer) this.schedule(this.interval);
+        });
     }, delay);
   }
 
@@ -247,6 +322,8 @@ export class Auditor {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.timer);
+    for (const wake of [...this.wakers]) wake();
+    await this.reopening;
     await this.election?.resign().catch(() => {});
     await this.running;
     await this.session?.close().catch(() => {});

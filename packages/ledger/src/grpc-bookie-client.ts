@@ -47,6 +47,11 @@ export interface GrpcBookieClientOptions {
   readTimeoutMs?: number;
   /** Max adds awaiting their result on this bookie; further adds wait. */
   maxInFlightAdds?: number;
+  /**
+   * Pool only: clients for bookies in this process (standalone), used for
+   * their ids instead of gRPC; the pool closes them with itself.
+   */
+  localClients?: BookieClient[];
 }
 
 type Ctor = new (
@@ -329,11 +334,23 @@ export class GrpcBookieClient implements BookieClient {
 export class GrpcBookieClientPool implements BookieClientPool {
   private readonly clients = new Map<BookieId, BookieClient>();
   private readonly addresses = new Map<BookieId, string>();
+  private readonly locals = new Map<BookieId, BookieClient>();
 
   constructor(
     private readonly directory: BookieDirectory,
     private readonly opts: GrpcBookieClientOptions = {},
-  ) {}
+  ) {
+    for (const c of opts.localClients ?? []) this.setLocalClient(c);
+  }
+
+  /**
+   * Reach `client.bookieId` through `client` instead of gRPC (a bookie in
+   * this process: no encode, loopback hop and decode per entry). The pool
+   * owns it from now on and closes it with itself.
+   */
+  setLocalClient(client: BookieClient): void {
+    this.locals.set(client.bookieId, client);
+  }
 
   /** Learn addresses before use; call after the directory changed. */
   async refresh(): Promise<void> {
@@ -349,7 +366,7 @@ export class GrpcBookieClientPool implements BookieClientPool {
   }
 
   get(bookieId: BookieId): BookieClient {
-    let c = this.clients.get(bookieId);
+    let c = this.locals.get(bookieId) ?? this.clients.get(bookieId);
     if (c) return c;
     const address = this.addresses.get(bookieId);
     if (!address) return new DeferredBookieClient(bookieId, () => this.resolve(bookieId));
@@ -368,8 +385,9 @@ export class GrpcBookieClientPool implements BookieClientPool {
   }
 
   async close(): Promise<void> {
-    const all = [...this.clients.values()];
+    const all = [...this.clients.values(), ...this.locals.values()];
     this.clients.clear();
+    this.locals.clear();
     await Promise.all(all.map((c) => c.close()));
   }
 }

@@ -2,7 +2,13 @@
  * LedgerMetadata in the metadata store under `ledgers/<ledgerId>` as JSON,
  * every change a compare-and-swap on the key's version.
  */
-import { BadVersionError, InvalidArgumentError, type LedgerId, NotFoundError } from '@sluice/common';
+import {
+  BadVersionError,
+  backoffDelay,
+  InvalidArgumentError,
+  type LedgerId,
+  NotFoundError,
+} from '@sluice/common';
 import type { MetadataStore } from '@sluice/metadata';
 import type { LedgerMetadata, LedgerSegment } from './api.js';
 
@@ -99,6 +105,10 @@ export class LedgerMetadataStore {
         return await this.write(next, cur.version);
       } catch (err) {
         if (!(err instanceof BadVersionError) || i >= attempts) throw err;
+        // Contending writers (writer, recovery, auditor) must not re-collide in lockstep.
+        await new Promise((resolve) =>
+          setTimeout(resolve, backoffDelay(i, { minDelayMs: 10, maxDelayMs: 1000 })),
+        );
       }
     }
   }

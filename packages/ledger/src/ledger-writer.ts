@@ -32,7 +32,12 @@ import {
 import type { LedgerMetadata, LedgerWriter } from './api.js';
 import type { AddOutcome, BookieClientPool, WireEntry } from './bookie-client.js';
 import type { BookieDirectory } from './bookie-directory.js';
-import { type LedgerMetadataStore, type VersionedMetadata, writeSet } from './ledger-metadata-store.js';
+import {
+  encodeMetadata,
+  type LedgerMetadataStore,
+  type VersionedMetadata,
+  writeSet,
+} from './ledger-metadata-store.js';
 import type { PlacementPolicy } from './placement-policy.js';
 
 export interface LedgerWriterOptions {
@@ -331,18 +336,23 @@ export class ReplicatedLedgerWriter implements LedgerWriter {
   private async casMetadata(change: (m: LedgerMetadata) => LedgerMetadata): Promise<VersionedMetadata> {
     let base = this.vm;
     for (let attempt = 0; ; attempt++) {
+      const next = change(base.metadata);
       try {
-        return await this.deps.metadata.write(change(base.metadata), base.version);
+        return await this.deps.metadata.write(next, base.version);
       } catch (err) {
         if (attempt >= 10) throw err;
         if (!(err instanceof BadVersionError)) {
-          // The metadata store is briefly unreachable: the same CAS is still the right one.
+          // The metadata store is briefly unreachable: the same CAS is still
+          // the right one (if the lost attempt committed, the retry gets
+          // BadVersion and the read-back below finds our own change).
           if (!isRetriable(err)) throw err;
           await sleep(backoffDelay(attempt, { minDelayMs: 50, maxDelayMs: 2000 }));
           continue;
         }
       }
       const fresh = await this.deps.metadata.readOrThrow(this.ledgerId);
+      // Our write landed and only its answer was lost: done, not fenced.
+      if (encodeMetadata(fresh.metadata).equals(encodeMetadata(next))) return fresh;
       const ours = JSON.stringify(this.vm.metadata.segments.at(-1));
       if (fresh.metadata.state !== 'OPEN' || JSON.stringify(fresh.metadata.segments.at(-1)) !== ours) {
         throw new FencedError(

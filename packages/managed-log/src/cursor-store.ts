@@ -8,7 +8,7 @@ import {
   encodeCursorState,
   parseChunk,
 } from './cursor-state.js';
-import { isBadVersion } from './ledger-list.js';
+import { casPut, isBadVersion, isOutcomeUnknown } from './ledger-list.js';
 import type { LogContext } from './log-context.js';
 import { cursorKey, ledgerCustom } from './log-keys.js';
 
@@ -43,6 +43,8 @@ export class CursorStore {
   private version = 0;
   private seq = 0;
   private writer: LedgerWriter | undefined;
+  /** A snapshot whose write may have landed unseen (the put and the read-back both failed). */
+  private unsure: Buffer | undefined;
   private writerRecords = 0;
   /** Ledger the snapshot names and that a new cursor ledger supersedes. */
   private snapshotLedger: LedgerId | undefined;
@@ -187,7 +189,9 @@ export class CursorStore {
       await this.writeSnapshot({ format: 1, cursorLedgerId: w.ledgerId, seq, markDelete });
     } catch (err) {
       await w.close().catch(() => undefined);
-      await this.ctx.ledgers.deleteLedger(w.ledgerId).catch(() => undefined);
+      // The snapshot may name `w` (its write may have landed unseen): keep
+      // the ledger then; the orphan sweeper deletes it once nothing names it.
+      if (!isOutcomeUnknown(err)) await this.ctx.ledgers.deleteLedger(w.ledgerId).catch(() => undefined);
       throw err;
     }
     const old = this.writer;
@@ -208,15 +212,23 @@ export class CursorStore {
   }
 
   private async writeSnapshot(snap: CursorSnapshot): Promise<void> {
+    const value = Buffer.from(JSON.stringify(snap));
     try {
-      this.version = await this.ctx.metadata.put(this.key(), Buffer.from(JSON.stringify(snap)), {
-        expectedVersion: this.version,
-      });
+      this.version = await casPut(this.ctx.metadata, this.key(), value, this.version);
+      this.unsure = undefined;
     } catch (err) {
       if (isBadVersion(err)) {
+        // Our own earlier write whose answer was lost moved the version on.
+        const current = this.unsure && (await this.ctx.metadata.get(this.key()));
+        if (current && this.unsure?.equals(current.value)) {
+          this.version = current.version;
+          this.unsure = undefined;
+          return this.writeSnapshot(snap);
+        }
         this.ctx.markFenced();
         throw this.ctx.fencedError(err);
       }
+      if (isOutcomeUnknown(err)) this.unsure = value;
       throw err;
     }
   }

@@ -98,7 +98,7 @@ export class LedgerListStore {
 
   /** CAS write; BadVersionError means another writer changed the list. */
   async write(list: LedgerList, expectedVersion: number): Promise<number> {
-    return this.metadata.put(logKey(this.name), encodeList(list), { expectedVersion });
+    return casPut(this.metadata, logKey(this.name), encodeList(list), expectedVersion);
   }
 
   async remove(expectedVersion?: number): Promise<void> {
@@ -107,6 +107,66 @@ export class LedgerListStore {
       expectedVersion === undefined ? undefined : { expectedVersion },
     );
   }
+}
+
+/** Final size of a ledger as its close or recovery recorded it in the ledger metadata. */
+export interface SealedSize {
+  entries: number;
+  size: number;
+}
+
+/**
+ * Record a closed ledger in `list`: sealed with its final size, or, when it
+ * holds nothing, moved to the trash. Only ever called with the size from
+ * CLOSED ledger metadata, never with a writer's own count: a reader trusts a
+ * sealed record's `entries` and reads closed ledgers without recovering them.
+ */
+export function sealOrTrash(list: LedgerList, ledgerId: LedgerId, sealed: SealedSize, now: number): void {
+  const i = list.ledgers.findIndex((l) => l.ledgerId === ledgerId);
+  if (i < 0) return;
+  if (sealed.entries === 0) {
+    list.ledgers.splice(i, 1);
+    list.trash.push({ ledgerId, bookie: true, offloadUuids: [] });
+  } else {
+    Object.assign(list.ledgers[i]!, {
+      entries: sealed.entries,
+      size: sealed.size,
+      sealed: true,
+      sealedAt: now,
+    });
+  }
+}
+
+/**
+ * A CAS put that tells "not written" from "written, but the answer was
+ * lost": a put can commit and still fail (a timeout after the commit; a
+ * retry of it then sees BadVersion against its own write). On any failure
+ * the key is read back; holding exactly our value means our write landed.
+ * Thrown errors carry `outcomeUnknown: true` when even the read failed:
+ * the caller must not assume the write is absent (nor present).
+ */
+export async function casPut(
+  metadata: MetadataStore,
+  key: string,
+  value: Buffer,
+  expectedVersion: number,
+): Promise<number> {
+  try {
+    return await metadata.put(key, value, { expectedVersion });
+  } catch (err) {
+    let current: Awaited<ReturnType<MetadataStore['get']>>;
+    try {
+      current = await metadata.get(key);
+    } catch {
+      throw Object.assign(err as Error, { outcomeUnknown: true });
+    }
+    if (current?.value.equals(value)) return current.version;
+    throw err;
+  }
+}
+
+export function isOutcomeUnknown(err: unknown): boolean {
+  return (err as { outcomeUnknown?: boolean })?.outcomeUnknown === true;
 }
 
 export function isBadVersion(err: unknown): boolean {

@@ -2,7 +2,14 @@ import { type Clock, FencedError, type LedgerId, type Logger, type Position } fr
 import type { LedgerClient } from '@sluice/ledger';
 import type { MetadataStore } from '@sluice/metadata';
 import type { LogOffloader, ManagedLogConfig } from './api.js';
-import { isBadVersion, type LedgerList, type LedgerListStore, type LedgerRecord } from './ledger-list.js';
+import {
+  encodeList,
+  isBadVersion,
+  isOutcomeUnknown,
+  type LedgerList,
+  type LedgerListStore,
+  type LedgerRecord,
+} from './ledger-list.js';
 import type { LogMetrics } from './metrics.js';
 
 /**
@@ -17,6 +24,8 @@ export class LogContext {
   fenced = false;
   closed = false;
   private listLock: Promise<unknown> = Promise.resolve();
+  /** A list whose CAS may have landed unseen (the put and the read-back both failed). */
+  private unsure: LedgerList | undefined;
   private readonly fencedListeners: (() => void)[] = [];
 
   constructor(
@@ -43,11 +52,22 @@ export class LogContext {
       const result = change(copy);
       try {
         this.version = await this.store.write(copy, this.version);
+        this.unsure = undefined;
       } catch (err) {
         if (isBadVersion(err)) {
+          // Our own earlier write whose answer was lost moved the version on:
+          // adopt it (the in-memory list then holds what it wrote) and retry.
+          const current = this.unsure && (await this.store.read());
+          if (current && encodeList(current.list).equals(encodeList(this.unsure!))) {
+            this.version = current.version;
+            this.list = current.list;
+            this.unsure = undefined;
+            return run();
+          }
           this.markFenced();
           throw this.fencedError(err);
         }
+        if (isOutcomeUnknown(err)) this.unsure = copy;
         throw err;
       }
       this.list = copy;

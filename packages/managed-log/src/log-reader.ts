@@ -95,33 +95,38 @@ export class LogReader {
     }
     if (e > first) this.ctx.metrics.cacheHits.inc(e - first);
     if (e > last) return out;
-    if (!rec.sealed) {
-      // Blocks of the open ledger are still growing: read directly, uncached.
-      this.ctx.metrics.cacheMisses.inc(last - e + 1);
-      const entries = await this.fetch(rec, e, last);
-      for (const x of entries) out.push(x.payload);
-      return out;
-    }
     const B = this.ctx.config.readBatchEntries;
+    // Confirmed entries never change, so the open ledger's complete blocks are
+    // cached and read ahead like a sealed ledger's; only its growing last
+    // block is read directly. (Reading the open ledger uncached made a
+    // consumer catching up on it wait one bookie round trip per dispatch.)
+    const entries = this.ctx.entriesOf(rec);
     while (e <= last) {
       const block = Math.floor(e / B);
-      const payloads = await this.block(rec, block);
       const start = block * B;
+      if (!rec.sealed && start + B > entries) {
+        this.ctx.metrics.cacheMisses.inc(last - e + 1);
+        for (const x of await this.fetch(rec, e, last)) out.push(x.payload);
+        return out;
+      }
+      const payloads = await this.block(rec, block, entries);
       const end = Math.min(last, start + payloads.length - 1);
       for (let i = e; i <= end; i++) out.push(payloads[i - start]!);
       e = end + 1;
       if (end < start + B - 1 && e <= last) {
         throw new OutOfRangeError(
-          `ledger ${rec.ledgerId} returned fewer entries than its recorded ${rec.entries}`,
+          `ledger ${rec.ledgerId} returned fewer entries than its recorded ${entries}`,
         );
       }
     }
     const nextBlock = Math.floor(last / B) + 1;
-    if (nextBlock * B < rec.entries) this.readAhead(rec, nextBlock);
+    const readable = rec.sealed ? nextBlock * B < entries : (nextBlock + 1) * B <= entries;
+    if (readable) this.readAhead(rec, nextBlock, entries);
     return out;
   }
 
-  private block(rec: LedgerRecord, block: number): Promise<Buffer[]> {
+  /** Block `block` of a ledger holding `entries` entries (the open ledger: a complete block only). */
+  private block(rec: LedgerRecord, block: number, entries: number): Promise<Buffer[]> {
     const key = BlockCache.key(rec.ledgerId, block);
     const cached = this.blocks.get(key);
     if (cached) {
@@ -132,7 +137,7 @@ export class LogReader {
     if (running) return running;
     const B = this.ctx.config.readBatchEntries;
     const first = block * B;
-    const last = Math.min(rec.entries - 1, first + B - 1);
+    const last = Math.min(entries - 1, first + B - 1);
     this.ctx.metrics.cacheMisses.inc(last - first + 1);
     const p = this.fetch(rec, first, last)
       .then((entries) => {
@@ -145,10 +150,10 @@ export class LogReader {
     return p;
   }
 
-  private readAhead(rec: LedgerRecord, block: number): void {
+  private readAhead(rec: LedgerRecord, block: number, entries: number): void {
     const key = BlockCache.key(rec.ledgerId, block);
     if (this.blocks.has(key) || this.inflightBlocks.has(key)) return;
-    this.block(rec, block).catch((err) => {
+    this.block(rec, block, entries).catch((err) => {
       this.ctx.logger.debug({ log: this.ctx.name, ledgerId: rec.ledgerId, err }, 'read-ahead failed');
     });
   }

@@ -1,7 +1,13 @@
 import { type LedgerId, NotFoundError } from '@sluice/common';
 import type { LedgerClient, LedgerWriter } from '@sluice/ledger';
 import type { ManagedLogConfig } from './api.js';
-import { isBadVersion, type LedgerListStore, type VersionedList } from './ledger-list.js';
+import {
+  isBadVersion,
+  type LedgerListStore,
+  type SealedSize,
+  sealOrTrash,
+  type VersionedList,
+} from './ledger-list.js';
 import { ledgerCustom } from './log-keys.js';
 
 const MAX_OPEN_ATTEMPTS = 5;
@@ -22,13 +28,7 @@ export async function takeOverLog(
   for (let attempt = 0; attempt < MAX_OPEN_ATTEMPTS; attempt++) {
     const { list, version } = await store.readOrCreate();
     for (const rec of list.ledgers.filter((l) => !l.sealed)) {
-      const sealed = await recoverLedger(ledgers, rec.ledgerId);
-      if (sealed.entries === 0) {
-        list.ledgers = list.ledgers.filter((l) => l !== rec);
-        list.trash.push({ ledgerId: rec.ledgerId, bookie: true, offloadUuids: [] });
-      } else {
-        Object.assign(rec, { entries: sealed.entries, size: sealed.size, sealed: true, sealedAt: now() });
-      }
+      sealOrTrash(list, rec.ledgerId, await recoverLedger(ledgers, rec.ledgerId), now());
     }
     const writer = await ledgers.createLedger({
       ensembleSize: config.ensembleSize,
@@ -56,10 +56,29 @@ export async function takeOverLog(
   throw lastErr;
 }
 
-async function recoverLedger(
+/**
+ * Close our own ledger and return its final size. When the close fails
+ * (metadata store unreachable, bookies failing) the ledger is recovered
+ * instead, which fences and closes it from its bookies: the list may call a
+ * ledger sealed only once its metadata is CLOSED, since readers bound a
+ * sealed ledger by that record and open it without recovery. Throws when
+ * neither works; the caller must then leave the ledger unsealed.
+ */
+export async function sealLedger(
   ledgers: LedgerClient,
-  ledgerId: LedgerId,
-): Promise<{ entries: number; size: number }> {
+  writer: LedgerWriter,
+  onCloseFailed: (err: unknown) => void,
+): Promise<SealedSize> {
+  try {
+    const m = await writer.close();
+    return { entries: m.lastEntryId + 1, size: m.length };
+  } catch (err) {
+    onCloseFailed(err);
+    return recoverLedger(ledgers, writer.ledgerId);
+  }
+}
+
+async function recoverLedger(ledgers: LedgerClient, ledgerId: LedgerId): Promise<SealedSize> {
   try {
     const reader = await ledgers.openLedger(ledgerId, { recover: true });
     const result = { entries: reader.metadata.lastEntryId + 1, size: reader.metadata.length };

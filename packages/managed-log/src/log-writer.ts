@@ -9,8 +9,10 @@ import {
   type Timer,
 } from '@sluice/common';
 import type { LedgerMetadata, LedgerWriter } from '@sluice/ledger';
+import { type SealedSize, sealOrTrash } from './ledger-list.js';
 import type { LogContext } from './log-context.js';
 import { ledgerCustom } from './log-keys.js';
+import { sealLedger } from './log-recovery.js';
 
 interface PendingAppend {
   payload: Buffer;
@@ -21,7 +23,8 @@ interface PendingAppend {
   entryId?: number;
 }
 
-type WriterState = 'writing' | 'rolling' | 'fenced' | 'closed';
+/** 'unsealed': the last rollover could not seal the full ledger; the next append retries it. */
+type WriterState = 'writing' | 'rolling' | 'unsealed' | 'fenced' | 'closed';
 
 /**
  * The append path of a log: many appends in flight on the open ledger,
@@ -92,6 +95,7 @@ export class LogWriter {
       else {
         this.queued.push(p);
         if (this.state === 'writing') this.maybeRoll();
+        else if (this.state === 'unsealed') void this.rollover('retry-seal');
       }
     });
   }
@@ -188,12 +192,13 @@ export class LogWriter {
   /** Start a rollover unless one runs; resolves when it completes. */
   rollover(reason: string): Promise<void> {
     if (this.rolling) return this.rolling;
-    if (this.state !== 'writing') return Promise.resolve();
+    if (this.state !== 'writing' && this.state !== 'unsealed') return Promise.resolve();
+    const afterFailure = reason === 'write-failure' || this.state === 'unsealed';
     this.state = 'rolling';
     this.ageTimer?.clear();
     this.ageTimer = undefined;
     this.ctx.metrics.rollovers.inc({ reason });
-    this.rolling = this.doRollover(reason === 'write-failure').finally(() => {
+    this.rolling = this.doRollover(afterFailure).finally(() => {
       this.rolling = undefined;
       // Appends that arrived while rolling may already fill the new ledger.
       if (this.state === 'writing' && this.queued.length > 0) this.maybeRoll();
@@ -210,12 +215,35 @@ export class LogWriter {
     }
     const next = this.createLedgerWithRetry();
     await this.waitDrained();
-    const closed = await this.closeQuietly(old);
+    let sealed: SealedSize | undefined;
+    let sealError: unknown;
+    try {
+      sealed = await this.seal(old);
+    } catch (err) {
+      sealError = err;
+    }
     if (this.state === 'fenced' || this.ctx.fenced) {
       await next.then(
         (w) => this.discard(w),
         () => undefined,
       );
+      return;
+    }
+    if (!sealed) {
+      // Recording it sealed with our own count would leave its metadata OPEN
+      // with the last acknowledged entry past the LAC readers see: unreadable.
+      // It stays unsealed in the list (a takeover recovers it); the next
+      // append tries the rollover again.
+      await next.then(
+        (w) => this.discard(w),
+        () => undefined,
+      );
+      this.ctx.logger.error(
+        { log: this.ctx.name, ledgerId: old.ledgerId, err: sealError },
+        'cannot close or recover the full ledger; appends fail until a rollover succeeds',
+      );
+      this.failAll(sealError);
+      if (this.state === 'rolling') this.state = 'unsealed';
       return;
     }
     let writer: LedgerWriter;
@@ -225,20 +253,10 @@ export class LogWriter {
       this.failAll(err);
       return;
     }
-    const entries = closed ? closed.lastEntryId + 1 : this.confirmedEntries;
-    const size = closed ? closed.length : this.confirmedBytes;
+    const closed = sealed;
     try {
       await this.ctx.mutateList((list) => {
-        const i = list.ledgers.findIndex((l) => l.ledgerId === old.ledgerId);
-        if (i >= 0) {
-          const rec = list.ledgers[i]!;
-          if (entries === 0) {
-            list.ledgers.splice(i, 1);
-            list.trash.push({ ledgerId: rec.ledgerId, bookie: true, offloadUuids: [] });
-          } else {
-            Object.assign(rec, { entries, size, sealed: true, sealedAt: this.ctx.clock.now() });
-          }
-        }
+        sealOrTrash(list, old.ledgerId, closed, this.ctx.clock.now());
         list.ledgers.push({
           ledgerId: writer.ledgerId,
           entries: 0,
@@ -329,6 +347,15 @@ export class LogWriter {
     }
   }
 
+  private seal(w: LedgerWriter): Promise<SealedSize> {
+    return sealLedger(this.ctx.ledgers, w, (err) =>
+      this.ctx.logger.warn(
+        { log: this.ctx.name, ledgerId: w.ledgerId, err },
+        'closing ledger failed; recovering it to seal it',
+      ),
+    );
+  }
+
   private async closeQuietly(w: LedgerWriter): Promise<LedgerMetadata | undefined> {
     try {
       return await w.close();
@@ -367,7 +394,7 @@ export class LogWriter {
    */
   async close(): Promise<void> {
     if (this.rolling) await this.rolling.catch(() => undefined);
-    const wasWriting = this.state === 'writing';
+    const wasWriting = this.state === 'writing' || this.state === 'unsealed';
     if (this.state !== 'fenced') this.state = 'closed';
     this.ageTimer?.clear();
     this.ageTimer = undefined;
@@ -377,19 +404,18 @@ export class LogWriter {
     }
     const w = this.writer;
     if (!w || !wasWriting || this.ctx.fenced) return;
-    const closed = await this.closeQuietly(w);
-    const entries = closed ? closed.lastEntryId + 1 : this.confirmedEntries;
-    const size = closed ? closed.length : this.confirmedBytes;
-    await this.ctx.mutateList((list) => {
-      const i = list.ledgers.findIndex((l) => l.ledgerId === w.ledgerId);
-      if (i < 0) return;
-      if (entries === 0) {
-        list.ledgers.splice(i, 1);
-        list.trash.push({ ledgerId: w.ledgerId, bookie: true, offloadUuids: [] });
-      } else {
-        Object.assign(list.ledgers[i]!, { entries, size, sealed: true, sealedAt: this.ctx.clock.now() });
-      }
-    });
-    this.confirmedEntries = entries;
+    let sealed: SealedSize;
+    try {
+      sealed = await this.seal(w);
+    } catch (err) {
+      // Left unsealed in the list: the next owner's takeover recovers it.
+      this.ctx.logger.error(
+        { log: this.ctx.name, ledgerId: w.ledgerId, err },
+        'cannot close or recover the open ledger at close; the next open recovers it',
+      );
+      return;
+    }
+    await this.ctx.mutateList((list) => sealOrTrash(list, w.ledgerId, sealed, this.ctx.clock.now()));
+    this.confirmedEntries = sealed.entries;
   }
 }

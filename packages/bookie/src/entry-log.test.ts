@@ -1,0 +1,89 @@
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { crc32c } from '@sluice/common';
+import test from 'ava';
+import { ENTRY_HEADER_BYTES, EntryLogs, encodeEntryHeader } from './entry-log.js';
+
+async function tempDir(t: { teardown: (fn: () => Promise<void>) => void }): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'entry-log-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function record(entryId: number, size: number) {
+  const payload = Buffer.alloc(size, entryId & 0xff);
+  const header = encodeEntryHeader(
+    { ledgerId: 1, entryId, lac: entryId - 1, crc32c: crc32c(payload), ledgerLength: 0 },
+    size,
+  );
+  return { header, payload };
+}
+
+async function fileSizes(dir: string): Promise<number[]> {
+  const names = (await readdir(dir)).filter((n) => n.startsWith('entrylog-')).sort();
+  return Promise.all(names.map(async (n) => (await stat(join(dir, n))).size));
+}
+
+test('entry log - one large batch is split at file boundaries and a full log is rolled away at once', async (t) => {
+  const dir = await tempDir(t);
+  const fileBytes = 10_000;
+  const logs = new EntryLogs(dir, fileBytes);
+  await logs.open();
+  t.teardown(() => logs.close());
+  const recordBytes = ENTRY_HEADER_BYTES + 952; // 1000: ten records fill a log exactly
+  const locs = await logs.append(Array.from({ length: 35 }, (_, i) => record(i, 952)));
+  t.deepEqual(
+    locs.map((l) => l.logId),
+    Array.from({ length: 35 }, (_, i) => 1 + Math.floor(i / 10)),
+  );
+  t.true(locs.every((l, i) => l.offset === (i % 10) * recordBytes && l.length === recordBytes));
+  // Logs 1-3 are exactly full, so none of them is still the one being written.
+  t.is(logs.currentLogId, 4);
+  t.deepEqual(
+    [...logs.sizes],
+    [
+      [1, 10_000],
+      [2, 10_000],
+      [3, 10_000],
+      [4, 5_000],
+    ],
+  );
+  // A record that does not fit the rest of the log starts the next one; an oversized one gets a log alone.
+  const more = await logs.append([record(35, 5_952), record(36, 20_000)]);
+  t.deepEqual(
+    more.map((l) => [l.logId, l.offset]),
+    [
+      [5, 0],
+      [6, 0],
+    ],
+  );
+  t.is(logs.currentLogId, 7);
+  for (const [i, l] of [...locs, ...more].entries()) {
+    const out = await logs.read(l, 1, i);
+    t.true(out.ok, `entry ${i}`);
+  }
+  t.deepEqual(await fileSizes(dir), [10_000, 10_000, 10_000, 5_000, 6_000, 20_048, 0]);
+});
+
+test('entry log - empty logs left by a stop are deleted at the next open', async (t) => {
+  const dir = await tempDir(t);
+  const first = new EntryLogs(dir, 1000);
+  await first.open();
+  await first.append([record(0, 952)]);
+  t.is(first.currentLogId, 2, 'the full log was rolled away');
+  await first.close();
+  t.deepEqual(await fileSizes(dir), [1000, 0]);
+  const second = new EntryLogs(dir, 1000);
+  await second.open();
+  t.teardown(() => second.close());
+  t.is(second.currentLogId, 3, 'ids are never reused');
+  t.deepEqual(
+    [...second.sizes],
+    [
+      [1, 1000],
+      [3, 0],
+    ],
+  );
+  t.deepEqual(await fileSizes(dir), [1000, 0]);
+});
