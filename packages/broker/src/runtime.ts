@@ -1,5 +1,5 @@
 import { createLogger, createRegistry, type Logger, type Registry } from '@sluice/common';
-import { Auditor, BookKeeperClient } from '@sluice/ledger';
+import { Auditor, type BookieClient, BookKeeperClient } from '@sluice/ledger';
 import { type ManagedLogConfig, ManagedLogFactory } from '@sluice/managed-log';
 import type { MetadataStore } from '@sluice/metadata';
 import { type Offloader, openOffloader } from '@sluice/offload';
@@ -17,6 +17,11 @@ export interface BrokerRuntimeOptions extends Omit<BrokerOptions, 'logs' | 'meta
    * has its ledger fragments copied to other bookies. Unset: no auditor.
    */
   autorecovery?: { gracePeriodMs: number };
+  /**
+   * Clients for bookies in this process (standalone's own bookie): the ledger
+   * client reaches them directly instead of over loopback gRPC, and closes them.
+   */
+  localBookies?: BookieClient[];
   registry?: Registry;
   logger?: Logger;
 }
@@ -36,6 +41,7 @@ export class BrokerRuntime {
     const logger = opts.logger ?? createLogger('broker');
     const ledgers = new BookKeeperClient({
       metadata: opts.metadata,
+      ...(opts.localBookies ? { localClients: opts.localBookies } : {}),
       registry,
       logger: logger.child({ c: 'ledger' }),
     });

@@ -7,6 +7,7 @@ import { createLogger, createRegistry, InvalidArgumentError } from '@sluice/comm
 import { EmbeddedMetadataStore } from '@sluice/metadata';
 import type { Command } from 'commander';
 import { onSignals } from './broker.js';
+import { LocalBookieClient } from './standalone-local-bookie.js';
 
 interface StandaloneFlags {
   dataDir: string;
@@ -92,6 +93,8 @@ export function registerStandaloneCommand(program: Command): void {
           advertiseAddress: `localhost:${grpcPort}`,
           offloadUrl: `file://${join(dataDir, 'offload')}`,
           defaultPersistence: { ensembleSize: 1, writeQuorum: 1, ackQuorum: 1 },
+          // The broker reaches its own bookie in-process; the bookie's gRPC port stays up for tools.
+          localBookies: [new LocalBookieClient(bookie)],
           // One process: no other broker can take over, so a short TTL buys nothing.
           sessionTtlMs: 10_000,
           metricsPerTopic: flags.metricsPerTopic === true,
