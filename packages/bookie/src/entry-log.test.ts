@@ -1,4 +1,5 @@
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import fsp, { mkdtemp, readdir, readlink, rm, stat } from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32c } from '@sluice/common';
@@ -87,3 +88,59 @@ test('entry log - empty logs left by a stop are deleted at the next open', async
   );
   t.deepEqual(await fileSizes(dir), [1000, 0]);
 });
+
+/** File descriptors of this process that point at an unlinked file named `name`. */
+async function deletedFds(name: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const fd of await readdir('/proc/self/fd')) {
+    const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
+    if (target.includes(name) && target.endsWith('(deleted)')) out.push(target);
+  }
+  return out;
+}
+
+test.serial(
+  'entry log - a read whose open races the deletion of its log keeps no handle to it',
+  async (t) => {
+    const dir = await tempDir(t);
+    const logs = new EntryLogs(dir, 1000);
+    await logs.open();
+    t.teardown(() => logs.close());
+    const [loc] = await logs.append([record(0, 952)]);
+    t.is(loc!.logId, 1);
+    t.is(logs.currentLogId, 2, 'the full log was rolled away, so it can be deleted');
+    await logs.sync(); // a checkpoint closes the rolled-away log's write handle
+
+    // Hold the read's open() until delete() has finished.
+    const realOpen = fsp.open;
+    let opening!: () => void;
+    const opened = new Promise<void>((r) => {
+      opening = r;
+    });
+    let release!: () => void;
+    const released = new Promise<void>((r) => {
+      release = r;
+    });
+    fsp.open = (async (...args: Parameters<typeof realOpen>) => {
+      const fh = await realOpen(...args);
+      if (String(args[0]).endsWith('entrylog-0000000000000001.log') && args[1] === 'r') {
+        opening();
+        await released;
+      }
+      return fh;
+    }) as typeof realOpen;
+    syncBuiltinESMExports();
+    t.teardown(() => {
+      fsp.open = realOpen;
+      syncBuiltinESMExports();
+    });
+
+    const reading = logs.read(loc!, 1, 0);
+    await opened;
+    await logs.delete(1);
+    release();
+    const out = await reading;
+    t.true(out.ok, 'the read in flight still gets its entry');
+    t.deepEqual(await deletedFds('entrylog-0000000000000001.log'), []);
+  },
+);

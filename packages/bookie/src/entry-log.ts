@@ -218,6 +218,11 @@ export class EntryLogs {
       if (raced) {
         await h.fh.close();
         h = raced;
+      } else if (!this.sizes.has(loc.logId)) {
+        // delete() ran while we were opening (it drops the size and looks for
+        // readers in one step): this read may finish, but a cached handle
+        // would keep the unlinked file's space until the bookie stops.
+        h.deleted = true;
       } else this.readers.set(loc.logId, h);
     }
     h.users++;

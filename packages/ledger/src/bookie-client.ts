@@ -7,16 +7,9 @@
  * down, stream broken, timeout) reject with a SluiceError.
  */
 import type { BookieId, EntryId, LedgerId } from '@sluice/common';
+import type { EntryStatusName } from '@sluice/proto';
 
-export type EntryStatus =
-  | 'OK'
-  | 'FENCED'
-  | 'NO_ENTRY'
-  | 'NO_LEDGER'
-  | 'CORRUPT'
-  | 'INVALID'
-  | 'READ_ONLY'
-  | 'IO_ERROR';
+export type EntryStatus = EntryStatusName;
 
 /** One entry as replicated: the writer computes crc32c and ledgerLength. */
 export interface WireEntry {

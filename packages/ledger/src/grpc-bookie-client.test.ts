@@ -1,14 +1,16 @@
 import { Server, ServerCredentials, type ServerDuplexStream, type ServiceDefinition } from '@grpc/grpc-js';
-import { crc32c, TimeoutError, UnavailableError } from '@sluice/common';
+import { crc32c, ResourceExhaustedError, TimeoutError, UnavailableError } from '@sluice/common';
 import type { AddEntriesRequest__Output, AddEntriesResponse, Entry__Output } from '@sluice/proto';
 import { loadProto } from '@sluice/proto';
 import test from 'ava';
 import type { WireEntry } from './bookie-client.js';
 import { GrpcBookieClient } from './grpc-bookie-client.js';
 
-/** A scripted BookieService: answers each request's adds in reverse order, or stalls. */
-async function fakeBookie(opts: { stall?: boolean } = {}) {
-  const state = { stall: opts.stall ?? false };
+/** A scripted BookieService: answers each request's adds in reverse order, or stalls, or stops reading. */
+async function fakeBookie(opts: { stall?: boolean; paused?: boolean } = {}) {
+  const state = { stall: opts.stall ?? false, paused: opts.paused ?? false };
+  const stalled: (() => void)[] = [];
+  const counts = { opened: 0 };
   const requests: AddEntriesRequest__Output[] = [];
   const stored = new Map<string, Entry__Output>();
   const streams = new Set<ServerDuplexStream<AddEntriesRequest__Output, AddEntriesResponse>>();
@@ -19,20 +21,25 @@ async function fakeBookie(opts: { stall?: boolean } = {}) {
   server.addService(pkg.sluice.v1.BookieService.service, {
     AddEntries(call: ServerDuplexStream<AddEntriesRequest__Output, AddEntriesResponse>) {
       streams.add(call);
+      counts.opened++;
       call.on('error', () => {});
+      if (state.paused) call.pause();
       call.on('data', (req: AddEntriesRequest__Output) => {
         requests.push(req);
-        if (state.stall) return;
-        for (const e of req.entries) stored.set(`${e.ledgerId}:${e.entryId}`, e);
-        const results = req.entries
-          .map((e) => ({
-            ledgerId: e.ledgerId,
-            entryId: e.entryId,
-            status: 'ENTRY_STATUS_OK' as const,
-            message: '',
-          }))
-          .reverse();
-        setImmediate(() => call.write({ results }));
+        const answer = () => {
+          for (const e of req.entries) stored.set(`${e.ledgerId}:${e.entryId}`, e);
+          const results = req.entries
+            .map((e) => ({
+              ledgerId: e.ledgerId,
+              entryId: e.entryId,
+              status: 'ENTRY_STATUS_OK' as const,
+              message: '',
+            }))
+            .reverse();
+          setImmediate(() => call.write({ results }));
+        };
+        if (state.stall) stalled.push(answer);
+        else answer();
       });
       call.on('end', () => call.end());
     },
@@ -58,6 +65,16 @@ async function fakeBookie(opts: { stall?: boolean } = {}) {
     address: `127.0.0.1:${port}`,
     requests,
     state,
+    counts,
+    /** Answer the stalled requests and every later one. */
+    release: () => {
+      state.stall = false;
+      for (const a of stalled.splice(0)) a();
+    },
+    resumeReading: () => {
+      state.paused = false;
+      for (const s of streams) s.resume();
+    },
     breakStreams: () => {
       for (const s of streams) s.end();
       streams.clear();
@@ -108,6 +125,88 @@ test('grpc bookie client - requests stay under the batch size limit', async (t) 
   for (const req of bookie.requests) {
     t.true(req.entries.reduce((n, e) => n + e.payload.length, 0) <= 1024 * 1024);
   }
+});
+
+test('grpc bookie client - bytes awaiting an answer stay within the byte budget', async (t) => {
+  const bookie = await fakeBookie({ stall: true });
+  const client = new GrpcBookieClient('b1', bookie.address, { maxInFlightBytes: 300 * 1024 });
+  t.teardown(async () => {
+    await client.close();
+    await bookie.stop();
+  });
+  const adds = Array.from({ length: 10 }, (_, i) => client.add(entry(i, 128 * 1024)));
+  while (bookie.requests.length === 0) await new Promise((r) => setTimeout(r, 10));
+  await new Promise((r) => setTimeout(r, 100));
+  const sent = bookie.requests.flatMap((r) => r.entries);
+  t.is(sent.length, 2, 'two 128 KiB adds fit a 300 KiB budget, the third waits');
+  bookie.release();
+  const outcomes = await Promise.all(adds);
+  t.true(outcomes.every((o) => o.status === 'OK'));
+  t.deepEqual(
+    bookie.requests.flatMap((r) => r.entries.map((e) => Number(e.entryId))),
+    Array.from({ length: 10 }, (_, i) => i),
+    'queued adds went out in order',
+  );
+});
+
+test('grpc bookie client - adds past the queue bound fail with ResourceExhaustedError', async (t) => {
+  const bookie = await fakeBookie({ stall: true });
+  const client = new GrpcBookieClient('b1', bookie.address, { maxInFlightBytes: 1024 });
+  t.teardown(async () => {
+    await client.close();
+    await bookie.stop();
+  });
+  // One add fills the budget; four budgets' worth may wait.
+  const accepted = Array.from({ length: 5 }, (_, i) => client.add(entry(i, 1024)));
+  await t.throwsAsync(client.add(entry(5, 1024)), { instanceOf: ResourceExhaustedError });
+  bookie.release();
+  t.true((await Promise.all(accepted)).every((o) => o.status === 'OK'));
+});
+
+test('grpc bookie client - a bookie that stops reading holds requests back in the client', async (t) => {
+  const bookie = await fakeBookie({ paused: true });
+  const client = new GrpcBookieClient('b1', bookie.address);
+  t.teardown(async () => {
+    await client.close();
+    await bookie.stop();
+  });
+  // 600 KiB adds travel one per request: 30 requests against a 16-message stream buffer.
+  const adds = Array.from({ length: 30 }, (_, i) => client.add(entry(i, 600 * 1024)));
+  const internals = client as unknown as {
+    stream?: { writableLength: number; writableHighWaterMark: number };
+    batch: unknown[];
+  };
+  const deadline = Date.now() + 5000;
+  while (bookie.counts.opened === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, 200));
+  t.truthy(internals.stream);
+  t.true(
+    internals.stream!.writableLength <= internals.stream!.writableHighWaterMark,
+    `stream buffers ${internals.stream!.writableLength} requests`,
+  );
+  t.true(internals.batch.length > 0, 'the rest waits unsent in the client');
+  bookie.resumeReading();
+  t.true((await Promise.all(adds)).every((o) => o.status === 'OK'));
+  t.is(bookie.requests.length, 30);
+});
+
+test('grpc bookie client - adds failed before their flush open no stream', async (t) => {
+  const bookie = await fakeBookie();
+  const client = new GrpcBookieClient('b1', bookie.address);
+  t.teardown(async () => {
+    await client.close();
+    await bookie.stop();
+  });
+  const internals = client as unknown as { failAll(err: Error): void; stream?: unknown };
+  const pending = client.add(entry(0));
+  // The stream broke (or timed out) in the same tick: the flush that follows has nothing to send.
+  internals.failAll(new UnavailableError('add stream to bookie b1 closed'));
+  await t.throwsAsync(pending, { instanceOf: UnavailableError });
+  await new Promise((r) => setTimeout(r, 50));
+  t.is(internals.stream, undefined);
+  t.is(bookie.counts.opened, 0);
+  t.is((await client.add(entry(1))).status, 'OK');
+  t.is(bookie.counts.opened, 1);
 });
 
 test('grpc bookie client - a broken stream fails the adds in flight and the next add reconnects', async (t) => {

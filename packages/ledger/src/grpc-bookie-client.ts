@@ -48,6 +48,12 @@ export interface GrpcBookieClientOptions {
   /** Max adds awaiting their result on this bookie; further adds wait. */
   maxInFlightAdds?: number;
   /**
+   * Max payload bytes of adds awaiting their result on this bookie; further
+   * adds wait (an add larger than this goes alone). Adds waiting are bounded
+   * to four times both limits, then fail with ResourceExhaustedError.
+   */
+  maxInFlightBytes?: number;
+  /**
    * Pool only: clients for bookies in this process (standalone), used for
    * their ids instead of gRPC; the pool closes them with itself.
    */
@@ -111,6 +117,7 @@ interface InFlight {
   resolve: (o: AddOutcome) => void;
   reject: (e: SluiceError) => void;
   sentAt: number;
+  bytes: number;
 }
 
 export class GrpcBookieClient implements BookieClient {
@@ -118,14 +125,20 @@ export class GrpcBookieClient implements BookieClient {
   private stream: ClientDuplexStream<AddEntriesRequest, AddEntriesResponse__Output> | undefined;
   private readonly inflight = new Map<string, InFlight[]>();
   private inflightCount = 0;
+  private inflightBytes = 0;
   private readonly queued: { entry: WireEntry; recovery: boolean; waiter: InFlight }[] = [];
+  private queuedBytes = 0;
+  /** Requests not yet written, oldest first; held back while the stream is over its high-water mark. */
   private batch: { entries: Entry[]; recovery: boolean; bytes: number }[] = [];
   private flushScheduled = false;
+  /** The stream whose write() asked us to wait for 'drain'. */
+  private blocked: ClientDuplexStream<AddEntriesRequest, AddEntriesResponse__Output> | undefined;
   private readonly timer: NodeJS.Timeout;
   private closed = false;
   private readonly addTimeoutMs: number;
   private readonly readTimeoutMs: number;
   private readonly maxInFlight: number;
+  private readonly maxInFlightBytes: number;
 
   constructor(
     readonly bookieId: BookieId,
@@ -135,6 +148,7 @@ export class GrpcBookieClient implements BookieClient {
     this.addTimeoutMs = opts.addTimeoutMs ?? 10_000;
     this.readTimeoutMs = opts.readTimeoutMs ?? 10_000;
     this.maxInFlight = opts.maxInFlightAdds ?? 4096;
+    this.maxInFlightBytes = opts.maxInFlightBytes ?? 64 * 1024 * 1024;
     const Service = serviceCtor();
     this.client = new Service(address, credentials.createInsecure(), {
       'grpc.max_receive_message_length': MAX_GRPC_MESSAGE_BYTES,
@@ -152,17 +166,31 @@ export class GrpcBookieClient implements BookieClient {
     if (this.closed)
       return Promise.reject(new UnavailableError(`client of bookie ${this.bookieId} is closed`));
     return new Promise<AddOutcome>((resolve, reject) => {
-      const waiter: InFlight = { resolve, reject, sentAt: Date.now() };
-      if (this.inflightCount >= this.maxInFlight) {
-        if (this.queued.length >= this.maxInFlight * 4) {
-          reject(new ResourceExhaustedError(`too many adds queued for bookie ${this.bookieId}; slow down`));
+      const waiter: InFlight = { resolve, reject, sentAt: Date.now(), bytes: entry.payload.length };
+      // Adds go out in order: once one waits, later ones wait behind it.
+      if (this.queued.length > 0 || !this.hasRoomFor(waiter.bytes)) {
+        if (
+          this.queued.length >= this.maxInFlight * 4 ||
+          this.queuedBytes + waiter.bytes > this.maxInFlightBytes * 4
+        ) {
+          reject(
+            new ResourceExhaustedError(
+              `too many adds (${this.queued.length}, ${this.queuedBytes} bytes) queued for bookie ${this.bookieId}; slow down`,
+            ),
+          );
           return;
         }
         this.queued.push({ entry, recovery, waiter });
+        this.queuedBytes += waiter.bytes;
         return;
       }
       this.dispatch(entry, recovery, waiter);
     });
+  }
+
+  private hasRoomFor(bytes: number): boolean {
+    if (this.inflightCount >= this.maxInFlight) return false;
+    return this.inflightBytes === 0 || this.inflightBytes + bytes <= this.maxInFlightBytes;
   }
 
   private dispatch(entry: WireEntry, recovery: boolean, waiter: InFlight): void {
@@ -172,6 +200,7 @@ export class GrpcBookieClient implements BookieClient {
     if (list) list.push(waiter);
     else this.inflight.set(key, [waiter]);
     this.inflightCount++;
+    this.inflightBytes += waiter.bytes;
     const last = this.batch.at(-1);
     // Requests stay far below the gRPC message limit however many adds pile up in one tick.
     if (last && last.recovery === recovery && last.bytes + entry.payload.length <= MAX_BATCH_BYTES) {
@@ -188,10 +217,23 @@ export class GrpcBookieClient implements BookieClient {
 
   private flush(): void {
     this.flushScheduled = false;
-    const batches = this.batch;
-    this.batch = [];
+    // Nothing to send (e.g. a broken stream failed it all): no reason to open a stream.
+    if (this.closed || this.batch.length === 0) return;
     const stream = this.addStream();
-    for (const b of batches) stream.write({ entries: b.entries, recovery: b.recovery });
+    if (this.blocked === stream) return;
+    while (this.batch.length > 0) {
+      const b = this.batch.shift()!;
+      if (!stream.write({ entries: b.entries, recovery: b.recovery })) {
+        // grpc-js buffers whatever we write; stop here so memory stays bounded by what HTTP/2 flow control lets through.
+        this.blocked = stream;
+        stream.once('drain', () => {
+          if (this.blocked !== stream) return;
+          this.blocked = undefined;
+          this.flush();
+        });
+        return;
+      }
+    }
   }
 
   private addStream(): ClientDuplexStream<AddEntriesRequest, AddEntriesResponse__Output> {
@@ -205,7 +247,7 @@ export class GrpcBookieClient implements BookieClient {
         const w = list?.shift();
         if (!w) continue;
         if (list && list.length === 0) this.inflight.delete(key);
-        this.settled();
+        this.settled(w.bytes);
         w.resolve({ status: statusName(r.status), message: r.message });
       }
     });
@@ -220,11 +262,13 @@ export class GrpcBookieClient implements BookieClient {
     return stream;
   }
 
-  private settled(): void {
+  private settled(bytes: number): void {
     this.inflightCount--;
-    while (this.queued.length > 0 && this.inflightCount < this.maxInFlight) {
-      const q = this.queued.shift();
-      if (q) this.dispatch(q.entry, q.recovery, q.waiter);
+    this.inflightBytes -= bytes;
+    while (this.queued.length > 0 && this.hasRoomFor(this.queued[0]!.waiter.bytes)) {
+      const q = this.queued.shift()!;
+      this.queuedBytes -= q.waiter.bytes;
+      this.dispatch(q.entry, q.recovery, q.waiter);
     }
   }
 
@@ -232,8 +276,11 @@ export class GrpcBookieClient implements BookieClient {
     const waiters = [...this.inflight.values()].flat();
     this.inflight.clear();
     this.inflightCount = 0;
+    this.inflightBytes = 0;
     this.batch = [];
+    this.blocked = undefined;
     for (const w of waiters) w.reject(err);
+    this.queuedBytes = 0;
     const queued = this.queued.splice(0);
     for (const q of queued) q.waiter.reject(err);
   }

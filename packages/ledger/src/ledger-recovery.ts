@@ -27,6 +27,7 @@ import {
   type EntryId,
   type LedgerId,
   type Logger,
+  systemClock,
   UnavailableError,
 } from '@sluice/common';
 import type { LedgerMetadata } from './api.js';
@@ -114,7 +115,7 @@ export class LedgerRecovery {
         attempt,
         `only ${fenced.size} of the bookies [${ensemble.join(', ')}] confirmed the fence`,
       );
-      await sleep(backoffDelay(attempt, { minDelayMs: 50, maxDelayMs: 1000 }));
+      await systemClock.sleep(backoffDelay(attempt, { minDelayMs: 50, maxDelayMs: 1000 }));
     }
   }
 
@@ -152,7 +153,7 @@ export class LedgerRecovery {
         attempt,
         `entry ${entryId}: ${noEntry} of [${ws.join(', ')}] said it does not exist, ${need} are needed to prove it was never acknowledged`,
       );
-      await sleep(backoffDelay(attempt, { minDelayMs: 50, maxDelayMs: 1000 }));
+      await systemClock.sleep(backoffDelay(attempt, { minDelayMs: 50, maxDelayMs: 1000 }));
     }
   }
 
@@ -186,7 +187,7 @@ export class LedgerRecovery {
         return;
       }
       this.waitOrGiveUp(attempt, `entry ${entry.entryId} could not be re-written to [${missing.join(', ')}]`);
-      await sleep(backoffDelay(attempt, { minDelayMs: 50, maxDelayMs: 1000 }));
+      await systemClock.sleep(backoffDelay(attempt, { minDelayMs: 50, maxDelayMs: 1000 }));
     }
   }
 
@@ -221,8 +222,4 @@ export class LedgerRecovery {
     }
     if (attempt > 0 && attempt % 5 === 0) this.deps.logger.warn({ ledgerId: this.ledgerId, attempt }, why);
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -3,7 +3,8 @@
  * striped over the last segment's ensemble, completed in order once Qa
  * bookies of an entry's write set have fsynced it.
  *
- * States: open → (changing ↔ open)* → closing → closed, or → failed.
+ * States: open → closing → closed, or → failed; while open, at most one
+ * ensemble change runs at a time (the `changing` flag).
  * - A bookie error or timeout starts an ensemble change: the failed bookie
  *   is replaced, a segment from LAC+1 is CASed into the metadata and the
  *   pending adds are re-sent. While it runs nothing completes past the LAC it
@@ -27,6 +28,7 @@ import {
   isRetriable,
   type Logger,
   type SluiceError,
+  systemClock,
   UnavailableError,
 } from '@sluice/common';
 import type { LedgerMetadata, LedgerWriter } from './api.js';
@@ -87,7 +89,7 @@ interface WaitingAdd {
   reject: (err: Error) => void;
 }
 
-type WriterState = 'open' | 'changing' | 'closing' | 'closed' | 'failed';
+type WriterState = 'open' | 'closing' | 'closed' | 'failed';
 
 export class ReplicatedLedgerWriter implements LedgerWriter {
   readonly ledgerId: number;
@@ -346,7 +348,7 @@ export class ReplicatedLedgerWriter implements LedgerWriter {
           // the right one (if the lost attempt committed, the retry gets
           // BadVersion and the read-back below finds our own change).
           if (!isRetriable(err)) throw err;
-          await sleep(backoffDelay(attempt, { minDelayMs: 50, maxDelayMs: 2000 }));
+          await systemClock.sleep(backoffDelay(attempt, { minDelayMs: 50, maxDelayMs: 2000 }));
           continue;
         }
       }
@@ -406,7 +408,7 @@ export class ReplicatedLedgerWriter implements LedgerWriter {
         if (attempt >= 10) throw err;
         if (!(err instanceof BadVersionError)) {
           if (!isRetriable(err)) throw err;
-          await sleep(backoffDelay(attempt, { minDelayMs: 50, maxDelayMs: 2000 }));
+          await systemClock.sleep(backoffDelay(attempt, { minDelayMs: 50, maxDelayMs: 2000 }));
           continue;
         }
       }
@@ -426,8 +428,4 @@ export class ReplicatedLedgerWriter implements LedgerWriter {
     this.error ??= new ClosedError(`ledger ${this.ledgerId} is closed for writing; create a new ledger`);
     return this.vm.metadata;
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -1,4 +1,5 @@
-import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { deflateRaw, inflateRaw } from 'node:zlib';
 import { CorruptDataError, type Position } from '@sluice/common';
 import { AckSet } from './ack-set.js';
 import { VarintReader, VarintWriter } from './varint.js';
@@ -24,14 +25,22 @@ const RAW = 0;
 const DEFLATE = 1;
 /** Below this size compression costs more than it saves. */
 const COMPRESS_ABOVE = 512;
+/**
+ * Large cursor states take tens of milliseconds to (de)compress: zlib's
+ * thread pool keeps that off the event loop the broker's hot path runs on.
+ */
+const deflateRawAsync = promisify(deflateRaw);
+const inflateRawAsync = promisify(inflateRaw);
 
 /**
  * Binary form: markDelete, then per ledger (ascending, delta-coded id) its
  * acknowledged runs as (gap from previous end, length) varints, then the
  * partly acknowledged batches with their bitsets. Deflated when large, so a
  * cursor with 100k scattered acks persists in a few hundred KB at most.
+ * The state is read synchronously, before the first await, so later acks
+ * do not leak into a record already being encoded.
  */
-export function encodeCursorState(state: CursorState): Buffer {
+export async function encodeCursorState(state: CursorState): Promise<Buffer> {
   const w = new VarintWriter();
   w.uint(FORMAT).uint(state.markDelete.ledgerId).int(state.markDelete.entryId);
   const ledgers = state.acks.ledgerIds();
@@ -55,16 +64,16 @@ export function encodeCursorState(state: CursorState): Buffer {
   }
   const raw = w.finish();
   if (raw.length <= COMPRESS_ABOVE) return Buffer.concat([Buffer.from([RAW]), raw]);
-  return Buffer.concat([Buffer.from([DEFLATE]), deflateRawSync(raw, { level: 1 })]);
+  return Buffer.concat([Buffer.from([DEFLATE]), await deflateRawAsync(raw, { level: 1 })]);
 }
 
-export function decodeCursorState(buf: Buffer, what: string): CursorState {
+export async function decodeCursorState(buf: Buffer, what: string): Promise<CursorState> {
   if (buf.length < 1) throw new CorruptDataError(`${what} is empty`);
   let raw: Buffer;
   if (buf[0] === RAW) raw = buf.subarray(1);
   else if (buf[0] === DEFLATE) {
     try {
-      raw = inflateRawSync(buf.subarray(1));
+      raw = await inflateRawAsync(buf.subarray(1));
     } catch (err) {
       throw new CorruptDataError(`${what} does not inflate`, { cause: err });
     }

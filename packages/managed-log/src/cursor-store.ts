@@ -80,7 +80,7 @@ export class CursorStore {
     let best: LoadedCursor | undefined;
     if (snap.state !== undefined) {
       best = {
-        state: decodeCursorState(Buffer.from(snap.state, 'base64'), `inline state of ${this.what()}`),
+        state: await decodeCursorState(Buffer.from(snap.state, 'base64'), `inline state of ${this.what()}`),
         seq: snap.seq,
       };
     }
@@ -133,7 +133,7 @@ export class CursorStore {
           return c.body;
         });
         return {
-          state: decodeCursorState(Buffer.concat(bodies), `state ${chunk.seq} of ${this.what()}`),
+          state: await decodeCursorState(Buffer.concat(bodies), `state ${chunk.seq} of ${this.what()}`),
           seq: chunk.seq,
         };
       }
@@ -150,7 +150,7 @@ export class CursorStore {
       format: 1,
       seq: this.seq,
       markDelete: state.markDelete,
-      state: encodeCursorState(state).toString('base64'),
+      state: (await encodeCursorState(state)).toString('base64'),
     };
     this.version = await this.ctx.metadata.put(this.key(), Buffer.from(JSON.stringify(snap)), {
       createOnly: true,
@@ -160,7 +160,7 @@ export class CursorStore {
   /** Append the full state to the cursor ledger (rolling it when needed). */
   async persist(state: CursorState): Promise<void> {
     const seq = ++this.seq;
-    const chunks = chunkRecord(seq, encodeCursorState(state));
+    const chunks = chunkRecord(seq, await encodeCursorState(state));
     if (!this.writer || this.writerRecords + 1 > this.ctx.config.cursorLedgerMaxEntries) {
       await this.roll(chunks, state.markDelete, seq);
       return;
@@ -236,7 +236,7 @@ export class CursorStore {
   /** Final state: close the cursor ledger and write the snapshot (inline when small). */
   async close(state: CursorState): Promise<void> {
     const seq = ++this.seq;
-    const encoded = encodeCursorState(state);
+    const encoded = await encodeCursorState(state);
     const inline = encoded.length <= INLINE_STATE_BYTES;
     if (!inline) {
       // Large states live in the ledger; make sure the last one is there.

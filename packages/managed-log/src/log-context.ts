@@ -23,6 +23,12 @@ export class LogContext {
   version: number;
   fenced = false;
   closed = false;
+  /**
+   * The trim in progress, set by maintenance. Trim picks its victims from the
+   * cursors' positions before its CAS lands: a cursor placed in between
+   * (reset, creation) waits for it, or it could land in a ledger being deleted.
+   */
+  trimming: Promise<unknown> | undefined;
   private listLock: Promise<unknown> = Promise.resolve();
   /** A list whose CAS may have landed unseen (the put and the read-back both failed). */
   private unsure: LedgerList | undefined;
@@ -76,6 +82,11 @@ export class LogContext {
     const next = this.listLock.then(run, run);
     this.listLock = next.catch(() => undefined);
     return next;
+  }
+
+  /** Resolves once no trim is running. */
+  async trimSettled(): Promise<void> {
+    while (this.trimming) await this.trimming.catch(() => undefined);
   }
 
   markFenced(): void {

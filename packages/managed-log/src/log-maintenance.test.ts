@@ -1,7 +1,8 @@
-import { type LedgerId, ManualClock, type Position, UnavailableError } from '@sluice/common';
+import { type LedgerId, ManualClock, OutOfRangeError, type Position, UnavailableError } from '@sluice/common';
 import test from 'ava';
 import type { ManagedLog } from './api.js';
 import { LedgerListStore } from './ledger-list.js';
+import type { LogContext } from './log-context.js';
 import { CUSTOM_LOG, CUSTOM_ROLE } from './log-keys.js';
 import { referencedLedgers } from './orphan-sweeper.js';
 import { createRig, type Rig } from './test-harness.js';
@@ -136,6 +137,91 @@ test.serial('offload - a failed attempt leaves no referenced object and a retry 
     'debris of the failed attempt was deleted',
   );
 });
+
+test.serial(
+  'offload - trim during an upload keeps that ledger and leaves no cold-tier orphans',
+  async (t) => {
+    const log = await rig.factory().open('t/ns/offtrim', { maxEntriesPerLedger: 5 });
+    const c = await log.openCursor('sub', 'earliest');
+    const ps = await fill(log, 12);
+    c.ackCumulative(ps[11]!);
+    await c.flush();
+    const real = rig.offloader.offload.bind(rig.offloader);
+    const trimmedDuringUpload: number[] = [];
+    rig.offloader.offload = async (source, options) => {
+      trimmedDuringUpload.push(await log.trim());
+      t.true(
+        log.stats().ledgers.some((l) => l.ledgerId === source.ledgerId),
+        `ledger ${source.ledgerId} stays listed while it uploads`,
+      );
+      return real(source, options);
+    };
+    t.is(await log.offloadNow(), 2);
+    // The first upload holds the oldest ledger; during the second the first (now offloaded) goes.
+    t.deepEqual(trimmedDuringUpload, [0, 1]);
+    t.is(await log.trim(), 1);
+    t.deepEqual(await rig.offloader.list(), []);
+    t.deepEqual((await new LedgerListStore(rig.metadata, 't/ns/offtrim').read())!.list.trash, []);
+  },
+);
+
+test.serial('offload - objects of a ledger that left the list mid-upload are deleted', async (t) => {
+  const log = await rig.factory().open('t/ns/offgone', { maxEntriesPerLedger: 5 });
+  await fill(log, 7);
+  const ctx = (log as unknown as { ctx: LogContext }).ctx;
+  const real = rig.offloader.offload.bind(rig.offloader);
+  rig.offloader.offload = async (source, options) => {
+    const res = await real(source, options);
+    // Whatever removed the ledger trashed the pending uuid before its objects existed.
+    await ctx.mutateList((list) => {
+      list.ledgers = list.ledgers.filter((l) => l.ledgerId !== source.ledgerId);
+    });
+    t.true((await rig.offloader.list()).length > 0, 'objects were uploaded');
+    return res;
+  };
+  await log.offloadNow();
+  t.deepEqual(await rig.offloader.list(), []);
+  t.deepEqual(ctx.list.trash, []);
+});
+
+test.serial('trim - a cursor created at earliest while trim runs keeps every entry', async (t) => {
+  const log = await rig.factory().open('t/ns/trimcreate', { maxEntriesPerLedger: 5 });
+  const c = await log.openCursor('sub', 'earliest');
+  const ps = await fill(log, 12);
+  c.ackCumulative(ps[11]!);
+  await c.flush();
+  const realPut = rig.metadata.put.bind(rig.metadata);
+  let trimmedWhileCreating: number | undefined;
+  rig.metadata.put = async (key, value, opts) => {
+    if (key.endsWith('/late') && trimmedWhileCreating === undefined) trimmedWhileCreating = await log.trim();
+    return realPut(key, value, opts);
+  };
+  const late = await log.openCursor('late', 'earliest');
+  rig.metadata.put = realPut;
+  t.is(trimmedWhileCreating, 0, 'the cursor being created holds the log');
+  t.deepEqual(log.firstPosition(), ps[0]);
+  t.deepEqual(late.readPosition, ps[0]);
+  t.is(late.backlog(), 12);
+  t.is(await log.trim(), 0, 'the new cursor now holds the log itself');
+});
+
+test.serial(
+  'trim - a reset racing a trim into a trimmed ledger fails instead of moving elsewhere',
+  async (t) => {
+    const log = await rig.factory().open('t/ns/trimreset', { maxEntriesPerLedger: 5 });
+    const c = await log.openCursor('sub', 'earliest');
+    const ps = await fill(log, 12);
+    c.ackCumulative(ps[11]!);
+    await c.flush();
+    // Trim has picked its victims from the current positions; its CAS is in flight.
+    const trimming = log.trim();
+    await t.throwsAsync(c.reset(ps[1]!), { instanceOf: OutOfRangeError });
+    t.is(await trimming, 2);
+    t.deepEqual(c.markDelete, ps[11], 'the failed reset left the cursor where it was');
+    await c.reset(ps[10]!);
+    t.deepEqual(c.readPosition, ps[10]);
+  },
+);
 
 test.serial('sweeper - deletes ledgers of a log that its list does not reference', async (t) => {
   const f = rig.factory();

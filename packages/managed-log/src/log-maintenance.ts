@@ -13,6 +13,8 @@ import type { LogReader } from './log-reader.js';
  */
 export class LogMaintenance {
   private offloadRunning: Promise<number> | undefined;
+  /** The ledger whose objects are being uploaded; trim leaves it (and what follows it) alone. */
+  private offloading: LedgerId | undefined;
   private offloadFailures = 0;
   private retryTimer: Timer | undefined;
   private trimming: Promise<number> | undefined;
@@ -30,7 +32,9 @@ export class LogMaintenance {
     if (!this.trimming) {
       this.trimming = this.doTrim().finally(() => {
         this.trimming = undefined;
+        this.ctx.trimming = undefined;
       });
+      this.ctx.trimming = this.trimming;
     }
     return this.trimming;
   }
@@ -45,6 +49,8 @@ export class LogMaintenance {
     const victims: LedgerRecord[] = [];
     for (const rec of ledgers) {
       if (!rec.sealed || rec === ledgers[ledgers.length - 1]) break;
+      // Trashing it now would delete its objects before the upload finishes writing them.
+      if (rec.ledgerId === this.offloading) break;
       const consumed = marks.every(
         (m) => m.ledgerId > rec.ledgerId || (m.ledgerId === rec.ledgerId && m.entryId >= rec.entries - 1),
       );
@@ -174,6 +180,15 @@ export class LogMaintenance {
   }
 
   private async offloadOne(ledgerId: LedgerId): Promise<void> {
+    this.offloading = ledgerId;
+    try {
+      await this.upload(ledgerId);
+    } finally {
+      this.offloading = undefined;
+    }
+  }
+
+  private async upload(ledgerId: LedgerId): Promise<void> {
     const offloader = this.ctx.offloader!;
     const uuid = randomUUID();
     // Record the attempt before any byte is uploaded: a crash leaves a
@@ -204,11 +219,26 @@ export class LogMaintenance {
     } finally {
       await reader.close().catch(() => undefined);
     }
-    await this.ctx.mutateList((list) => {
+    const recorded = await this.ctx.mutateList((list) => {
       const r = list.ledgers.find((l) => l.ledgerId === ledgerId);
-      if (r?.offload?.uuid === uuid)
+      if (r?.offload?.uuid === uuid) {
         r.offload = { uuid, state: 'complete', completedAt: this.ctx.clock.now() };
+        return true;
+      }
+      // The ledger left the list (or its record moved on) while we uploaded:
+      // whoever trashed it may have deleted our objects before they were all
+      // written, so trash them again or they stay in the cold tier forever.
+      list.trash.push({ ledgerId, bookie: false, offloadUuids: [uuid] });
+      return false;
     });
+    if (!recorded) {
+      this.ctx.logger.info(
+        { log: this.ctx.name, ledgerId, uuid },
+        'ledger left the list during its offload; deleting the uploaded objects',
+      );
+      await this.emptyTrash();
+      return;
+    }
     this.ctx.metrics.offloadedLedgers.inc();
     this.ctx.logger.info({ log: this.ctx.name, ledgerId, uuid }, 'ledger offloaded');
   }

@@ -180,6 +180,8 @@ export class ManagedCursor implements Cursor {
   }
 
   async reset(p: Position): Promise<void> {
+    // Checked against the list a running trim is about to shrink, `p` could pass and then be trimmed away.
+    if (this.ctx.trimming) await this.ctx.trimSettled();
     const first = this.ctx.firstPosition();
     const end = this.ctx.endPosition(this.ctx.lastPosition());
     if (first && comparePositions(p, first) < 0) {

@@ -18,6 +18,9 @@ import { LogReader } from './log-reader.js';
 import { LogWriter } from './log-writer.js';
 import { ManagedCursor } from './managed-cursor.js';
 
+/** Holds every ledger back from trimming. */
+const BEFORE_EVERYTHING: Position = { ledgerId: -1, entryId: -1 };
+
 interface Waiter {
   after: Position | undefined;
   resolve: () => void;
@@ -60,7 +63,12 @@ export class ManagedLogImpl implements ManagedLog {
     this.maintenance = new LogMaintenance(
       ctx,
       this.reader,
-      () => [...this.cursorMap.values()].map((c) => c.markDelete),
+      () => {
+        const marks = [...this.cursorMap.values()].map((c) => c.markDelete);
+        // A cursor being created has no position yet; it may start at the earliest entry.
+        if (this.openingCursors.size > 0) marks.push(BEFORE_EVERYTHING);
+        return marks;
+      },
       () => {
         const first = ctx.firstPosition();
         for (const c of this.cursorMap.values()) c.onTrimmed(first);
@@ -170,6 +178,8 @@ export class ManagedLogImpl implements ManagedLog {
   private async createCursor(name: string, initial: InitialPosition): Promise<ManagedCursor> {
     const store = new CursorStore(this.ctx, name);
     const loaded = await store.load();
+    // Positions read from a list a running trim is about to shrink could name trimmed ledgers.
+    await this.ctx.trimSettled();
     let cursor: ManagedCursor;
     if (loaded) {
       cursor = new ManagedCursor(this.ctx, name, store, loaded.state);

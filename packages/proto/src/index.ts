@@ -1,8 +1,17 @@
 import { fileURLToPath } from 'node:url';
 import { type GrpcObject, loadPackageDefinition } from '@grpc/grpc-js';
 import { loadSync, type Options } from '@grpc/proto-loader';
+import type { EntryStatus__Output } from './generated/index.js';
 
 export type * from './generated/index.js';
+
+/** A sluice.v1.EntryStatus as bookie and client code handle it: without the prefix; UNSPECIFIED is never sent. */
+export type EntryStatusName =
+  Exclude<EntryStatus__Output, 'ENTRY_STATUS_UNSPECIFIED'> extends infer S
+    ? S extends `ENTRY_STATUS_${infer N}`
+      ? N
+      : never
+    : never;
 
 /** Directory holding `sluice/v1/*.proto` (the public contract). */
 export const PROTO_DIR = fileURLToPath(new URL('../../../proto', import.meta.url));
