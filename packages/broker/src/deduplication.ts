@@ -1,4 +1,4 @@
-import { comparePositions, type Logger, type Position } from '@sluice/common';
+import { comparePositions, type Logger, type Position, UnavailableError } from '@sluice/common';
 import type { Cursor, ManagedLog } from '@sluice/managed-log';
 import type { MetadataStore } from '@sluice/metadata';
 import { decodeEnvelope } from './entry-envelope.js';
@@ -13,6 +13,11 @@ interface Snapshot {
   producers: Record<string, number>;
 }
 
+/**
+ * A duplicate's `position` resolves once the original is stored (undefined
+ * when it was stored too long ago to remember where) and rejects when the
+ * original write failed or cannot be matched: then nothing is confirmed.
+ */
 export type DedupVerdict =
   | { duplicate: false }
   | { duplicate: true; position: Promise<Position | undefined> };
@@ -22,6 +27,12 @@ const RECENT_PER_PRODUCER = 2048;
 /** Snapshot after this many stored entries; recovery scans at most this many (plus in-flight). */
 const SNAPSHOT_EVERY_ENTRIES = 1000;
 const SCAN_CHUNK = 500;
+/**
+ * A producer name unseen this long (and not connected) is forgotten, as in
+ * Pulsar: the state stays bounded, at the cost that a producer coming back
+ * after that long with old sequence ids is not deduplicated.
+ */
+export const DEDUP_PRODUCER_IDLE_MS = 6 * 60 * 60 * 1000;
 
 /**
  * Producer deduplication (DESIGN §6): a send whose first sequence id is not
@@ -36,6 +47,10 @@ export class Deduplication {
   /** Highest sequence id durably stored, per producer. */
   private readonly persisted = new Map<string, number>();
   private readonly recent = new Map<string, Map<number, Promise<Position | undefined>>>();
+  /** Sends being written, per producer: first sequence id → highest. */
+  private readonly inFlight = new Map<string, Map<number, number>>();
+  /** Last time each producer sent or was recovered, for forgetting idle ones. */
+  private readonly lastActive = new Map<string, number>();
   private entriesSinceSnapshot = 0;
   private snapshotting: Promise<void> | undefined;
   private lastStored: Position | undefined;
@@ -87,6 +102,8 @@ export class Deduplication {
       scanned += entries.length;
       from = log.nextPosition(entries[entries.length - 1]!.position);
     }
+    const now = Date.now();
+    for (const name of d.persisted.keys()) d.lastActive.set(name, now);
     d.entriesSinceSnapshot = scanned;
     logger.debug({ topic: path, scanned, producers: d.persisted.size }, 'deduplication state recovered');
     return d;
@@ -96,29 +113,72 @@ export class Deduplication {
     return this.pushed.get(producer) ?? -1;
   }
 
-  /** Decide before appending; a new send is recorded as in flight. */
+  /**
+   * Decide before appending; a new send is recorded as in flight and must be
+   * handed to `track` (or `failed`) right away. A duplicate is confirmed only
+   * through a stored position or a sequence id at or below the stored one.
+   */
   check(producer: string, firstSequenceId: number, count: number): DedupVerdict {
+    this.lastActive.set(producer, Date.now());
     const highest = this.pushed.get(producer) ?? -1;
-    if (firstSequenceId <= highest) {
-      const known = this.recent.get(producer)?.get(firstSequenceId);
-      return { duplicate: true, position: known ?? Promise.resolve(undefined) };
+    if (firstSequenceId > highest) {
+      const last = firstSequenceId + count - 1;
+      this.pushed.set(producer, last);
+      let m = this.inFlight.get(producer);
+      if (!m) {
+        m = new Map();
+        this.inFlight.set(producer, m);
+      }
+      m.set(firstSequenceId, last);
+      return { duplicate: false };
     }
-    this.pushed.set(producer, firstSequenceId + count - 1);
-    return { duplicate: false };
+    const known = this.recent.get(producer)?.get(firstSequenceId);
+    if (known) return { duplicate: true, position: known };
+    if (firstSequenceId <= (this.persisted.get(producer) ?? -1)) {
+      return { duplicate: true, position: Promise.resolve(undefined) };
+    }
+    // Inside a batch still being written (or a gap left by a failed one): neither stored nor safe to write out of order.
+    return {
+      duplicate: true,
+      position: Promise.reject(
+        new UnavailableError(
+          `sequence id ${firstSequenceId} of producer '${producer}' overlaps sends still being written; resend once they are answered`,
+        ),
+      ),
+    };
   }
 
-  /** Track an append so that a retry racing it gets its position. */
-  appending(producer: string, firstSequenceId: number, position: Promise<Position>): void {
-    this.remember(
-      producer,
-      firstSequenceId,
-      position.catch(() => undefined),
+  /**
+   * Follow the write of a send `check` accepted. The returned promise settles
+   * after the state reflects the outcome, so a retry waiting on it can check again.
+   */
+  track(
+    producer: string,
+    firstSequenceId: number,
+    count: number,
+    write: Promise<Position>,
+  ): Promise<Position> {
+    const tracked: Promise<Position> = write.then(
+      (position) => {
+        this.stored(producer, firstSequenceId, count, position);
+        return position;
+      },
+      (err: unknown) => {
+        const m = this.recent.get(producer);
+        if (m?.get(firstSequenceId) === tracked) m.delete(firstSequenceId);
+        this.failed(producer, firstSequenceId);
+        throw err;
+      },
     );
+    this.remember(producer, firstSequenceId, tracked);
+    return tracked;
   }
 
-  stored(producer: string, firstSequenceId: number, count: number, position: Position): void {
+  private stored(producer: string, firstSequenceId: number, count: number, position: Position): void {
     const highest = firstSequenceId + count - 1;
+    this.inFlight.get(producer)?.delete(firstSequenceId);
     if (highest > (this.persisted.get(producer) ?? -1)) this.persisted.set(producer, highest);
+    if (highest > (this.pushed.get(producer) ?? -1)) this.pushed.set(producer, highest);
     if (!this.lastStored || comparePositions(position, this.lastStored) > 0) this.lastStored = position;
     if (++this.entriesSinceSnapshot >= SNAPSHOT_EVERY_ENTRIES && !this.snapshotting) {
       this.snapshotting = this.snapshot()
@@ -131,11 +191,42 @@ export class Deduplication {
     }
   }
 
-  /** An append failed: what was in flight was not stored, so it may be sent again. */
-  failed(producer: string): void {
-    const p = this.persisted.get(producer);
-    if (p === undefined) this.pushed.delete(producer);
-    else this.pushed.set(producer, p);
+  /**
+   * The send starting at `firstSequenceId` was not stored, so it may be sent
+   * again: the accepted high mark falls back to what is stored or still being
+   * written, never below a send that may yet be stored.
+   */
+  failed(producer: string, firstSequenceId: number): void {
+    const m = this.inFlight.get(producer);
+    m?.delete(firstSequenceId);
+    let highest = this.persisted.get(producer) ?? -1;
+    for (const h of m?.values() ?? []) highest = Math.max(highest, h);
+    if (highest < 0) this.pushed.delete(producer);
+    else this.pushed.set(producer, highest);
+  }
+
+  /** Forget producers that are not connected and have been idle `idleMs`; returns how many. */
+  forgetIdle(
+    connected: (producer: string) => boolean,
+    now = Date.now(),
+    idleMs = DEDUP_PRODUCER_IDLE_MS,
+  ): number {
+    let n = 0;
+    for (const [name, at] of [...this.lastActive]) {
+      if (now - at < idleMs || connected(name) || (this.inFlight.get(name)?.size ?? 0) > 0) continue;
+      this.lastActive.delete(name);
+      this.pushed.delete(name);
+      this.persisted.delete(name);
+      this.recent.delete(name);
+      this.inFlight.delete(name);
+      n++;
+    }
+    return n;
+  }
+
+  /** Producer names the state holds (for tests and metrics). */
+  producerCount(): number {
+    return this.lastActive.size;
   }
 
   /** Persist the stored state (also on a clean close). */

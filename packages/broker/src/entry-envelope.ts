@@ -1,4 +1,4 @@
-import { CorruptDataError } from '@sluice/common';
+import { CorruptDataError, InvalidArgumentError } from '@sluice/common';
 
 /**
  * What one ledger entry holds: the broker's envelope (publish time, producer,
@@ -30,12 +30,14 @@ export interface Envelope extends EnvelopeHeader {
 const MAGIC = 0xb5;
 const VERSION = 1;
 const FIXED = 2 + 8 + 8 + 4 + 1 + 4 + 8;
+/** Longest batch key (UTF-8 bytes) the envelope's u16 length can hold. */
+export const MAX_BATCH_KEY_BYTES = 0xffff;
 
 export function encodeEnvelope(h: EnvelopeHeader, payload: Buffer): Buffer {
   const producer = Buffer.from(h.producerName, 'utf8');
   const key = Buffer.from(h.key, 'utf8');
   if (producer.length > 0xffff || key.length > 0xffff) {
-    throw new RangeError('producer name and batch key must each be under 64 KiB');
+    throw new InvalidArgumentError('producer name and batch key must each be under 64 KiB; use shorter ones');
   }
   const head = Buffer.allocUnsafe(FIXED + 2 + producer.length + 2 + key.length);
   let o = 0;

@@ -8,7 +8,7 @@ import {
   ResourceExhaustedError,
 } from '@sluice/common';
 import type { ProduceRequest__Output, ProduceResponse, SendBatch__Output } from '@sluice/proto';
-import { CODEC_NUMBERS } from './entry-envelope.js';
+import { CODEC_NUMBERS, MAX_BATCH_KEY_BYTES } from './entry-envelope.js';
 import { endWithError, oneofCase } from './grpc-util.js';
 import type { ProducerAccessMode, ProducerHandle, Topic } from './topic.js';
 import type { TopicManager } from './topic-manager.js';
@@ -180,6 +180,12 @@ class ProducerStream implements ProducerHandle {
       work = refuse(
         new InvalidArgumentError(
           `batch of ${batch.payload.length} bytes exceeds the max message size of ${topic.policies.maxMessageSize} bytes; send smaller batches or raise the namespace's max message size`,
+        ),
+      );
+    } else if (Buffer.byteLength(batch.header.key, 'utf8') > MAX_BATCH_KEY_BYTES) {
+      work = refuse(
+        new InvalidArgumentError(
+          `batch key of ${Buffer.byteLength(batch.header.key, 'utf8')} bytes exceeds the limit of ${MAX_BATCH_KEY_BYTES} bytes; use a shorter ordering key`,
         ),
       );
     } else if (CODEC_NUMBERS[String(batch.header.codec)] === undefined) {

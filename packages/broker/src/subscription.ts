@@ -14,6 +14,7 @@ import type { ConsumerSelector, SubscriptionKind } from './consumer-selector.js'
 import { DelayedIndex } from './delayed-index.js';
 import { decodeEnvelope } from './entry-envelope.js';
 import { KeySharedSelector } from './key-shared-selector.js';
+import { previousPosition } from './log-positions.js';
 import { SharedSelector } from './shared-selector.js';
 import { SingleActiveSelector } from './single-active-selector.js';
 
@@ -33,6 +34,8 @@ export interface SubscriptionOptions {
   /** Positions held for delayed delivery in memory; later ones stay in the log and are re-scanned. */
   maxDelayedEntries: number;
   partition: number;
+  /** Non-durable readers never acknowledge: an entry counts as done once delivered, so nothing piles up. */
+  ackOnDelivery?: boolean;
 }
 
 export const DEFAULT_SUBSCRIPTION_OPTIONS: SubscriptionOptions = {
@@ -53,7 +56,15 @@ function selectorFor(kind: SubscriptionKind): ConsumerSelector {
   return new SingleActiveSelector(kind);
 }
 
-const byPosition = (a: Position, b: Position): number => comparePositions(a, b);
+/** An entry waiting for (re)delivery; `count` is its batch size when known, so a message of it can be acknowledged. */
+interface ReplayEntry {
+  position: Position;
+  count: number | undefined;
+}
+
+const byPosition = (a: ReplayEntry, b: ReplayEntry): number => comparePositions(a.position, b.position);
+/** setTimeout fires at once for delays beyond this. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * A subscription: one cursor, its consumers, and the dispatch loop that reads
@@ -64,10 +75,16 @@ export class Subscription {
   private readonly consumers: Consumer[] = [];
   private readonly selector: ConsumerSelector;
   /** Entries to (re)deliver before new ones, by position key. */
-  private readonly replay = new Map<string, Position>();
+  private readonly replay = new Map<string, ReplayEntry>();
   /** Times each entry was handed out again, by position key. */
   private readonly redeliveries = new Map<string, number>();
   private readonly nackTimers = new Set<NodeJS.Timeout>();
+  /** Entries waiting in a nack timer: not pending on any consumer, not in replay yet. */
+  private readonly nacked = new Map<string, ReplayEntry>();
+  /** Bumped by `reset`: a round that awaited across a reset drops what it read. */
+  private epoch = 0;
+  /** Entries that could not be decoded and were skipped (acknowledged). */
+  corruptEntries = 0;
   private readPosition: Position;
   private closed = false;
   private running: Promise<void> | undefined;
@@ -153,7 +170,12 @@ export class Subscription {
     this.wake();
   }
 
-  /** Apply acks; returns the ids that were not awaiting acknowledgement. */
+  /**
+   * Apply acks; returns the ids that were not awaiting acknowledgement. An
+   * entry is acknowledged wherever it waits (pending on this or another
+   * consumer, queued for redelivery, in a nack delay): right after a
+   * reconnect the client's buffered acks name entries requeued from its old stream.
+   */
   ack(c: Consumer, ids: AckId[], cumulative: boolean): AckId[] {
     if (cumulative && (this.kind === 'shared' || this.kind === 'key_shared')) {
       throw new InvalidArgumentError(
@@ -163,13 +185,17 @@ export class Subscription {
     const unknown: AckId[] = [];
     for (const id of ids) {
       const pos = { ledgerId: id.ledgerId, entryId: id.entryId };
-      const p = c.pending.get(posKey(pos));
-      if (!p || id.batchIndex < 0 || id.batchIndex >= p.count) {
+      const k = posKey(pos);
+      const owner = c.pending.has(k) ? c : this.consumers.find((o) => o.pending.has(k));
+      const p = owner?.pending.get(k);
+      const count = p?.count ?? this.replay.get(k)?.count ?? this.nacked.get(k)?.count;
+      if (count === undefined || id.batchIndex < 0 || id.batchIndex >= count) {
         unknown.push(id);
         continue;
       }
-      if (cumulative) this.ackCumulative(c, p, id.batchIndex);
-      else this.ackIndex(c, p, id.batchIndex);
+      if (cumulative) this.ackCumulative(pos, id.batchIndex, count);
+      else if (owner && p) this.ackIndex(owner, p, id.batchIndex);
+      else this.ackWaiting(pos, id.batchIndex, count);
     }
     this.wake();
     return unknown;
@@ -185,19 +211,29 @@ export class Subscription {
       else if (!entries.includes(p)) entries.push(p);
     }
     for (const p of entries) {
-      c.pending.delete(posKey(p.position));
+      const k = posKey(p.position);
+      c.pending.delete(k);
       c.unackedMessages -= p.count - p.acked.size;
+      this.nacked.set(k, { position: p.position, count: p.count });
     }
+    const epoch = this.epoch;
     const redeliver = (): void => {
-      if (this.closed) return;
-      for (const p of entries) this.enqueueReplay(p.position, true);
+      if (this.closed || epoch !== this.epoch) return;
+      for (const p of entries) {
+        // Acknowledged (or expired) during the delay: nothing to redeliver.
+        if (!this.nacked.delete(posKey(p.position))) continue;
+        this.enqueueReplay(p.position, true, p.count);
+      }
       this.wake();
     };
     if (delayMs > 0) {
-      const t = setTimeout(() => {
-        this.nackTimers.delete(t);
-        redeliver();
-      }, delayMs);
+      const t = setTimeout(
+        () => {
+          this.nackTimers.delete(t);
+          redeliver();
+        },
+        Math.min(delayMs, MAX_TIMER_MS),
+      );
       t.unref?.();
       this.nackTimers.add(t);
     } else {
@@ -208,7 +244,13 @@ export class Subscription {
 
   /** Move the subscription: nothing before `p` is delivered again, everything from `p` on is. */
   async reset(p: Position): Promise<void> {
+    // Rounds reading from the old position while the cursor moves must not apply what they read.
+    this.epoch++;
     await this.cursor.reset(p);
+    this.epoch++;
+    for (const t of this.nackTimers) clearTimeout(t);
+    this.nackTimers.clear();
+    this.nacked.clear();
     for (const c of this.consumers) {
       c.pending.clear();
       c.unackedMessages = 0;
@@ -236,7 +278,8 @@ export class Subscription {
         c.unackedMessages -= e.count - e.acked.size;
       }
     }
-    for (const [k, q] of [...this.replay]) if (upTo(q)) this.replay.delete(k);
+    for (const [k, q] of [...this.replay]) if (upTo(q.position)) this.replay.delete(k);
+    for (const [k, q] of [...this.nacked]) if (upTo(q.position)) this.nacked.delete(k);
     for (const k of [...this.redeliveries.keys()]) {
       const [ledgerId, entryId] = k.split(':').map(Number);
       if (upTo({ ledgerId: ledgerId!, entryId: entryId! })) this.redeliveries.delete(k);
@@ -259,6 +302,7 @@ export class Subscription {
     this.closed = true;
     for (const t of this.nackTimers) clearTimeout(t);
     this.nackTimers.clear();
+    this.nacked.clear();
     this.clearDelayTimer();
     this.wake();
     await this.running;
@@ -279,20 +323,64 @@ export class Subscription {
     }
   }
 
-  private ackCumulative(c: Consumer, p: PendingEntry, index: number): void {
-    for (const other of [...c.pending.values()]) {
-      if (comparePositions(other.position, p.position) < 0) {
-        c.unackedMessages -= other.count - other.acked.size;
-        this.cursor.ack(other.position);
-        this.settle(c, other);
+  /** Acknowledge message `index` of an entry that is not pending on any consumer. */
+  private ackWaiting(pos: Position, index: number, count: number): void {
+    const k = posKey(pos);
+    const waiting = this.replay.get(k) ?? this.nacked.get(k);
+    if (count === 1 || this.batchDone(pos, index, count)) {
+      this.cursor.ack(pos);
+      this.replay.delete(k);
+      this.nacked.delete(k);
+      this.redeliveries.delete(k);
+    } else {
+      this.cursor.ackBatchIndex(pos, index, count);
+      if (waiting) waiting.count = count;
+    }
+  }
+
+  /** Acknowledging `index` completes the batch (every other index already acknowledged). */
+  private batchDone(pos: Position, index: number, count: number): boolean {
+    const acked = this.cursor.ackedBatchIndexes(pos) ?? [];
+    return acked.length === count - 1 && !acked.includes(index);
+  }
+
+  /**
+   * Everything before `pos`, and messages 0..index of `pos`, wherever they
+   * wait: pending on a consumer, queued for redelivery, in a nack delay.
+   */
+  private ackCumulative(pos: Position, index: number, count: number): void {
+    const below = (q: Position): boolean => comparePositions(q, pos) < 0;
+    for (const o of this.consumers) {
+      for (const other of [...o.pending.values()]) {
+        if (!below(other.position)) continue;
+        o.unackedMessages -= other.count - other.acked.size;
+        this.settle(o, other);
       }
     }
-    if (index === p.count - 1) {
-      c.unackedMessages -= p.count - p.acked.size;
-      this.cursor.ackCumulative(p.position);
-      this.settle(c, p);
-    } else {
-      for (let i = 0; i <= index; i++) this.ackIndex(c, p, i);
+    for (const [k, q] of [...this.replay]) {
+      if (!below(q.position)) continue;
+      this.replay.delete(k);
+      this.redeliveries.delete(k);
+    }
+    for (const [k, q] of [...this.nacked]) if (below(q.position)) this.nacked.delete(k);
+    const k = posKey(pos);
+    const owner = this.consumers.find((o) => o.pending.has(k));
+    const p = owner?.pending.get(k);
+    if (index === count - 1) {
+      if (owner && p) {
+        owner.unackedMessages -= p.count - p.acked.size;
+        this.settle(owner, p);
+      }
+      this.replay.delete(k);
+      this.nacked.delete(k);
+      this.redeliveries.delete(k);
+      this.cursor.ackCumulative(pos);
+      return;
+    }
+    this.cursor.ackCumulative(previousPosition(this.log, pos));
+    for (let i = 0; i <= index; i++) {
+      if (owner && p) this.ackIndex(owner, p, i);
+      else if (!(this.cursor.ackedBatchIndexes(pos) ?? []).includes(i)) this.ackWaiting(pos, i, count);
     }
   }
 
@@ -305,15 +393,15 @@ export class Subscription {
   private requeue(c: Consumer, entries: PendingEntry[]): void {
     for (const p of entries) {
       c.pending.delete(posKey(p.position));
-      this.enqueueReplay(p.position, true);
+      this.enqueueReplay(p.position, true, p.count);
     }
     c.unackedMessages = 0;
   }
 
-  private enqueueReplay(p: Position, redelivery: boolean): void {
+  private enqueueReplay(p: Position, redelivery: boolean, count?: number): void {
     const k = posKey(p);
     if (redelivery) this.redeliveries.set(k, (this.redeliveries.get(k) ?? 0) + 1);
-    this.replay.set(k, p);
+    this.replay.set(k, { position: p, count: count ?? this.replay.get(k)?.count });
   }
 
   /** One timer for the earliest delayed entry: due entries move to the replay set. */
@@ -413,13 +501,23 @@ export class Subscription {
     const out = new Map<Consumer, { deliveries: Delivery[]; bytes: number }>();
     let dispatched = 0;
     const markDeleteNext = this.markDeleteNext();
+    const epoch = this.epoch;
+    // A seek (or close) while this round awaited a read: what was routed goes out, the rest is dropped.
+    const interrupted = (): boolean => {
+      if (!this.closed && this.epoch === epoch) return false;
+      this.flush(out);
+      return true;
+    };
 
+    const replayTotal = this.replay.size;
     const replayPositions = [...this.replay.values()]
       .sort(byPosition)
-      .slice(0, this.options.readBatchEntries);
+      .slice(0, this.options.readBatchEntries)
+      .map((e) => e.position);
     if (replayPositions.length > 0) {
-      for (const entry of await this.readPositions(replayPositions)) {
-        if (this.closed) return 'progress';
+      const read = await this.readPositions(replayPositions);
+      if (interrupted()) return 'progress';
+      for (const entry of read) {
         const r = this.route(entry, held, out, markDeleteNext, true);
         if (r !== 'held') this.replay.delete(posKey(entry.position));
         if (r === 'sent') dispatched++;
@@ -430,17 +528,24 @@ export class Subscription {
 
     if (this.rescanFrom && this.delayed.size < this.options.maxDelayedEntries / 2) {
       dispatched += await this.rescan(held, out, markDeleteNext);
-      if (this.closed) return 'progress';
+      if (interrupted()) return 'progress';
     }
 
+    // Ordered kinds read nothing new while older entries wait unexamined for redelivery:
+    // a reconnecting consumer gets its backlog oldest first, not interleaved with new entries.
+    const replayExamined = this.kind === 'shared' || replayTotal <= this.options.readBatchEntries;
     let sawNew = false;
-    if (this.replay.size < this.options.maxReplayEntries && this.selector.anyCapacity() && !held.has('all')) {
+    if (
+      replayExamined &&
+      this.replay.size < this.options.maxReplayEntries &&
+      this.selector.anyCapacity() &&
+      !held.has('all')
+    ) {
       const entries = await this.log.read(this.readPosition, this.options.readBatchEntries);
+      if (interrupted()) return 'progress';
       sawNew = entries.length > 0;
       for (const entry of entries) {
-        if (this.closed) return 'progress';
         const r = this.route(entry, held, out, markDeleteNext, false);
-        if (r === 'held') this.enqueueReplay(entry.position, false);
         if (r === 'sent') dispatched++;
       }
       if (sawNew) {
@@ -465,6 +570,7 @@ export class Subscription {
   ): Promise<number> {
     const from = this.rescanFrom!;
     this.rescanFrom = undefined;
+    const epoch = this.epoch;
     let read: LogEntry[];
     try {
       read = await this.log.read(from, this.options.readBatchEntries);
@@ -478,13 +584,12 @@ export class Subscription {
       if (first && comparePositions(first, this.readPosition) < 0) this.rescanFrom = first;
       return 0;
     }
+    if (this.closed || this.epoch !== epoch) return 0;
     const entries = read.filter((e) => comparePositions(e.position, this.readPosition) < 0);
     let dispatched = 0;
     let last: Position | undefined;
     for (const entry of entries) {
-      if (this.closed) return dispatched;
       const r = this.route(entry, held, out, markDeleteNext, false);
-      if (r === 'held') this.enqueueReplay(entry.position, false);
       if (r === 'sent') dispatched++;
       last = entry.position;
       // The index filled up again: continue from the entry it could not take.
@@ -532,9 +637,22 @@ export class Subscription {
     const k = posKey(entry.position);
     if (this.cursor.isAcked(entry.position)) return 'skipped';
     if (!fromReplay && this.replay.has(k)) return 'skipped';
-    if (this.delayed.has(entry.position)) return 'skipped';
+    if (this.delayed.has(entry.position) || this.nacked.has(k)) return 'skipped';
     for (const c of this.consumers) if (c.pending.has(k)) return 'skipped';
-    const env = decodeEnvelope(entry.payload);
+    let env: ReturnType<typeof decodeEnvelope>;
+    try {
+      env = decodeEnvelope(entry.payload);
+    } catch (err) {
+      // Undeliverable for good: acknowledging it keeps it from stalling the subscription.
+      this.corruptEntries++;
+      this.logger.error(
+        { err, sub: this.name, position: entry.position },
+        'skipping an entry that cannot be decoded',
+      );
+      this.cursor.ack(entry.position);
+      this.redeliveries.delete(k);
+      return 'skipped';
+    }
     if (this.delaysDelivery && env.deliverAt > Date.now()) {
       if (!this.delayed.add(entry.position, env.deliverAt)) this.overflowed(entry.position);
       this.armDelayTimer();
@@ -545,12 +663,19 @@ export class Subscription {
       held,
       markDeleteNext,
     );
-    if (!c) return 'held';
+    if (!c) {
+      this.enqueueReplay(entry.position, false, env.count);
+      return 'held';
+    }
     const ackedIndexes = env.count > 1 ? (this.cursor.ackedBatchIndexes(entry.position) ?? []) : [];
     const live = env.count - ackedIndexes.length;
     c.permits -= live;
-    c.unackedMessages += live;
-    c.pending.set(k, { position: entry.position, count: env.count, acked: new Set(ackedIndexes) });
+    if (this.options.ackOnDelivery) {
+      this.redeliveries.delete(k);
+    } else {
+      c.unackedMessages += live;
+      c.pending.set(k, { position: entry.position, count: env.count, acked: new Set(ackedIndexes) });
+    }
     const delivery: Delivery = {
       messageId: {
         ledgerId: entry.position.ledgerId,
@@ -596,7 +721,7 @@ export class Subscription {
       // The consumer left between routing and sending: its entries go back for redelivery.
       for (const d of deliveries) {
         const p = { ledgerId: Number(d.messageId!.ledgerId), entryId: Number(d.messageId!.entryId) };
-        this.enqueueReplay(p, false);
+        this.enqueueReplay(p, false, d.batch?.header?.count);
       }
       return;
     }

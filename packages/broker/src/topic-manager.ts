@@ -1,4 +1,10 @@
-import { ClosedError, InvalidArgumentError, type Logger, NotFoundError } from '@sluice/common';
+import {
+  ClosedError,
+  InvalidArgumentError,
+  type Logger,
+  NotFoundError,
+  UnavailableError,
+} from '@sluice/common';
 import type { ManagedLog, ManagedLogConfig } from '@sluice/managed-log';
 import type { MetadataStore, Watch } from '@sluice/metadata';
 import { bundleOf } from './bundles.js';
@@ -84,19 +90,33 @@ export class TopicManager {
       );
     }
     await this.ownership.ensureOwned(place.bundleKey);
-    const existing = this.topics.get(topic.full);
-    if (existing) {
+    // Single flight: the map holds the opening promise from the moment this call decides to open,
+    // with no await in between, so concurrent first uses share one Topic (one dedup state, one set of subscriptions).
+    for (;;) {
+      const existing = this.topics.get(topic.full);
+      if (!existing) break;
       const t = await existing;
       if (!t.isClosed) return t;
+      if (this.topics.get(topic.full) === existing) break;
     }
-    if (!place.record) {
-      if (!opts.create) throw new NotFoundError(`topic '${topic.full}' does not exist`);
-      await this.resources.createTopic(topic, 0, true);
-    }
-    const opening = this.openTopic(topic, place);
+    if (!place.record && !opts.create) throw new NotFoundError(`topic '${topic.full}' does not exist`);
+    const opening = (async () => {
+      if (!place.record) await this.resources.createTopic(topic, 0, true);
+      const t = await this.openTopic(topic, place);
+      // The session may have ended while the log opened: a topic of a bundle this broker no longer owns must not serve.
+      if (!this.ownership.owns(place.bundleKey)) {
+        await t.close(new UnavailableError(`lost ownership of '${topic.full}' while opening it`), false);
+        throw new UnavailableError(
+          `this broker lost ownership of '${topic.full}' while opening it; look the topic up again`,
+        );
+      }
+      return t;
+    })();
     this.topics.set(topic.full, opening);
     opening.then(
-      (t) => this.loaded.set(topic.full, t),
+      (t) => {
+        if (this.topics.get(topic.full) === opening) this.loaded.set(topic.full, t);
+      },
       () => {
         if (this.topics.get(topic.full) === opening) this.topics.delete(topic.full);
       },
@@ -123,7 +143,13 @@ export class TopicManager {
     try {
       const t = await Topic.open(topic, log, this.store, p, this.logger, this.counters, (fenced) => {
         this.logger.warn({ topic: fenced.name.full }, 'topic fenced by a newer owner; closing it here');
-        void this.unload(fenced.name, false);
+        // Only this instance: a newer one loaded under the same name since must keep serving.
+        if (this.loaded.get(fenced.name.full) === fenced) void this.unload(fenced.name, false);
+        else
+          void fenced.close(
+            new ClosedError(`topic '${fenced.name.full}' was fenced by a newer owner`),
+            false,
+          );
       });
       this.logger.info({ topic: topic.full }, 'topic loaded');
       return t;

@@ -7,6 +7,7 @@ import {
   NotFoundError,
   type Position,
   ResourceExhaustedError,
+  UnavailableError,
 } from '@sluice/common';
 import type { Cursor, ManagedLog } from '@sluice/managed-log';
 import type { MetadataStore } from '@sluice/metadata';
@@ -15,10 +16,11 @@ import { backlogQuotaPolicy, cursorBacklogBytes, evictionPoint, ttlExpiryPoint }
 import type { SubscriptionKind } from './consumer-selector.js';
 import { DEDUP_CURSOR, Deduplication } from './deduplication.js';
 import { CODEC_NUMBERS, encodeEnvelope, envelopePublishTime } from './entry-envelope.js';
+import { dedupKey } from './metadata-keys.js';
 import { NonDurableCursor } from './non-durable-cursor.js';
 import type { EffectivePolicies } from './policies.js';
 import { PublishRateLimiter } from './publish-rate-limiter.js';
-import { DEFAULT_SUBSCRIPTION_OPTIONS, Subscription } from './subscription.js';
+import { DEFAULT_SUBSCRIPTION_OPTIONS, Subscription, type SubscriptionCounters } from './subscription.js';
 import type { TopicName } from './topic-name.js';
 
 export interface PublishResult {
@@ -55,6 +57,14 @@ export const isInternalCursor = (name: string): boolean => name.startsWith('__')
 export class Topic {
   readonly producers = new Map<string, ProducerHandle>();
   readonly subscriptions = new Map<string, Subscription>();
+  /** Traffic of every subscription and reader of this topic. */
+  private readonly deliveryCounters: SubscriptionCounters = {
+    delivered: (messages, bytes) => {
+      this.msgOut += messages;
+      this.bytesOut += bytes;
+      this.counters?.delivered(this.name, messages, bytes);
+    },
+  };
   /** Non-durable readers: one in-memory subscription per reader stream. */
   readonly readers = new Set<Subscription>();
   private closed = false;
@@ -252,6 +262,7 @@ export class Topic {
     this.maintaining = true;
     let moved = false;
     try {
+      this.dedup.forgetIdle((name) => this.producers.has(name), now);
       const p = this.current;
       if (p.messageTtlMs > 0 && this.userCursors().some((c) => c.backlog() > 0)) {
         const point = await ttlExpiryPoint(this.log, p.messageTtlMs, now);
@@ -310,10 +321,7 @@ export class Topic {
   ): Promise<PublishResult> {
     this.checkOpen();
     const first = Number(header.firstSequenceId);
-    if (this.policies.deduplicationEnabled) {
-      const verdict = this.dedup.check(producer, first, header.count);
-      if (verdict.duplicate) return { position: await verdict.position, duplicate: true };
-    }
+    // Built before the dedup check: a batch that cannot be encoded must not be recorded as seen.
     const entry = encodeEnvelope(
       {
         publishTime: Date.now(),
@@ -327,17 +335,49 @@ export class Topic {
       },
       payload,
     );
-    const appended = this.log.append(entry);
-    this.dedup.appending(producer, first, appended);
+    if (!this.policies.deduplicationEnabled) return this.storeEntry(entry, header.count, payload.length);
+    // A retry racing its original waits for it; if the original fails, the retry is checked (and written) once more.
+    for (let attempt = 0; ; attempt++) {
+      const verdict = this.dedup.check(producer, first, header.count);
+      if (!verdict.duplicate) break;
+      try {
+        return { position: await verdict.position, duplicate: true };
+      } catch (err) {
+        this.checkOpen();
+        if (attempt > 0) {
+          throw new UnavailableError(
+            `the first write of sequence id ${first} from producer '${producer}' failed; resend it`,
+            { cause: err },
+          );
+        }
+      }
+    }
+    let appended: Promise<Position>;
     try {
-      const position = await appended;
-      this.dedup.stored(producer, first, header.count, position);
-      this.msgIn += header.count;
-      this.bytesIn += payload.length;
-      this.counters?.published(this.name, header.count, payload.length);
+      appended = this.log.append(entry);
+    } catch (err) {
+      this.dedup.failed(producer, first);
+      throw err;
+    }
+    return this.storeEntry(
+      this.dedup.track(producer, first, header.count, appended),
+      header.count,
+      payload.length,
+    );
+  }
+
+  private async storeEntry(
+    write: Buffer | Promise<Position>,
+    messages: number,
+    bytes: number,
+  ): Promise<PublishResult> {
+    try {
+      const position = await (Buffer.isBuffer(write) ? this.log.append(write) : write);
+      this.msgIn += messages;
+      this.bytesIn += bytes;
+      this.counters?.published(this.name, messages, bytes);
       return { position, duplicate: false };
     } catch (err) {
-      this.dedup.failed(producer);
       if (err instanceof FencedError || this.log.fenced) this.onFenced(this);
       throw err;
     }
@@ -371,13 +411,7 @@ export class Topic {
       cursor,
       this.logger,
       { ...DEFAULT_SUBSCRIPTION_OPTIONS, partition: this.name.partition },
-      {
-        delivered: (messages, bytes) => {
-          this.msgOut += messages;
-          this.bytesOut += bytes;
-          this.counters?.delivered(this.name, messages, bytes);
-        },
-      },
+      this.deliveryCounters,
     );
     this.subscriptions.set(name, sub);
     return sub;
@@ -401,14 +435,9 @@ export class Topic {
       this.log,
       cursor,
       this.logger,
-      { ...DEFAULT_SUBSCRIPTION_OPTIONS, partition: this.name.partition },
-      {
-        delivered: (messages, bytes) => {
-          this.msgOut += messages;
-          this.bytesOut += bytes;
-          this.counters?.delivered(this.name, messages, bytes);
-        },
-      },
+      // A reader never acknowledges: tracking its deliveries as unacknowledged would only grow.
+      { ...DEFAULT_SUBSCRIPTION_OPTIONS, partition: this.name.partition, ackOnDelivery: true },
+      this.deliveryCounters,
     );
     this.readers.add(sub);
     return sub;
@@ -464,11 +493,7 @@ export class Topic {
   /** Close: end every stream (clients reconnect and look up), persist cursors and dedup state when possible. */
   async close(reason: unknown, graceful: boolean): Promise<void> {
     if (this.closed) return;
-    this.closed = true;
-    this.releaseWaiters(reason);
-    for (const p of [...this.producers.values()]) p.kick(reason);
-    this.producers.clear();
-    await this.closeSubscriptions(reason);
+    await this.stopServing(reason);
     if (graceful && !this.log.fenced) {
       await this.dedup
         .close()
@@ -482,14 +507,18 @@ export class Topic {
   async deleteData(): Promise<void> {
     if (this.closed)
       throw new ClosedError(`topic '${this.name.full}' is closed on this broker; look it up again`);
+    await this.stopServing(new ClosedError(`topic '${this.name.full}' was deleted`));
+    await this.log.delete();
+    await this.store.delete(dedupKey(this.name.path));
+  }
+
+  /** Mark closed and end every producer, consumer and waiter (close and delete alike). */
+  private async stopServing(reason: unknown): Promise<void> {
     this.closed = true;
-    const reason = new ClosedError(`topic '${this.name.full}' was deleted`);
     this.releaseWaiters(reason);
     for (const p of [...this.producers.values()]) p.kick(reason);
     this.producers.clear();
     await this.closeSubscriptions(reason);
-    await this.log.delete();
-    await this.store.delete(`dedup/${this.name.path}`);
   }
 
   /** Fail held and rate-limited sends and wake waiting producers: the topic is going away. */

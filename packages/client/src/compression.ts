@@ -4,6 +4,7 @@ import { compress as zstdCompress, decompress as zstdDecompress } from '@mongodb
 import { CorruptDataError, InvalidArgumentError } from '@sluice/common';
 import type { CompressionCodec__Output } from '@sluice/proto';
 import { compressFrame, decompressFrame } from 'lz4-napi';
+import { lz4DecodedSize } from './lz4-frame.js';
 
 /** Compression of a batch payload, chosen per producer. */
 export type CompressionType = 'none' | 'lz4' | 'zstd' | 'gzip' | 'deflate';
@@ -41,7 +42,11 @@ const codecs: Record<CompressionType, Codec> = {
   lz4: {
     wire: 'COMPRESSION_CODEC_LZ4',
     compress: (d) => compressFrame(d),
-    decompress: (d) => decompressFrame(d),
+    // The native decoder takes no output bound: the frame's decoded size is checked against the header first.
+    decompress: (d, size) => {
+      lz4DecodedSize(d, size);
+      return decompressFrame(d);
+    },
   },
   zstd: {
     wire: 'COMPRESSION_CODEC_ZSTD',
