@@ -1,20 +1,12 @@
 import { crc32c, type Logger } from '@sluice/common';
+import type { EntryStatusName } from '@sluice/proto';
 import type { StoredEntry } from './entry-log.js';
 import { Journal } from './journal.js';
 import { fenceRecord, JOURNAL_HEADER_BYTES, RecordType } from './journal-record.js';
 import { LedgerStorage, type ReadResult } from './ledger-storage.js';
 import type { BookieMetrics } from './metrics.js';
 
-/** Status names of sluice.v1.EntryStatus without the prefix. */
-export type EntryStatusName =
-  | 'OK'
-  | 'FENCED'
-  | 'NO_ENTRY'
-  | 'NO_LEDGER'
-  | 'CORRUPT'
-  | 'INVALID'
-  | 'READ_ONLY'
-  | 'IO_ERROR';
+export type { EntryStatusName };
 
 export interface Outcome {
   status: EntryStatusName;

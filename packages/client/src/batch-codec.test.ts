@@ -1,7 +1,9 @@
+import { join } from 'node:path';
 import { CorruptDataError, InvalidArgumentError } from '@sluice/common';
-import type { MessageBatch__Output } from '@sluice/proto';
+import { type MessageBatch__Output, PROTO_DIR } from '@sluice/proto';
 import test from 'ava';
-import { type BatchEntry, decodeBatch, encodeBatch } from './batch-codec.js';
+import protobuf from 'protobufjs';
+import { type BatchEntry, decodeBatch, encodeBatch, encodeBatchMessages } from './batch-codec.js';
 import type { CompressionType } from './compression.js';
 
 const entries: BatchEntry[] = [
@@ -107,4 +109,25 @@ test('batch codec - a batch inflating beyond its declared size is refused', asyn
     wire.header!.uncompressedSize = 1000;
     await t.throwsAsync(decodeBatch(wire), { instanceOf: CorruptDataError }, compression);
   }
+});
+
+test('batch codec - the hand encoder matches protobufjs field for field', (t) => {
+  const type = protobuf
+    .loadSync(join(PROTO_DIR, 'sluice/v1/batch.proto'))
+    .lookupType('sluice.v1.BatchMessages');
+  const tricky: BatchEntry[] = [
+    ...entries,
+    {
+      key: 'ключ-🔑',
+      value: Buffer.alloc(300, 7),
+      properties: { '': '', long: 'v'.repeat(200), ü: '🔑' },
+      eventTime: -1,
+      sendTime: 2 ** 35 + 3,
+    },
+    { key: '', value: Buffer.alloc(0), properties: {}, eventTime: 0, sendTime: 0 },
+  ];
+  const mine = encodeBatchMessages(tricky);
+  const theirs = type.encode({ messages: tricky }).finish();
+  const opts = { longs: Number, defaults: true, bytes: Array };
+  t.deepEqual(type.toObject(type.decode(mine), opts), type.toObject(type.decode(theirs), opts));
 });
