@@ -3,8 +3,10 @@ import { deflateRaw, gunzip, gzip, inflateRaw } from 'node:zlib';
 import { compress as zstdCompress, decompress as zstdDecompress } from '@mongodb-js/zstd';
 import { CorruptDataError, InvalidArgumentError } from '@sluice/common';
 import type { CompressionCodec__Output } from '@sluice/proto';
+import { Decompress as ZstdStream } from 'fzstd';
 import { compressFrame, decompressFrame } from 'lz4-napi';
 import { lz4DecodedSize } from './lz4-frame.js';
+import { zstdDecodedSizeBound } from './zstd-frame.js';
 
 /** Compression of a batch payload, chosen per producer. */
 export type CompressionType = 'none' | 'lz4' | 'zstd' | 'gzip' | 'deflate';
@@ -51,7 +53,19 @@ const codecs: Record<CompressionType, Codec> = {
   zstd: {
     wire: 'COMPRESSION_CODEC_ZSTD',
     compress: (d) => zstdCompress(d, ZSTD_LEVEL),
-    decompress: (d) => zstdDecompress(d),
+    // The native decoder takes no output bound. Frames whose block headers prove they stay within the
+    // declared size take it; anything else (e.g. a streaming compressor's many small blocks) goes
+    // through a JS stream decoder that stops the moment output passes the declared size.
+    decompress: (d, size) => {
+      let bounded = true;
+      try {
+        zstdDecodedSizeBound(d, size);
+      } catch (err) {
+        if (!(err instanceof CorruptDataError) || !/inflate beyond/.test(err.message)) throw err;
+        bounded = false;
+      }
+      return bounded ? zstdDecompress(d) : Promise.resolve(zstdStreamDecompress(d, size));
+    },
   },
   gzip: {
     wire: 'COMPRESSION_CODEC_GZIP',
@@ -65,6 +79,24 @@ const codecs: Record<CompressionType, Codec> = {
     decompress: (d, size) => inflateRawAsync(d, { maxOutputLength: Math.max(size, 1) }),
   },
 };
+
+function zstdStreamDecompress(data: Buffer, limit: number): Buffer {
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  const stream = new ZstdStream((chunk) => {
+    total += chunk.length;
+    if (total > limit)
+      throw new CorruptDataError(`zstd batch payload inflates beyond its declared size ${limit}`);
+    parts.push(chunk);
+  });
+  try {
+    stream.push(data, true);
+  } catch (err) {
+    if (err instanceof CorruptDataError) throw err;
+    throw new CorruptDataError(`zstd batch payload is malformed (${(err as Error).message})`);
+  }
+  return Buffer.concat(parts, total);
+}
 
 const byWire = new Map<string, Codec>(Object.values(codecs).map((c) => [c.wire, c]));
 
