@@ -184,3 +184,30 @@ test('subscription - a partial cumulative ack also acknowledges earlier entries 
   t.deepEqual(sub.cursor.ackedBatchIndexes(at(2)), [0]);
   await sub.close();
 });
+
+test('subscription - reads about as many entries as the consumer has permits for, not a full batch', async (t) => {
+  const { sub, log } = await subscription(
+    'exclusive',
+    Array.from({ length: 200 }, () => batchEntry(10)),
+  );
+  const asked: number[] = [];
+  const read = log.read.bind(log);
+  log.read = (from, maxEntries) => {
+    asked.push(maxEntries);
+    return read(from, maxEntries);
+  };
+  const a = consumer('a');
+  sub.addConsumer(a.c);
+  sub.flow(a.c, 1);
+  await until(() => a.got.length === 1);
+  // Entry 0 (10 messages) took the only permit and 9 more; 50 permits left are 5 entries.
+  sub.flow(a.c, 59);
+  await until(() => a.got.length === 6);
+  await sleep(50);
+  t.deepEqual(asked, [1, 5]);
+  t.deepEqual(
+    a.got,
+    Array.from({ length: 6 }, (_, i) => i),
+  );
+  await sub.close();
+});

@@ -85,6 +85,8 @@ export class Subscription {
   private epoch = 0;
   /** Entries that could not be decoded and were skipped (acknowledged). */
   corruptEntries = 0;
+  /** Moving average of messages per entry (0 until the first entry), to read about as many entries as the consumers have permits for. */
+  private messagesPerEntry = 0;
   private readPosition: Position;
   private closed = false;
   private running: Promise<void> | undefined;
@@ -541,7 +543,7 @@ export class Subscription {
       this.selector.anyCapacity() &&
       !held.has('all')
     ) {
-      const entries = await this.log.read(this.readPosition, this.options.readBatchEntries);
+      const entries = await this.log.read(this.readPosition, this.entriesWanted());
       if (interrupted()) return 'progress';
       sawNew = entries.length > 0;
       for (const entry of entries) {
@@ -560,6 +562,21 @@ export class Subscription {
     this.flush(out);
     if (dispatched > 0 || sawNew) return 'progress';
     return replayPositions.length > 0 || !this.selector.anyCapacity() ? 'no-capacity' : 'no-data';
+  }
+
+  /**
+   * New entries worth reading this round: what the consumers' permits can
+   * take, at the recent messages per entry, up to `readBatchEntries` (as
+   * Pulsar sizes its reads). Reading a full batch for a few permits sent the
+   * rest to the replay set, re-read it every round, and let the read position
+   * run blocks ahead of delivery, which evicted catch-up blocks from the
+   * read-ahead cache before they were delivered.
+   */
+  private entriesWanted(): number {
+    let permits = 0;
+    for (const c of this.consumers) if (!c.closed && c.permits > 0) permits += c.permits;
+    const entries = Math.ceil(permits / Math.max(1, this.messagesPerEntry));
+    return Math.max(1, Math.min(this.options.readBatchEntries, entries));
   }
 
   /** Re-read the part of the log where delayed entries overflowed the index. */
@@ -653,6 +670,9 @@ export class Subscription {
       this.redeliveries.delete(k);
       return 'skipped';
     }
+    const count = Math.max(1, env.count);
+    this.messagesPerEntry =
+      this.messagesPerEntry === 0 ? count : this.messagesPerEntry + (count - this.messagesPerEntry) / 16;
     if (this.delaysDelivery && env.deliverAt > Date.now()) {
       if (!this.delayed.add(entry.position, env.deliverAt)) this.overflowed(entry.position);
       this.armDelayTimer();

@@ -113,6 +113,14 @@ function toWire(e: WireEntry): Entry {
 /** Payload bytes per AddEntriesRequest. */
 const MAX_BATCH_BYTES = 1024 * 1024;
 
+/**
+ * HTTP/2 receive window per stream and per connection on channels to
+ * bookies. grpc-js keeps 64 KiB otherwise, so a catch-up block read (a
+ * ReadEntries stream of ~12.8 MiB) stalls for a WINDOW_UPDATE round trip
+ * every 64 KiB. Bounded: a bookie stops sending at the window.
+ */
+const BOOKIE_FLOW_CONTROL_WINDOW_BYTES = 16 * 1024 * 1024;
+
 interface InFlight {
   resolve: (o: AddOutcome) => void;
   reject: (e: SluiceError) => void;
@@ -157,6 +165,7 @@ export class GrpcBookieClient implements BookieClient {
       'grpc.keepalive_timeout_ms': 5_000,
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 2_000,
+      'grpc-node.flow_control_window': BOOKIE_FLOW_CONTROL_WINDOW_BYTES,
     });
     this.timer = setInterval(() => this.checkTimeouts(), Math.max(50, Math.min(1000, this.addTimeoutMs / 4)));
     this.timer.unref();
