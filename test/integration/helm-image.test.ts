@@ -91,10 +91,10 @@ test('helm image - runs as the non-root uid the chart expects', (t) => {
 });
 
 test('helm image - entrypoint is the sluice CLI, standalone by default', (t) => {
-  t.deepEqual(JSON.parse(last(runtime, 'ENTRYPOINT')!), ['node', '/app/packages/cli/dist/bin.js']);
+  t.deepEqual(JSON.parse(last(runtime, 'ENTRYPOINT')!), ['node', '/app/packages/cli/bin/sluice.js']);
   t.deepEqual(JSON.parse(last(runtime, 'CMD')!), ['standalone']);
   const cli = JSON.parse(readFileSync(join(root, 'packages/cli/package.json'), 'utf8'));
-  t.is(posix.join('/app/packages/cli', cli.bin.sluice), '/app/packages/cli/dist/bin.js');
+  t.is(posix.join('/app/packages/cli', cli.bin.sluice), '/app/packages/cli/bin/sluice.js');
   const exposed = (last(runtime, 'EXPOSE') ?? '').split(/\s+/);
   for (const port of ['6650', '8080', '3181', '8000']) t.true(exposed.includes(port), port);
 });
