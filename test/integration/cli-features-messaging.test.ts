@@ -1,11 +1,11 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import test from 'ava';
-import { freePort, waitFor } from '../support/ports.js';
+import { type SluiceProcess, startStandalone } from '../support/cluster.js';
 
 // The CLI verbs of the messaging features against a real standalone:
 // compressed produce, a dead-letter queue, delayed delivery, and resetting a
@@ -14,32 +14,18 @@ import { freePort, waitFor } from '../support/ports.js';
 const BIN = fileURLToPath(new URL('../../packages/cli/dist/bin.js', import.meta.url));
 const run = promisify(execFile);
 
-let child: ChildProcess | undefined;
+let standalone: SluiceProcess | undefined;
 let dataDir = '';
 let url = '';
 
 test.before(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'sluice-cli-features-'));
-  const [port, httpPort] = [await freePort(), await freePort()];
-  url = `127.0.0.1:${port}`;
-  const proc = spawn(
-    process.execPath,
-    [BIN, 'standalone', '--data-dir', dataDir, '--port', String(port), '--http-port', String(httpPort)],
-    { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, SLUICE_LOG_LEVEL: 'warn' } },
-  );
-  child = proc;
-  await waitFor(
-    async () => {
-      if (proc.exitCode !== null) throw new Error(`standalone exited with ${proc.exitCode}`);
-      return (await fetch(`http://127.0.0.1:${httpPort}/readyz`)).ok;
-    },
-    30_000,
-    'standalone',
-  );
+  standalone = await startStandalone(dataDir);
+  url = standalone.address;
 });
 
 test.after.always(() => {
-  child?.kill('SIGKILL');
+  standalone?.kill('SIGKILL');
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
