@@ -1,18 +1,13 @@
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import test from 'ava';
+import { jsonLines, runSluice } from '../support/cli.js';
 import { type SluiceProcess, startStandalone } from '../support/cluster.js';
 
 // The CLI verbs of the messaging features against a real standalone:
 // compressed produce, a dead-letter queue, delayed delivery, and resetting a
 // subscription by time and by id on a partitioned topic.
-
-const BIN = fileURLToPath(new URL('../../packages/cli/dist/bin.js', import.meta.url));
-const run = promisify(execFile);
 
 let standalone: SluiceProcess | undefined;
 let dataDir = '';
@@ -29,24 +24,7 @@ test.after.always(() => {
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
-async function sluice(args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], {
-      env: { ...process.env, SLUICE_URL: url },
-      timeout: 60_000,
-    });
-    return { stdout, stderr, code: 0 };
-  } catch (err) {
-    const e = err as { stdout: string; stderr: string; code: number };
-    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
-  }
-}
-
-const jsonLines = (text: string) =>
-  text
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+const sluice = (args: string[], input?: string) => runSluice(url, args, input);
 
 test.serial('cli - produce --compression lz4 and zstd; consume reads both', async (t) => {
   for (const codec of ['lz4', 'zstd']) {

@@ -1,15 +1,10 @@
-import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { SluiceClient } from '@sluice/client';
 import test from 'ava';
+import { jsonLines, runSluice } from '../support/cli.js';
 import { type SluiceProcess, startStandalone } from '../support/cluster.js';
-
-const BIN = fileURLToPath(new URL('../../packages/cli/dist/bin.js', import.meta.url));
-const run = promisify(execFile);
 
 let standalone: SluiceProcess | undefined;
 let dataDir = '';
@@ -26,39 +21,7 @@ test.after.always(() => {
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
-/** Run `sluice ARGS` against the standalone; resolves with stdout/stderr/exit code. */
-async function sluice(
-  args: string[],
-  input?: string,
-): Promise<{ stdout: string; stderr: string; code: number }> {
-  if (input !== undefined) {
-    return new Promise((resolve) => {
-      const p = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, SLUICE_URL: url } });
-      let stdout = '';
-      let stderr = '';
-      p.stdout.on('data', (d) => (stdout += d));
-      p.stderr.on('data', (d) => (stderr += d));
-      p.on('close', (code) => resolve({ stdout, stderr, code: code ?? -1 }));
-      p.stdin.end(input);
-    });
-  }
-  try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], {
-      env: { ...process.env, SLUICE_URL: url },
-      timeout: 60_000,
-    });
-    return { stdout, stderr, code: 0 };
-  } catch (err) {
-    const e = err as { stdout: string; stderr: string; code: number };
-    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
-  }
-}
-
-const jsonLines = (text: string) =>
-  text
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+const sluice = (args: string[], input?: string) => runSluice(url, args, input);
 
 test.serial('cli - produce then consume with --json output that parses', async (t) => {
   const produced = await sluice([
@@ -233,9 +196,7 @@ test.serial('cli - bad input is a one-line error and a non-zero exit', async (t)
     t.regex(r.stderr, pattern, args.join(' '));
     t.is(r.stderr.trim().split('\n').length, 1, `${args.join(' ')}: ${r.stderr}`);
   }
-  const down = await run(process.execPath, [BIN, 'tenants', 'list', '--url', '127.0.0.1:1']).catch(
-    (e: { code: number; stderr: string }) => e,
-  );
-  t.not((down as { code: number }).code, 0);
-  t.regex((down as { stderr: string }).stderr, /is a broker running at 127\.0\.0\.1:1/);
+  const down = await runSluice(url, ['tenants', 'list', '--url', '127.0.0.1:1']);
+  t.not(down.code, 0);
+  t.regex(down.stderr, /is a broker running at 127\.0\.0\.1:1/);
 });
