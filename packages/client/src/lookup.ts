@@ -1,3 +1,4 @@
+import type * as grpc from '@grpc/grpc-js';
 import { fromGrpcError, retry, type SluiceError } from '@sluice/common';
 import type { GetTopicMetadataResponse__Output, LookupResponse__Output } from '@sluice/proto';
 import type { ConnectionPool } from './connection-pool.js';
@@ -83,4 +84,21 @@ export async function connectToOwner<T>(
       onRetry: (err, n, delay) => opts.onRetry?.(fromGrpcError(err), n, delay),
     },
   );
+}
+
+/** Half-close a stream and give the broker a moment to finish it before cancelling. */
+export function endCall<Req, Res>(call: grpc.ClientDuplexStream<Req, Res>): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      call.cancel();
+      resolve();
+    }, 1000);
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    call.on('status', done);
+    call.on('error', done);
+    call.end();
+  });
 }

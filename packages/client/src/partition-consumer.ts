@@ -21,7 +21,7 @@ import type {
 } from '@sluice/proto';
 import { decodeBatch } from './batch-codec.js';
 import type { ConnectionPool } from './connection-pool.js';
-import { connectToOwner, type TopicLookup } from './lookup.js';
+import { connectToOwner, endCall, type TopicLookup } from './lookup.js';
 import { compareMessageIds, ORIGIN, type ReceivedMessage, toWireId } from './message.js';
 import { retryAfterOpen, retryOnOpen } from './reconnect-policy.js';
 import { type RedeliveryBackoff, redeliveryDelay } from './redelivery-backoff.js';
@@ -503,20 +503,4 @@ export class PartitionConsumer {
 /** Messages of a delivery the broker counted against this consumer's permits. */
 function liveCount(d: Delivery__Output): number {
   return Math.max(0, (d.batch?.header?.count ?? 0) - d.ackedIndexes.length);
-}
-
-function endCall(call: Call): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      call.cancel();
-      resolve();
-    }, 1000);
-    const done = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    call.on('status', done);
-    call.on('error', done);
-    call.end();
-  });
 }

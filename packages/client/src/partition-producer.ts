@@ -20,7 +20,7 @@ import type {
 import { type BatchEntry, encodeBatch, entrySize } from './batch-codec.js';
 import type { CompressionType } from './compression.js';
 import type { ConnectionPool } from './connection-pool.js';
-import { connectToOwner, type TopicLookup } from './lookup.js';
+import { connectToOwner, endCall, type TopicLookup } from './lookup.js';
 import { retryAfterOpen, retryOnOpen } from './reconnect-policy.js';
 
 export interface BatchingOptions {
@@ -450,21 +450,4 @@ export class PartitionProducer {
       this.roomWaiters.shift()!();
     }
   }
-}
-
-/** Half-close a stream and give the broker a moment to finish it before cancelling. */
-function endCall(call: grpc.ClientDuplexStream<ProduceRequest, ProduceResponse__Output>): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      call.cancel();
-      resolve();
-    }, 1000);
-    const done = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    call.on('status', done);
-    call.on('error', done);
-    call.end();
-  });
 }
