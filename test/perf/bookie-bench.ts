@@ -2,34 +2,49 @@
  * Bookie benchmark (not a test): adds/s and MB/s with fsync on for 1 KiB,
  * 16 KiB and 128 KiB entries, beside the raw bound of the same disk (plain
  * write + fdatasync of the bookie's own average group size) measured in the
- * same run, plus p99 add latency at half the measured max rate.
+ * same run, plus p50/p99 add latency at half the measured max rate (from
+ * the scheduled send time, after a 2 s warm-up at that rate).
  *
- *   node --import=tsx --conditions=sluice-src test/perf/bookie-bench.ts [seconds-per-run]
+ *   npx turbo run build && node --import=tsx test/perf/bookie-bench.ts [seconds-per-run]
  *
- * Runs in a temp dir under $BENCH_DIR or the OS temp dir (same disk as the
- * work tree here), with an embedded metadata store; prints a Markdown table.
+ * The bookie is a real `sluice bookie` process (compiled, from dist/) with an
+ * embedded metadata store, so the load generator does not share its event
+ * loop; byte counts come from its /metrics. Runs in a temp dir under
+ * $BENCH_DIR or the OS temp dir (same disk as the work tree here); prints a
+ * Markdown table.
  */
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Bookie } from '@sluice/bookie';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { AddEntriesResponse__Output, BookieServiceClient } from '@sluice/proto';
-import { bookieClient, testEntry } from '../support/bookie-process.js';
+import { BookieProcess, bookieClient, bookiePorts, testEntry } from '../support/bookie-process.js';
 
 const SECONDS = Number(process.argv[2] ?? 5);
 const SIZES = [1024, 16 * 1024, 128 * 1024];
 const IN_FLIGHT_BYTES = 16 * 1024 * 1024;
 
-async function metricValue(
-  bookie: Bookie,
-  name: string,
-  field: 'sum' | 'count' | 'value' = 'value',
-): Promise<number> {
-  const m = await bookie.registry.getSingleMetric(name)!.get();
-  if (field === 'value') return m.values.reduce((a, v) => a + v.value, 0);
-  return (
-    m.values.find((v) => ((v as { metricName?: string }).metricName ?? '').endsWith(`_${field}`))?.value ?? 0
-  );
+/** Sum of a metric's samples (optionally only the `_sum` / `_count` series) from /metrics. */
+async function metricValue(bookie: BookieProcess, name: string, suffix = ''): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${bookie.httpPort}/metrics`)).text();
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    const series = line.slice(0, line.search(/[ {]/));
+    if (series === `${name}${suffix}`) total += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return total;
+}
+
+/** Wait until the background flusher has caught up (entry log bytes stop growing). */
+async function entryLogSettled(bookie: BookieProcess): Promise<number> {
+  let last = -1;
+  for (;;) {
+    const now = await metricValue(bookie, 'sluice_bookie_entry_log_bytes_total');
+    if (now === last) return now;
+    last = now;
+    await sleep(500);
+  }
 }
 
 /** Saturate one pipelined stream for `seconds`; returns acked entries. */
@@ -78,40 +93,51 @@ function saturate(
   });
 }
 
-/** Send at a fixed rate; returns per-add latencies in ms. */
+/**
+ * Send at a fixed rate for `warmup` + `seconds`; returns the latencies (ms,
+ * from the scheduled send time) of the adds sent after the warm-up, which
+ * lets both processes' JIT and the new stream settle first.
+ */
 function paced(
   client: BookieServiceClient,
   ledgerId: number,
   size: number,
   rate: number,
   seconds: number,
+  warmup: number,
 ): Promise<number[]> {
   return new Promise((resolve, reject) => {
     const proto = testEntry(ledgerId, 0, size);
     const call = client.addEntries();
-    const sentAt = new Map<number, bigint>();
+    const scheduledAt: number[] = [];
     const latencies: number[] = [];
-    const total = Math.floor(rate * seconds);
-    const start = process.hrtime.bigint();
+    const skip = Math.floor(rate * warmup);
+    const total = skip + Math.floor(rate * seconds);
+    const start = performance.now();
     let next = 0;
+    let done = 0;
     const tick = () => {
-      const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
+      const elapsed = (performance.now() - start) / 1000;
       const due = Math.min(total, Math.floor(elapsed * rate));
       const entries = [];
       while (next < due) {
-        sentAt.set(next, process.hrtime.bigint());
+        scheduledAt.push(start + (next / rate) * 1000);
         entries.push({ ...proto, entryId: next++ });
       }
       if (entries.length > 0) call.write({ entries });
       if (next < total) setTimeout(tick, 1);
     };
     call.on('data', (res: AddEntriesResponse__Output) => {
-      const now = process.hrtime.bigint();
+      const now = performance.now();
       for (const r of res.results) {
-        latencies.push(Number(now - sentAt.get(r.entryId)!) / 1e6);
-        sentAt.delete(r.entryId);
+        if (r.status !== 'ENTRY_STATUS_OK') {
+          reject(new Error(`add failed: ${r.status} ${r.message}`));
+          return;
+        }
+        if (r.entryId >= skip) latencies.push(now - scheduledAt[r.entryId]!);
+        done++;
       }
-      if (latencies.length === total) call.end();
+      if (done === total) call.end();
     });
     call.on('error', reject);
     call.on('end', () => resolve(latencies));
@@ -149,33 +175,26 @@ const rows: string[] = [];
 try {
   for (const [i, size] of SIZES.entries()) {
     const dir = join(root, `run-${size}`);
-    const bookie = new Bookie({
-      config: {
-        metadata: `embedded://${join(dir, 'metadata')}`,
-        dataDir: dir,
-        port: 0,
-        httpPort: -1,
-        bindHost: '127.0.0.1',
-        diskUsageThreshold: 1,
-        diskUsageLwmThreshold: 0.99,
-      },
+    const bookie = await BookieProcess.start({
+      metadata: `embedded://${join(dir, 'metadata')}`,
+      dataDir: dir,
+      ...(await bookiePorts()),
+      env: { DISK_USAGE_THRESHOLD: '1', DISK_USAGE_LWM_THRESHOLD: '0.99' },
     });
-    await bookie.start();
-    const client = bookieClient(`127.0.0.1:${bookie.port}`);
+    const client = bookieClient(bookie.address);
     try {
       const j0 = await metricValue(bookie, 'sluice_bookie_journal_bytes_total');
       const e0 = await metricValue(bookie, 'sluice_bookie_entry_log_bytes_total');
       const t0 = process.hrtime.bigint();
       const acked = await saturate(client, 100 + i, size, SECONDS);
-      await bookie.storage.checkpoint();
       const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+      const entryLog = (await entryLogSettled(bookie)) - e0;
       const journal = (await metricValue(bookie, 'sluice_bookie_journal_bytes_total')) - j0;
-      const entryLog = (await metricValue(bookie, 'sluice_bookie_entry_log_bytes_total')) - e0;
-      const groups = await metricValue(bookie, 'sluice_bookie_journal_group_bytes', 'count');
-      const groupSum = await metricValue(bookie, 'sluice_bookie_journal_group_bytes', 'sum');
+      const groups = await metricValue(bookie, 'sluice_bookie_journal_group_bytes', '_count');
+      const groupSum = await metricValue(bookie, 'sluice_bookie_journal_group_bytes', '_sum');
       const avgGroup = Math.max(4096, Math.round(groupSum / Math.max(1, groups)));
       const payload = acked * size;
-      const latencies = await paced(client, 200 + i, size, acked / secs / 2, Math.min(3, SECONDS));
+      const latencies = await paced(client, 200 + i, size, acked / secs / 2, SECONDS, 2);
       const raw = await rawBound(dir, avgGroup, SECONDS);
       const written = (journal + entryLog) / secs;
       rows.push(

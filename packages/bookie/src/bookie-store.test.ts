@@ -5,6 +5,7 @@ import { crc32c, createRegistry, silentLogger } from '@sluice/common';
 import test from 'ava';
 import { BookieStore, type BookieStoreOptions } from './bookie-store.js';
 import { ENTRY_HEADER_BYTES } from './entry-log.js';
+import { JOURNAL_HEADER_BYTES } from './journal-record.js';
 import { createBookieMetrics } from './metrics.js';
 
 async function tempDir(t: { teardown: (fn: () => Promise<void>) => void }): Promise<string> {
@@ -21,6 +22,7 @@ function options(dir: string, over: Partial<BookieStoreOptions> = {}): BookieSto
     journalGroupWaitMs: 1,
     journalFileBytes: 64 * 1024 * 1024,
     journalSync: true,
+    journalPreallocBytes: 64 * 1024,
     entryLogFileBytes: 64 * 1024 * 1024,
     checkpointIntervalMs: 60_000,
     writeCacheBytes: 16 * 1024 * 1024,
@@ -73,23 +75,31 @@ test('bookie store - acked entries read back from the cache, after a checkpoint 
   t.is((await s.read(2, 0)).status, 'NO_LEDGER');
 });
 
-test('bookie store - a torn journal tail ends replay quietly and keeps every complete record', async (t) => {
-  const dir = await tempDir(t);
-  const s = await openStore(dir);
-  for (let i = 0; i < 10; i++) t.is((await s.add(entry(3, i, 1000), false)).status, 'OK');
-  // Simulate a crash: no close (no final checkpoint), then tear the last record.
-  await s.abort();
-  const jdir = join(dir, 'journal');
-  const files = (await readdir(jdir)).sort();
-  const last = join(jdir, files.at(-1)!);
-  const size = (await stat(last)).size;
-  await truncate(last, size - 500);
-  const s2 = await openStore(dir);
-  t.teardown(() => s2.close());
-  for (let i = 0; i < 9; i++) t.is((await s2.read(3, i)).status, 'OK');
-  t.is((await s2.read(3, 9)).status, 'NO_ENTRY');
-  t.is((await s2.add(entry(3, 9, 1000), false)).status, 'OK');
-});
+for (const tear of ['truncated', 'zeroed'] as const) {
+  test(`bookie store - a torn journal tail (${tear}) ends replay quietly and keeps every complete record`, async (t) => {
+    const dir = await tempDir(t);
+    const s = await openStore(dir);
+    for (let i = 0; i < 10; i++) t.is((await s.add(entry(3, i, 1000), false)).status, 'OK');
+    // Simulate a crash: no close (no final checkpoint), then tear the last record.
+    await s.abort();
+    const jdir = join(dir, 'journal');
+    const files = (await readdir(jdir)).sort();
+    const last = join(jdir, files.at(-1)!);
+    const written = 10 * (JOURNAL_HEADER_BYTES + 1000);
+    if (tear === 'truncated') await truncate(last, written - 500);
+    else {
+      // A write torn inside preallocated space leaves zeros where its end should be.
+      const fh = await open(last, 'r+');
+      await fh.write(Buffer.alloc(500), 0, 500, written - 500);
+      await fh.close();
+    }
+    const s2 = await openStore(dir);
+    t.teardown(() => s2.close());
+    for (let i = 0; i < 9; i++) t.is((await s2.read(3, i)).status, 'OK');
+    t.is((await s2.read(3, 9)).status, 'NO_ENTRY');
+    t.is((await s2.add(entry(3, 9, 1000), false)).status, 'OK');
+  });
+}
 
 test('bookie store - a bit flipped in an entry log is reported as corrupt, never served', async (t) => {
   const dir = await tempDir(t);
@@ -408,4 +418,30 @@ test('bookie store - a damaged index record covered by a checkpoint makes missin
   t.is((await s.read(7, 2)).status, 'OK');
   for (let i = 0; i < 10; i++) t.is((await s.read(8, i)).status, 'OK', `entry 8:${i}`);
   t.is((await s.read(8, 10)).status, 'NO_ENTRY');
+});
+
+test('bookie store - a fresh journal is zero-filled ahead of its writes, and replay stops quietly at the fill', async (t) => {
+  const dir = await tempDir(t);
+  const prealloc = 256 * 1024;
+  const s = await openStore(dir, { journalPreallocBytes: prealloc });
+  const outs = await Promise.all(Array.from({ length: 20 }, (_, i) => s.add(entry(9, i, 1000), false)));
+  t.true(outs.every((o) => o.status === 'OK'));
+  const jdir = join(dir, 'journal');
+  const [name] = (await readdir(jdir)).filter((n) => n.startsWith('journal-0'));
+  const size = (await stat(join(jdir, name!))).size;
+  t.true(size >= prealloc, `journal file is ${size} bytes, preallocated ${prealloc}`);
+  t.true(size > 20 * 1000 + prealloc / 2, 'the fill reaches past the written records');
+  await s.abort();
+
+  const warnings: string[] = [];
+  const logger = Object.assign(Object.create(silentLogger), {
+    warn: (_obj: unknown, msg: string) => warnings.push(msg),
+  });
+  const s2 = await openStore(dir, { journalPreallocBytes: prealloc, logger });
+  t.teardown(() => s2.close());
+  for (let i = 0; i < 20; i++) {
+    const r = await s2.read(9, i);
+    t.true(r.status === 'OK' && r.entry.payload.equals(entry(9, i, 1000).payload), `9:${i}`);
+  }
+  t.deepEqual(warnings, [], 'zero fill is not reported as a torn tail');
 });

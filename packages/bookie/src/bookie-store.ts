@@ -30,6 +30,7 @@ export interface BookieStoreOptions {
   journalGroupWaitMs: number;
   journalFileBytes: number;
   journalSync: boolean;
+  journalPreallocBytes: number;
   entryLogFileBytes: number;
   checkpointIntervalMs: number;
   writeCacheBytes: number;
@@ -66,6 +67,7 @@ export class BookieStore {
       groupWaitMs: opts.journalGroupWaitMs,
       fileBytes: opts.journalFileBytes,
       sync: opts.journalSync,
+      preallocBytes: opts.journalPreallocBytes,
       maxRecordBytes: opts.maxEntryBytes + JOURNAL_HEADER_BYTES,
       logger: opts.logger,
       metrics: opts.metrics,

@@ -2,12 +2,12 @@ import type { Server as HttpServer } from 'node:http';
 import type { Http2Server, Http2Session } from 'node:http2';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { Server, ServerCredentials, type ServiceDefinition } from '@grpc/grpc-js';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { createLogger, createRegistry, type Logger, type Registry } from '@sluice/common';
 import { type MetadataStore, openMetadataStore } from '@sluice/metadata';
-import { loadProto, MAX_GRPC_MESSAGE_BYTES } from '@sluice/proto';
+import { MAX_GRPC_MESSAGE_BYTES } from '@sluice/proto';
 import { HealthImplementation, service as healthService } from 'grpc-health-check';
-import { createBookieService } from './bookie-service.js';
+import { bookieServiceDefinition, createBookieService } from './bookie-service.js';
 import { BookieStore } from './bookie-store.js';
 import { type BookieConfig, type BookieConfigInput, resolveBookieConfig } from './config.js';
 import { DiskWatchdog } from './disk-watchdog.js';
@@ -132,6 +132,7 @@ export class Bookie {
       journalGroupWaitMs: cfg.journalGroupWaitMs,
       journalFileBytes: cfg.journalFileBytes,
       journalSync: cfg.journalSync,
+      journalPreallocBytes: cfg.journalPreallocBytes,
       entryLogFileBytes: cfg.entryLogFileBytes,
       checkpointIntervalMs: cfg.checkpointIntervalMs,
       writeCacheBytes: cfg.writeCacheBytes,
@@ -159,13 +160,10 @@ export class Bookie {
       'grpc.max_receive_message_length': MAX_GRPC_MESSAGE_BYTES,
       'grpc.max_send_message_length': MAX_GRPC_MESSAGE_BYTES,
     });
-    const pkg = loadProto('bookie.proto') as unknown as {
-      sluice: { v1: { BookieService: { service: ServiceDefinition } } };
-    };
     const watchdog = this.watchdog;
     const identity = this.identity;
     this.grpc.addService(
-      pkg.sluice.v1.BookieService.service,
+      bookieServiceDefinition(),
       createBookieService({
         store,
         logger,

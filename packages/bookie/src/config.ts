@@ -42,6 +42,12 @@ export const bookieConfigSchema = z.object({
    * in separate turns on a slow (e.g. spinning) disk.
    */
   journalGroupWaitMs: zDuration.default(0),
+  /**
+   * A fresh journal file is zero-filled this far ahead of its write position
+   * (recycled ones already are), so group fdatasyncs rarely change the file's
+   * size or allocation. 0 turns it off.
+   */
+  journalPreallocBytes: zSize.default(1024 * 1024),
   /** A journal file rolls to a new one after this many bytes. */
   journalFileBytes: zSize.default(256 * 1024 * 1024),
   /**

@@ -74,7 +74,12 @@ export function fenceRecord(ledgerId: number): JournalRecord {
 
 export type DecodeResult =
   | { ok: true; record: JournalRecord; size: number }
-  | { ok: false; reason: 'short' | 'crc' | 'payload-crc' | 'length' | 'version' | 'stale' };
+  | { ok: false; reason: 'short' | 'crc' | 'payload-crc' | 'length' | 'version' | 'stale' | 'zero' };
+
+function isZero(buf: Buffer, offset: number, length: number): boolean {
+  for (let i = offset; i < offset + length; i++) if (buf[i] !== 0) return false;
+  return true;
+}
 
 /**
  * Decode the record at `offset` of `buf`, read from journal file `fileId`;
@@ -87,6 +92,8 @@ export function decodeRecord(
   fileId: number,
 ): DecodeResult {
   if (buf.length - offset < JOURNAL_HEADER_BYTES) return { ok: false, reason: 'short' };
+  // Zero-filled space the journal preallocated: the end of what was written.
+  if (isZero(buf, offset, JOURNAL_HEADER_BYTES)) return { ok: false, reason: 'zero' };
   const bodyLength = buf.readUInt32LE(offset);
   const crc = buf.readUInt32LE(offset + 4);
   // Version 1 had a 40-byte header and version byte 0: intact old data, not a torn tail.

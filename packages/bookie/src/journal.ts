@@ -27,6 +27,14 @@ export interface JournalOptions {
   groupWaitMs: number;
   fileBytes: number;
   sync: boolean;
+  /**
+   * Zero-fill a fresh journal file this far ahead of the write position, so
+   * that most fdatasyncs overwrite allocated blocks of a file whose size does
+   * not change: they flush data only and never wait for a file system journal
+   * commit (which other files' metadata, e.g. a checkpoint's, can make slow).
+   * 0 turns it off.
+   */
+  preallocBytes: number;
   maxRecordBytes: number;
   logger: Logger;
   metrics: BookieMetrics;
@@ -50,6 +58,11 @@ const FILE_RE = /^journal-(\d{16})\.log$/;
 const SPARE_RE = /^journal-spare-\d{16}\.log$/;
 /** Retired journal files kept for reuse (each up to `fileBytes` of disk). */
 const SPARE_FILES = 2;
+let zeroBuffer = Buffer.alloc(0);
+function zeros(n: number): Buffer {
+  if (zeroBuffer.length < n) zeroBuffer = Buffer.alloc(n);
+  return zeroBuffer.subarray(0, n);
+}
 const fileName = (id: number) => `journal-${String(id).padStart(16, '0')}.log`;
 
 /**
@@ -63,6 +76,10 @@ export class Journal {
   private fh: FileHandle | undefined;
   private fileId = 0;
   private offset = 0;
+  /** Bytes of the current file known to be allocated (written data or zero fill). */
+  private allocated = 0;
+  /** Set once a fill came up short (disk nearly full): no more fill in this file. */
+  private fillStopped = false;
   private pending: Pending[] = [];
   private pendingBytes = 0;
   private writing = false;
@@ -135,7 +152,7 @@ export class Journal {
                 'start the bookie build that wrote it, or wipe the data dir so the bookie joins as a new one',
             );
           }
-          if (res.reason === 'stale') {
+          if (res.reason === 'stale' || res.reason === 'zero') {
             this.opts.logger.debug(
               { file: fileName(id), offset: pos },
               'journal replay reached recycled space',
@@ -171,10 +188,12 @@ export class Journal {
     const path = join(this.opts.dir, fileName(id));
     const spare = (await this.listSpares()).at(0);
     let fh: FileHandle;
+    let allocated = 0;
     if (spare === undefined) fh = await open(path, 'wx');
     else {
       await rename(join(this.opts.dir, spare), path);
       fh = await open(path, 'r+');
+      allocated = (await fh.stat()).size;
       this.opts.metrics.journalFilesRecycled.inc();
     }
     await fsyncDir(this.opts.dir);
@@ -182,6 +201,8 @@ export class Journal {
     this.fh = fh;
     this.fileId = id;
     this.offset = 0;
+    this.allocated = allocated;
+    this.fillStopped = false;
     this.syncedPosition = { fileId: id, offset: 0 };
     await old?.close();
   }
@@ -260,8 +281,16 @@ export class Journal {
       // than one memcpy; large payloads are passed as they are (no copy).
       const out =
         buffers.length > 64 && bytes < buffers.length * 8192 ? [Buffer.concat(buffers, bytes)] : buffers;
+      // Past the allocated end, the same write zero-fills the next stretch:
+      // the file grows (a metadata commit) once per stretch, not per group.
+      const fill = this.zeroFill(this.offset + bytes, bytes);
+      if (fill > 0) out.push(zeros(fill));
       const { bytesWritten } = await fh.writev(out, this.offset);
-      if (bytesWritten !== bytes) {
+      // The fill is best effort: a nearly full disk may take the records but
+      // not all of the zeros after them, and then this file gets no more fill.
+      const filled = Math.max(0, bytesWritten - bytes);
+      if (filled < fill) this.fillStopped = true;
+      if (bytesWritten < bytes) {
         throw Object.assign(
           new Error(`short journal write: ${bytesWritten} of ${bytes} bytes (disk full?)`),
           {
@@ -275,9 +304,10 @@ export class Journal {
         this.opts.metrics.journalFsyncSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
       }
       this.offset += bytes;
+      this.allocated = Math.max(this.allocated, this.offset + filled);
       this.opts.metrics.journalGroupBytes.observe(bytes);
       this.opts.metrics.journalGroupRecords.observe(group.length);
-      this.opts.metrics.journalBytes.inc(bytes);
+      this.opts.metrics.journalBytes.inc(bytes + filled);
       for (const p of group) p.done(undefined);
       this.syncedPosition = { fileId: this.fileId, offset: this.offset };
     } catch (err) {
@@ -288,6 +318,18 @@ export class Journal {
       else this.schedule();
       if (!this.writing && this.pending.length === 0) for (const w of this.idleWaiters.splice(0)) w();
     }
+  }
+
+  /**
+   * Zero bytes to write after a group of `bytes` ending at `end`, to keep
+   * preallocated space ahead of the writes. Only small groups get it: they
+   * are the latency-bound ones, while a large group amortises its own
+   * metadata commit and the fill would cost bandwidth under full load.
+   */
+  private zeroFill(end: number, bytes: number): number {
+    const ahead = this.opts.preallocBytes;
+    if (ahead <= 0 || this.fillStopped || end <= this.allocated || bytes >= ahead / 4) return 0;
+    return Math.min(ahead, Math.max(0, this.opts.fileBytes - end));
   }
 
   private fail(err: Error, group: Pending[]): void {

@@ -1,5 +1,6 @@
 import { mkdir, open, readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setImmediate as setImmediatePromise } from 'node:timers/promises';
 import { crc32c, FailedPreconditionError, type Logger } from '@sluice/common';
 import type { EntryLocation } from './entry-log.js';
 import { fsyncDir, writeFileAtomic } from './fs-util.js';
@@ -61,6 +62,9 @@ function encodeIndexRecord(out: Buffer, at: number, entryId: number, loc: EntryL
   out.writeUInt32LE(crc32c(out.subarray(at, at + 24)), at + 24);
   out.writeUInt32LE(0, at + 28);
 }
+
+/** Index records encoded per event-loop turn by `persist`. */
+const ENCODE_SLICE_RECORDS = 4096;
 
 const INDEX_RE = /^(\d+)\.idx$/;
 const CHECKPOINT_VERSION = 2;
@@ -195,7 +199,11 @@ export class LedgerIndex {
     if (dirty) l.dirty.push([entryId, loc]);
   }
 
-  /** fsync every index change made so far. Run only after the entry logs they point into are synced. */
+  /**
+   * fsync every index change made so far. Run only after the entry logs they
+   * point into are synced, and on the storage's serial chain: it yields
+   * between slices, and nothing else may change the index meanwhile.
+   */
   async persist(): Promise<void> {
     let created = false;
     for (const l of this.ledgers.values()) {
@@ -203,11 +211,15 @@ export class LedgerIndex {
       const path = join(this.indexDir, `${l.ledgerId}.idx`);
       const rewrite = l.fileRecords + l.dirty.length > 2 * l.entries.size + 1024;
       const records: [number, EntryLocation][] = rewrite ? [...l.entries] : l.dirty;
-      const buf = Buffer.allocUnsafe(records.length * INDEX_RECORD_BYTES);
-      records.forEach(([entryId, loc], i) => {
-        encodeIndexRecord(buf, i * INDEX_RECORD_BYTES, entryId, loc);
-      });
       l.dirty = [];
+      const buf = Buffer.allocUnsafe(records.length * INDEX_RECORD_BYTES);
+      for (let i = 0; i < records.length; i++) {
+        const [entryId, loc] = records[i]!;
+        encodeIndexRecord(buf, i * INDEX_RECORD_BYTES, entryId, loc);
+        // Seconds of adds are tens of thousands of records: encode them in
+        // slices so that a checkpoint never stalls adds on this event loop.
+        if ((i + 1) % ENCODE_SLICE_RECORDS === 0) await setImmediatePromise();
+      }
       if (rewrite) {
         await writeFileAtomic(path, buf);
         l.fileRecords = records.length;

@@ -27,7 +27,7 @@ export type ReadResult =
   | { status: 'NO_LEDGER' | 'NO_ENTRY' | 'CORRUPT'; message: string };
 
 /** Largest batch the background flusher appends to an entry log in one write. */
-const FLUSH_BATCH_BYTES = 4 * 1024 * 1024;
+const FLUSH_BATCH_BYTES = 1024 * 1024;
 /**
  * The flusher fdatasyncs the entry log after this many appended bytes, so a
  * checkpoint never has to push a large backlog to disk at once (a long fsync
