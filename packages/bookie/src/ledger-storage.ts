@@ -1,3 +1,4 @@
+import { setImmediate as setImmediatePromise } from 'node:timers/promises';
 import { ClosedError, type Logger } from '@sluice/common';
 import {
   type EntryLocation,
@@ -26,6 +27,8 @@ export type ReadResult =
   | { status: 'OK'; entry: StoredEntry }
   | { status: 'NO_LEDGER' | 'NO_ENTRY' | 'CORRUPT'; message: string };
 
+/** Write-cache entries a checkpoint evicts per event-loop turn. */
+const EVICT_SLICE_ENTRIES = 8192;
 /** Largest batch the background flusher appends to an entry log in one write. */
 const FLUSH_BATCH_BYTES = 1024 * 1024;
 /**
@@ -180,7 +183,11 @@ export class LedgerStorage {
         await this.index.persist();
         await this.index.writeCheckpoint(at);
         this.lastCheckpoint = at;
-        this.cache.evict(synced);
+        // Tens of thousands of small entries: evict in slices, never one long turn.
+        for (let i = 0; i < synced.length; i += EVICT_SLICE_ENTRIES) {
+          if (i > 0) await setImmediatePromise();
+          this.cache.evict(synced, i, Math.min(synced.length, i + EVICT_SLICE_ENTRIES));
+        }
         this.opts.metrics.writeCacheBytes.set(this.cache.bytes);
       } catch (err) {
         this.fail(err as Error);

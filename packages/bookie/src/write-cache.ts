@@ -38,8 +38,9 @@ export class WriteCache {
   }
 
   /** Drop entries now durable elsewhere, unless a newer copy replaced them meanwhile. */
-  evict(entries: StoredEntry[]): void {
-    for (const e of entries) {
+  evict(entries: StoredEntry[], from = 0, to = entries.length): void {
+    for (let i = from; i < to; i++) {
+      const e = entries[i]!;
       const m = this.byLedger.get(e.ledgerId);
       if (m?.get(e.entryId) !== e) continue;
       m.delete(e.entryId);
