@@ -1,20 +1,28 @@
-import type { ServerDuplexStream, ServerUnaryCall, ServerWritableStream, sendUnaryData } from '@grpc/grpc-js';
-import { InvalidArgumentError, type Logger, toServiceError } from '@sluice/common';
 import type {
-  AddEntriesRequest__Output,
-  AddEntriesResponse,
-  AddResult,
-  Entry,
-  FenceRequest__Output,
-  FenceResponse,
-  GetBookieInfoRequest__Output,
-  GetBookieInfoResponse,
-  ReadEntriesRequest__Output,
-  ReadEntriesResponse,
-  ReadEntryRequest__Output,
-  ReadEntryResponse,
-  ReadLacRequest__Output,
-  ReadLacResponse,
+  ServerDuplexStream,
+  ServerUnaryCall,
+  ServerWritableStream,
+  ServiceDefinition,
+  sendUnaryData,
+} from '@grpc/grpc-js';
+import { InternalError, InvalidArgumentError, type Logger, toServiceError } from '@sluice/common';
+import {
+  type AddResultFields,
+  type DecodedAddEntriesRequest,
+  decodeAddEntriesRequest,
+  type Entry,
+  encodeAddEntriesResponse,
+  type FenceRequest__Output,
+  type FenceResponse,
+  type GetBookieInfoRequest__Output,
+  type GetBookieInfoResponse,
+  loadProto,
+  type ReadEntriesRequest__Output,
+  type ReadEntriesResponse,
+  type ReadEntryRequest__Output,
+  type ReadEntryResponse,
+  type ReadLacRequest__Output,
+  type ReadLacResponse,
 } from '@sluice/proto';
 import type { BookieStore, EntryStatusName } from './bookie-store.js';
 import type { StoredEntry } from './entry-log.js';
@@ -45,6 +53,39 @@ function toWire(e: StoredEntry): Entry {
   };
 }
 
+/** What the AddEntries handler writes: results that complete together. */
+export interface AddEntriesReply {
+  results: AddResultFields[];
+}
+
+/**
+ * sluice.v1.BookieService with AddEntries on the hand-written codec of
+ * @sluice/proto: requests decode into entries whose payloads are slices of
+ * the received message (no protobufjs object per entry), results encode
+ * without protobufjs. The wire format is bookie.proto's; the other methods
+ * keep the generated codec.
+ */
+export function bookieServiceDefinition(): ServiceDefinition {
+  const pkg = loadProto('bookie.proto') as unknown as {
+    sluice: { v1: { BookieService: { service: ServiceDefinition } } };
+  };
+  const base = pkg.sluice.v1.BookieService.service;
+  const addEntries = base.AddEntries;
+  if (!addEntries) {
+    throw new InternalError(
+      'bookie.proto has no AddEntries method; rebuild @sluice/proto from this checkout',
+    );
+  }
+  return {
+    ...base,
+    AddEntries: {
+      ...addEntries,
+      requestDeserialize: decodeAddEntriesRequest,
+      responseSerialize: (reply: AddEntriesReply) => encodeAddEntriesResponse(reply.results),
+    },
+  };
+}
+
 /** gRPC handlers of sluice.v1.BookieService over a BookieStore. */
 export function createBookieService(opts: BookieServiceOptions) {
   const { store, metrics, logger } = opts;
@@ -55,13 +96,13 @@ export function createBookieService(opts: BookieServiceOptions) {
   }
 
   return {
-    AddEntries(call: ServerDuplexStream<AddEntriesRequest__Output, AddEntriesResponse>): void {
+    AddEntries(call: ServerDuplexStream<DecodedAddEntriesRequest, AddEntriesReply>): void {
       let inFlight = 0;
       let inFlightBytes = 0;
       let paused = false;
       let ended = false;
       let finished = false;
-      let results: AddResult[] = [];
+      let results: AddResultFields[] = [];
       let flushQueued = false;
 
       const finish = () => {
@@ -76,7 +117,7 @@ export function createBookieService(opts: BookieServiceOptions) {
         results = [];
         finish();
       };
-      const push = (r: AddResult) => {
+      const push = (r: AddResultFields) => {
         results.push(r);
         if (!flushQueued) {
           flushQueued = true;
@@ -84,7 +125,7 @@ export function createBookieService(opts: BookieServiceOptions) {
         }
       };
 
-      call.on('data', (req: AddEntriesRequest__Output) => {
+      call.on('data', (req: DecodedAddEntriesRequest) => {
         for (const e of req.entries) {
           const bytes = e.payload.length;
           inFlight++;

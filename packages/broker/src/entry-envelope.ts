@@ -33,13 +33,39 @@ const FIXED = 2 + 8 + 8 + 4 + 1 + 4 + 8;
 /** Longest batch key (UTF-8 bytes) the envelope's u16 length can hold. */
 export const MAX_BATCH_KEY_BYTES = 0xffff;
 
+/**
+ * The envelope as one Buffer (what the managed log stores and caches for
+ * tailing readers): one allocation, the payload copied once.
+ */
 export function encodeEnvelope(h: EnvelopeHeader, payload: Buffer): Buffer {
-  const producer = Buffer.from(h.producerName, 'utf8');
-  const key = Buffer.from(h.key, 'utf8');
-  if (producer.length > 0xffff || key.length > 0xffff) {
+  const headLength = envelopeHeaderLength(h);
+  const out = Buffer.allocUnsafe(headLength + payload.length);
+  writeEnvelopeHeader(h, out);
+  payload.copy(out, headLength);
+  return out;
+}
+
+/**
+ * The envelope as [header, payload] without copying the payload, for
+ * writers that take an entry in parts (`LedgerWriter.addEntry`).
+ */
+export function encodeEnvelopeParts(h: EnvelopeHeader, payload: Buffer): [Buffer, Buffer] {
+  const head = Buffer.allocUnsafe(envelopeHeaderLength(h));
+  writeEnvelopeHeader(h, head);
+  return [head, payload];
+}
+
+function envelopeHeaderLength(h: EnvelopeHeader): number {
+  const producer = Buffer.byteLength(h.producerName, 'utf8');
+  const key = Buffer.byteLength(h.key, 'utf8');
+  if (producer > 0xffff || key > 0xffff) {
     throw new InvalidArgumentError('producer name and batch key must each be under 64 KiB; use shorter ones');
   }
-  const head = Buffer.allocUnsafe(FIXED + 2 + producer.length + 2 + key.length);
+  return FIXED + 2 + producer + 2 + key;
+}
+
+/** Writes the header at the start of `head` (sized by envelopeHeaderLength). */
+function writeEnvelopeHeader(h: EnvelopeHeader, head: Buffer): void {
   let o = 0;
   o = head.writeUInt8(MAGIC, o);
   o = head.writeUInt8(VERSION, o);
@@ -49,11 +75,10 @@ export function encodeEnvelope(h: EnvelopeHeader, payload: Buffer): Buffer {
   o = head.writeUInt8(h.codec & 0xff, o);
   o = head.writeUInt32BE(h.uncompressedSize >>> 0, o);
   o = head.writeDoubleBE(h.deliverAt, o);
-  o = head.writeUInt16BE(producer.length, o);
-  o += producer.copy(head, o);
-  o = head.writeUInt16BE(key.length, o);
-  key.copy(head, o);
-  return Buffer.concat([head, payload]);
+  const producerLength = head.write(h.producerName, o + 2, 'utf8');
+  o = head.writeUInt16BE(producerLength, o) + producerLength;
+  const keyLength = head.write(h.key, o + 2, 'utf8');
+  head.writeUInt16BE(keyLength, o);
 }
 
 function corrupt(why: string): CorruptDataError {

@@ -57,8 +57,11 @@ export interface LedgerWriter {
    * it and every lower entry is acknowledged. Back-pressures (resolves later)
    * when the in-flight window is full. Rejects with FencedError when a newer
    * writer fenced the ledger, UnavailableError when no ensemble can be formed.
+   * The payload may come in parts (e.g. a header and a body): they are
+   * checksummed and sent as one payload without being joined first. Parts
+   * must not change until the add settles.
    */
-  addEntry(payload: Buffer): Promise<EntryId>;
+  addEntry(payload: Buffer | readonly Buffer[]): Promise<EntryId>;
   /** Close: CAS the metadata to CLOSED with lastEntryId = lastAddConfirmed. */
   close(): Promise<LedgerMetadata>;
 }

@@ -3,6 +3,7 @@ import { crc32c, ResourceExhaustedError, TimeoutError, UnavailableError } from '
 import type { AddEntriesRequest__Output, AddEntriesResponse, Entry__Output } from '@sluice/proto';
 import { loadProto } from '@sluice/proto';
 import test from 'ava';
+import { sharedAddRequestEncoder } from './add-request-encoder.js';
 import type { WireEntry } from './bookie-client.js';
 import { GrpcBookieClient } from './grpc-bookie-client.js';
 
@@ -245,3 +246,46 @@ test('grpc bookie client - an unreachable bookie fails fast', async (t) => {
   await t.throwsAsync(client.add(entry(0)));
   await t.throwsAsync(client.read(7, 0));
 });
+
+test.serial(
+  'grpc bookie client - one entry object sent to three bookies is encoded once and arrives whole',
+  async (t) => {
+    const bookies = await Promise.all([fakeBookie(), fakeBookie(), fakeBookie()]);
+    const clients = bookies.map((b, i) => new GrpcBookieClient(`b${i}`, b.address));
+    t.teardown(async () => {
+      await Promise.all(clients.map((c) => c.close()));
+      await Promise.all(bookies.map((b) => b.stop()));
+    });
+    const parts = [Buffer.from('envelope-header|'), Buffer.alloc(2000, 0x5a)];
+    const whole = Buffer.concat(parts);
+    // What the ledger writer hands its write set: the payload in parts, joined only on demand.
+    const parted = Array.from({ length: 5 }, (_, entryId) => ({
+      ledgerId: 9,
+      entryId,
+      lac: entryId - 1,
+      crc32c: crc32c(whole),
+      ledgerLength: (entryId + 1) * whole.length,
+      payloadParts: parts,
+      payloadLength: whole.length,
+      get payload(): Buffer {
+        throw new Error('a gRPC client must not join the parts');
+      },
+    }));
+    const before = { ...sharedAddRequestEncoder.stats };
+    const outcomes = await Promise.all(clients.flatMap((c) => parted.map((e) => c.add(e))));
+    t.true(outcomes.every((o) => o.status === 'OK'));
+    t.is(
+      sharedAddRequestEncoder.stats.built - before.built,
+      1,
+      'the three identical requests were built once',
+    );
+    t.is(sharedAddRequestEncoder.stats.reused - before.reused, 2);
+    for (const b of bookies) {
+      t.is(b.requests.length, 1);
+      t.deepEqual(
+        b.requests[0]!.entries.map((e) => [Number(e.entryId), Buffer.from(e.payload).equals(whole)]),
+        parted.map((e) => [e.entryId, true]),
+      );
+    }
+  },
+);

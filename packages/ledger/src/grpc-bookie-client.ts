@@ -12,6 +12,7 @@ import {
   type BookieId,
   type EntryId,
   fromGrpcError,
+  InvalidArgumentError,
   type LedgerId,
   ResourceExhaustedError,
   type SluiceError,
@@ -19,16 +20,21 @@ import {
   UnavailableError,
 } from '@sluice/common';
 import type {
-  AddEntriesRequest,
-  AddEntriesResponse__Output,
   BookieServiceClient,
-  Entry,
+  DecodedAddEntriesResponse,
+  EncodedEntry,
   Entry__Output,
   FenceResponse__Output,
   ReadEntryResponse__Output,
   ReadLacResponse__Output,
 } from '@sluice/proto';
-import { loadProto, MAX_GRPC_MESSAGE_BYTES } from '@sluice/proto';
+import { decodeAddEntriesResponse, loadProto, MAX_GRPC_MESSAGE_BYTES } from '@sluice/proto';
+import {
+  type AddBatch,
+  encodeWireEntry,
+  payloadLengthOf,
+  sharedAddRequestEncoder,
+} from './add-request-encoder.js';
 import type {
   AddOutcome,
   BookieClient,
@@ -99,16 +105,14 @@ function fromWire(e: Entry__Output): WireEntry {
   };
 }
 
-function toWire(e: WireEntry): Entry {
-  return {
-    ledgerId: e.ledgerId,
-    entryId: e.entryId,
-    lac: e.lac,
-    payload: e.payload,
-    crc32c: e.crc32c,
-    ledgerLength: e.ledgerLength,
-  };
-}
+/**
+ * AddEntries goes through the hand-written codec of @sluice/proto instead of
+ * the generated protobufjs one: each entry is encoded once for its whole
+ * write set, and results decode without protobufjs objects.
+ */
+const ADD_ENTRIES_PATH = '/sluice.v1.BookieService/AddEntries';
+
+type AddStream = ClientDuplexStream<AddBatch, DecodedAddEntriesResponse>;
 
 /** Payload bytes per AddEntriesRequest. */
 const MAX_BATCH_BYTES = 1024 * 1024;
@@ -130,17 +134,17 @@ interface InFlight {
 
 export class GrpcBookieClient implements BookieClient {
   private readonly client: BookieServiceClient;
-  private stream: ClientDuplexStream<AddEntriesRequest, AddEntriesResponse__Output> | undefined;
+  private stream: AddStream | undefined;
   private readonly inflight = new Map<string, InFlight[]>();
   private inflightCount = 0;
   private inflightBytes = 0;
   private readonly queued: { entry: WireEntry; recovery: boolean; waiter: InFlight }[] = [];
   private queuedBytes = 0;
   /** Requests not yet written, oldest first; held back while the stream is over its high-water mark. */
-  private batch: { entries: Entry[]; recovery: boolean; bytes: number }[] = [];
+  private batch: { entries: EncodedEntry[]; recovery: boolean; bytes: number }[] = [];
   private flushScheduled = false;
   /** The stream whose write() asked us to wait for 'drain'. */
-  private blocked: ClientDuplexStream<AddEntriesRequest, AddEntriesResponse__Output> | undefined;
+  private blocked: AddStream | undefined;
   private readonly timer: NodeJS.Timeout;
   private closed = false;
   private readonly addTimeoutMs: number;
@@ -174,8 +178,18 @@ export class GrpcBookieClient implements BookieClient {
   add(entry: WireEntry, recovery = false): Promise<AddOutcome> {
     if (this.closed)
       return Promise.reject(new UnavailableError(`client of bookie ${this.bookieId} is closed`));
+    try {
+      // Encoded up front (and memoized): a malformed entry fails alone, before it holds a slot.
+      encodeWireEntry(entry);
+    } catch (err) {
+      return Promise.reject(
+        new InvalidArgumentError(
+          `entry ${entry.ledgerId}:${entry.entryId} cannot be encoded (${(err as Error).message})`,
+        ),
+      );
+    }
     return new Promise<AddOutcome>((resolve, reject) => {
-      const waiter: InFlight = { resolve, reject, sentAt: Date.now(), bytes: entry.payload.length };
+      const waiter: InFlight = { resolve, reject, sentAt: Date.now(), bytes: payloadLengthOf(entry) };
       // Adds go out in order: once one waits, later ones wait behind it.
       if (this.queued.length > 0 || !this.hasRoomFor(waiter.bytes)) {
         if (
@@ -210,13 +224,14 @@ export class GrpcBookieClient implements BookieClient {
     else this.inflight.set(key, [waiter]);
     this.inflightCount++;
     this.inflightBytes += waiter.bytes;
+    const encoded = encodeWireEntry(entry);
     const last = this.batch.at(-1);
     // Requests stay far below the gRPC message limit however many adds pile up in one tick.
-    if (last && last.recovery === recovery && last.bytes + entry.payload.length <= MAX_BATCH_BYTES) {
-      last.entries.push(toWire(entry));
-      last.bytes += entry.payload.length;
+    if (last && last.recovery === recovery && last.bytes + waiter.bytes <= MAX_BATCH_BYTES) {
+      last.entries.push(encoded);
+      last.bytes += waiter.bytes;
     } else {
-      this.batch.push({ entries: [toWire(entry)], recovery, bytes: entry.payload.length });
+      this.batch.push({ entries: [encoded], recovery, bytes: waiter.bytes });
     }
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -245,13 +260,17 @@ export class GrpcBookieClient implements BookieClient {
     }
   }
 
-  private addStream(): ClientDuplexStream<AddEntriesRequest, AddEntriesResponse__Output> {
+  private addStream(): AddStream {
     if (this.stream) return this.stream;
-    const stream = this.client.AddEntries();
+    const stream = this.client.makeBidiStreamRequest(
+      ADD_ENTRIES_PATH,
+      sharedAddRequestEncoder.serialize,
+      decodeAddEntriesResponse,
+    );
     this.stream = stream;
-    stream.on('data', (res: AddEntriesResponse__Output) => {
+    stream.on('data', (res: DecodedAddEntriesResponse) => {
       for (const r of res.results) {
-        const key = `${Number(r.ledgerId)}:${Number(r.entryId)}`;
+        const key = `${r.ledgerId}:${r.entryId}`;
         const list = this.inflight.get(key);
         const w = list?.shift();
         if (!w) continue;

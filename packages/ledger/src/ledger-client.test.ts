@@ -262,3 +262,31 @@ test('ledger - invalid quorums and too few bookies are refused', async (t) => {
     instanceOf: UnavailableError,
   });
 });
+
+test('ledger - an entry given in parts is stored as one payload with the CRC of the whole', async (t) => {
+  const c = await MemoryCluster.start(3);
+  t.teardown(() => c.stop());
+  const client = c.client();
+  const w = await client.createLedger({ ensembleSize: 3, writeQuorum: 3, ackQuorum: 2 });
+  const parts = [Buffer.from('header:'), Buffer.alloc(0), Buffer.from('body')];
+  t.is(await w.addEntry(parts), 0);
+  t.is(await w.addEntry(Buffer.from('single')), 1);
+  t.is(w.length, 'header:body'.length + 'single'.length);
+  const closed = await w.close();
+  t.is(closed.length, 17);
+  const r = await client.openLedger(w.ledgerId);
+  const entries = await r.read(0, 1);
+  t.deepEqual(
+    entries.map((e) => e.payload.toString()),
+    ['header:body', 'single'],
+  );
+});
+
+test('ledger - the entry size limit counts every part', async (t) => {
+  const c = await MemoryCluster.start(3);
+  t.teardown(() => c.stop());
+  const w = await c.client().createLedger({ ensembleSize: 3, writeQuorum: 2, ackQuorum: 2 });
+  const half = Buffer.alloc(3 * 1024 * 1024);
+  const err = await t.throwsAsync(w.addEntry([half, half]));
+  t.regex(err?.message ?? '', /exceeds the limit/);
+});

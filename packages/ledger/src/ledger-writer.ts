@@ -31,8 +31,9 @@ import {
   systemClock,
   UnavailableError,
 } from '@sluice/common';
+import type { PartedWireEntry } from './add-request-encoder.js';
 import type { LedgerMetadata, LedgerWriter } from './api.js';
-import type { AddOutcome, BookieClientPool, WireEntry } from './bookie-client.js';
+import type { AddOutcome, BookieClientPool } from './bookie-client.js';
 import type { BookieDirectory } from './bookie-directory.js';
 import {
   encodeMetadata,
@@ -73,7 +74,10 @@ export interface WriterDeps {
 
 interface PendingAdd {
   entryId: EntryId;
-  payload: Buffer;
+  /** The payload as the caller gave it; joined only if a bookie client needs one Buffer. */
+  parts: readonly Buffer[];
+  bytes: number;
+  joined: Buffer | undefined;
   crc: number;
   ledgerLength: number;
   acked: Set<BookieId>;
@@ -84,12 +88,52 @@ interface PendingAdd {
 }
 
 interface WaitingAdd {
-  payload: Buffer;
+  parts: readonly Buffer[];
+  bytes: number;
   resolve: (id: EntryId) => void;
   reject: (err: Error) => void;
 }
 
 type WriterState = 'open' | 'closing' | 'closed' | 'failed';
+
+/**
+ * An add as one send hands it to every bookie of its write set. gRPC clients
+ * encode `payloadParts` as they are; in-process bookies (standalone, tests)
+ * read `payload`, which joins the parts once per entry, on first use. The
+ * pending add is a #private field so that spreading the entry (as stores do)
+ * copies the entry's fields only.
+ */
+class OutgoingEntry implements PartedWireEntry {
+  readonly #add: PendingAdd;
+  readonly entryId: EntryId;
+  readonly crc32c: number;
+  readonly ledgerLength: number;
+
+  constructor(
+    readonly ledgerId: number,
+    readonly lac: EntryId,
+    add: PendingAdd,
+  ) {
+    this.#add = add;
+    this.entryId = add.entryId;
+    this.crc32c = add.crc;
+    this.ledgerLength = add.ledgerLength;
+  }
+
+  get payload(): Buffer {
+    const add = this.#add;
+    add.joined ??= add.parts.length === 1 ? (add.parts[0] as Buffer) : Buffer.concat(add.parts, add.bytes);
+    return add.joined;
+  }
+
+  get payloadParts(): readonly Buffer[] {
+    return this.#add.parts;
+  }
+
+  get payloadLength(): number {
+    return this.#add.bytes;
+  }
+}
 
 export class ReplicatedLedgerWriter implements LedgerWriter {
   readonly ledgerId: number;
@@ -135,24 +179,27 @@ export class ReplicatedLedgerWriter implements LedgerWriter {
     return this.ackedLength;
   }
 
-  addEntry(payload: Buffer): Promise<EntryId> {
+  addEntry(payload: Buffer | readonly Buffer[]): Promise<EntryId> {
     if (this.error) return Promise.reject(this.error);
     if (this.state === 'closing' || this.state === 'closed') {
       return Promise.reject(
         new ClosedError(`ledger ${this.ledgerId} is closed for writing; create a new ledger`),
       );
     }
-    if (payload.length > this.opts.maxEntryBytes) {
+    const parts = Buffer.isBuffer(payload) ? [payload] : [...payload];
+    let bytes = 0;
+    for (const part of parts) bytes += part.length;
+    if (bytes > this.opts.maxEntryBytes) {
       return Promise.reject(
         new InvalidArgumentError(
-          `entry of ${payload.length} bytes exceeds the limit of ${this.opts.maxEntryBytes} bytes; split it`,
+          `entry of ${bytes} bytes exceeds the limit of ${this.opts.maxEntryBytes} bytes; split it`,
         ),
       );
     }
     return new Promise<EntryId>((resolve, reject) => {
-      const req: WaitingAdd = { payload, resolve, reject };
+      const req: WaitingAdd = { parts, bytes, resolve, reject };
       // FIFO: a caller may not overtake one already waiting for the window.
-      if (this.waiting.length > 0 || this.windowFull(payload.length)) this.waiting.push(req);
+      if (this.waiting.length > 0 || this.windowFull(bytes)) this.waiting.push(req);
       else this.admit(req);
     });
   }
@@ -170,11 +217,15 @@ export class ReplicatedLedgerWriter implements LedgerWriter {
   }
 
   private admit(req: WaitingAdd): void {
-    this.lengthAssigned += req.payload.length;
+    this.lengthAssigned += req.bytes;
+    let crc = 0;
+    for (const part of req.parts) crc = crc32c(part, crc);
     const p: PendingAdd = {
       entryId: this.nextEntryId++,
-      payload: req.payload,
-      crc: crc32c(req.payload),
+      parts: req.parts,
+      bytes: req.bytes,
+      joined: undefined,
+      crc,
       ledgerLength: this.lengthAssigned,
       acked: new Set(),
       inflight: new Set(),
@@ -183,14 +234,14 @@ export class ReplicatedLedgerWriter implements LedgerWriter {
       reject: req.reject,
     };
     this.pending.push(p);
-    this.pendingBytes += p.payload.length;
+    this.pendingBytes += p.bytes;
     if (!this.changing) this.send(p);
   }
 
   private admitWaiting(): void {
     while (this.waiting.length > 0 && !this.error) {
       const next = this.waiting[0] as WaitingAdd;
-      if (this.windowFull(next.payload.length)) return;
+      if (this.windowFull(next.bytes)) return;
       this.waiting.shift();
       this.admit(next);
     }
@@ -205,17 +256,12 @@ export class ReplicatedLedgerWriter implements LedgerWriter {
   }
 
   private send(p: PendingAdd): void {
+    // One object for the whole write set: bookie clients encode it once and share the bytes.
+    let entry: OutgoingEntry | undefined;
     for (const b of this.writeSetOf(p.entryId)) {
       if (p.acked.has(b) || p.inflight.has(b) || this.failed.has(b)) continue;
       p.inflight.add(b);
-      const entry: WireEntry = {
-        ledgerId: this.ledgerId,
-        entryId: p.entryId,
-        lac: this.lac,
-        payload: p.payload,
-        crc32c: p.crc,
-        ledgerLength: p.ledgerLength,
-      };
+      entry ??= new OutgoingEntry(this.ledgerId, this.lac, p);
       this.deps.pool
         .get(b)
         .add(entry)
@@ -265,10 +311,10 @@ export class ReplicatedLedgerWriter implements LedgerWriter {
       const head = this.pending[0] as PendingAdd;
       if (head.acked.size < qa) break;
       this.pending.shift();
-      this.pendingBytes -= head.payload.length;
+      this.pendingBytes -= head.bytes;
       this.lac = head.entryId;
       this.ackedLength = head.ledgerLength;
-      this.deps.onAddAcknowledged?.((performance.now() - head.admittedAt) / 1000, head.payload.length);
+      this.deps.onAddAcknowledged?.((performance.now() - head.admittedAt) / 1000, head.bytes);
       head.resolve(head.entryId);
     }
     this.admitWaiting();
