@@ -48,6 +48,10 @@ function subscriptionKind(type: unknown): SubscriptionKind {
 
 function ackIds(ids: MessageId__Output[] | undefined): AckId[] {
   if (!ids || ids.length === 0) throw new InvalidArgumentError('no message ids given; list at least one');
+  return wireIds(ids);
+}
+
+function wireIds(ids: MessageId__Output[]): AckId[] {
   return ids.map((m) => {
     const id = { ledgerId: Number(m.ledgerId), entryId: Number(m.entryId), batchIndex: m.batchIndex };
     if (
@@ -161,9 +165,23 @@ class ConsumerStream implements ConsumerSink {
         sub.flow(c, req.flow!.permits);
         return;
       case 'ack': {
-        const cumulative = req.ack!.type === 'ACK_TYPE_CUMULATIVE';
-        const unknown = sub.ack(c, ackIds(req.ack!.messageIds), cumulative);
-        if (unknown.length > 0) this.error(notAwaiting(unknown));
+        const ack = req.ack!;
+        const cumulative = ack.type === 'ACK_TYPE_CUMULATIVE';
+        const entries = ack.entryIds ?? [];
+        if (entries.length > 0 && cumulative) {
+          throw new InvalidArgumentError(
+            'entry_ids acknowledge whole entries individually; send a cumulative ack as one message_id',
+          );
+        }
+        const unknown =
+          ack.messageIds.length > 0 || entries.length === 0
+            ? sub.ack(c, ackIds(ack.messageIds), cumulative)
+            : [];
+        const unknownEntries = entries.length > 0 ? sub.ackEntries(c, wireIds(entries)) : [];
+        if (unknown.length > 0) this.error(notAwaiting(unknown.map(formatAckId)));
+        if (unknownEntries.length > 0) {
+          this.error(notAwaiting(unknownEntries.map((e) => `${e.ledgerId}:${e.entryId} (whole entry)`)));
+        }
         return;
       }
       case 'nack': {
@@ -172,7 +190,7 @@ class ConsumerStream implements ConsumerSink {
           throw new InvalidArgumentError(`nack delay ${req.nack!.delayMs} ms is invalid; use 0 or more`);
         }
         const unknown = sub.nack(c, ackIds(req.nack!.messageIds), delay);
-        if (unknown.length > 0) this.error(notAwaiting(unknown));
+        if (unknown.length > 0) this.error(notAwaiting(unknown.map(formatAckId)));
         return;
       }
       case 'seek':
@@ -231,7 +249,7 @@ class ConsumerStream implements ConsumerSink {
     const consumerName = s.consumerName || `consumer-${namePrefix}-${++generated}`;
     const consumer = new Consumer(consumerName, s.priority, maxUnacked, this);
     sub.addConsumer(consumer);
-    this.call.write({ subscribed: { consumerName, partition: name.partition } });
+    this.call.write({ subscribed: { consumerName, partition: name.partition, acceptsEntryAcks: true } });
     this.consumer = consumer;
     this.sub = sub;
     this.state = 'open';
@@ -268,11 +286,10 @@ function wirePosition(m: MessageId__Output): { ledgerId: number; entryId: number
   return p;
 }
 
-function notAwaiting(ids: AckId[]): NotFoundError {
-  const list = ids
-    .slice(0, 5)
-    .map((i) => formatMessageId({ ...i, partition: -1 }))
-    .join(', ');
+const formatAckId = (id: AckId): string => formatMessageId({ ...id, partition: -1 });
+
+function notAwaiting(ids: string[]): NotFoundError {
+  const list = ids.slice(0, 5).join(', ');
   return new NotFoundError(
     `message id(s) ${list}${ids.length > 5 ? ` and ${ids.length - 5} more` : ''} were not delivered to this consumer or are already acknowledged; nothing was changed for them`,
   );

@@ -211,3 +211,53 @@ test('subscription - reads about as many entries as the consumer has permits for
   );
   await sub.close();
 });
+
+test('subscription - an entry ack settles a whole batch, partly acked or waiting for redelivery', async (t) => {
+  const { sub } = await subscription('shared', [batchEntry(5), batchEntry(5), batchEntry(5)]);
+  const a = consumer('a');
+  sub.addConsumer(a.c);
+  sub.flow(a.c, 100);
+  await until(() => a.got.length === 3);
+  t.is(a.c.unackedMessages, 15);
+  // Entry 0 whole; entry 1 after two of its messages were acked one by one.
+  t.deepEqual(
+    sub.ack(
+      a.c,
+      [
+        { ledgerId: 1, entryId: 1, batchIndex: 3 },
+        { ledgerId: 1, entryId: 1, batchIndex: 0 },
+      ],
+      false,
+    ),
+    [],
+  );
+  t.deepEqual(
+    sub.ackEntries(a.c, [
+      { ledgerId: 1, entryId: 0 },
+      { ledgerId: 1, entryId: 1 },
+    ]),
+    [],
+  );
+  t.is(a.c.unackedMessages, 5);
+  t.is(a.c.pending.size, 1);
+  t.true(sub.cursor.isAcked({ ledgerId: 1, entryId: 0 }));
+  t.true(sub.cursor.isAcked({ ledgerId: 1, entryId: 1 }));
+  // Entry 2 goes back for redelivery when its consumer leaves; an entry ack still reaches it there.
+  sub.removeConsumer(a.c);
+  const b = consumer('b');
+  sub.addConsumer(b.c);
+  t.deepEqual(sub.ackEntries(b.c, [{ ledgerId: 1, entryId: 2 }]), []);
+  t.true(sub.cursor.isAcked({ ledgerId: 1, entryId: 2 }));
+  // Acked already, or never delivered: reported back.
+  t.deepEqual(
+    sub.ackEntries(b.c, [
+      { ledgerId: 1, entryId: 2 },
+      { ledgerId: 1, entryId: 9 },
+    ]).length,
+    2,
+  );
+  sub.flow(b.c, 100);
+  await sleep(30);
+  t.deepEqual(b.got, []);
+  await sub.close();
+});

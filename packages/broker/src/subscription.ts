@@ -203,6 +203,35 @@ export class Subscription {
     return unknown;
   }
 
+  /**
+   * Acknowledge every message of each entry (`Ack.entry_ids`), wherever it
+   * waits; returns the entries that were not awaiting acknowledgement. One
+   * id per entry instead of one per message: per-message acks were 10-14%
+   * of the broker's CPU on a catch-up read.
+   */
+  ackEntries(c: Consumer, positions: Position[]): Position[] {
+    const unknown: Position[] = [];
+    for (const pos of positions) {
+      const k = posKey(pos);
+      const owner = c.pending.has(k) ? c : this.consumers.find((o) => o.pending.has(k));
+      const p = owner?.pending.get(k);
+      if (owner && p) {
+        owner.unackedMessages -= p.count - p.acked.size;
+        this.cursor.ack(p.position);
+        this.settle(owner, p);
+      } else if (this.replay.has(k) || this.nacked.has(k)) {
+        this.cursor.ack(pos);
+        this.replay.delete(k);
+        this.nacked.delete(k);
+        this.redeliveries.delete(k);
+      } else {
+        unknown.push(pos);
+      }
+    }
+    this.wake();
+    return unknown;
+  }
+
   /** Redeliver these messages' entries after `delayMs`; returns ids that were not awaiting acknowledgement. */
   nack(c: Consumer, ids: AckId[], delayMs: number): AckId[] {
     const unknown: AckId[] = [];

@@ -1,8 +1,6 @@
-import { join } from 'node:path';
 import { CorruptDataError } from '@sluice/common';
 import type { BatchHeader__Output, MessageBatch, MessageBatch__Output } from '@sluice/proto';
-import { PROTO_DIR } from '@sluice/proto';
-import protobuf from 'protobufjs';
+import { decodeBatchMessages } from './batch-messages-decoder.js';
 import { type CompressionType, compress, compressionCodec, decompress } from './compression.js';
 
 /** One user message as it travels inside a batch (proto `BatchMessage`). */
@@ -15,15 +13,6 @@ export interface BatchEntry {
   /** Time the producer sent the message (epoch ms). */
   sendTime: number;
 }
-
-const root = protobuf.loadSync(join(PROTO_DIR, 'sluice/v1/batch.proto'));
-const BatchMessagesType = root.lookupType('sluice.v1.BatchMessages');
-
-interface Long {
-  toNumber(): number;
-}
-const toNumber = (v: number | Long | null | undefined): number =>
-  v == null ? 0 : typeof v === 'number' ? v : v.toNumber();
 
 export interface EncodeBatchOptions {
   firstSequenceId: number;
@@ -44,8 +33,7 @@ export async function encodeBatch(
   const codec = compressionCodec(opts.compression);
   const raw = encodeBatchMessages(messages);
   const payload = await compress(opts.compression, raw);
-  const firstKey = messages[0]?.key ?? '';
-  const sharedKey = firstKey !== '' && messages.every((m) => m.key === firstKey) ? firstKey : '';
+  const sharedKey = batchKey(messages);
   return {
     header: {
       count: messages.length,
@@ -59,8 +47,16 @@ export async function encodeBatch(
   };
 }
 
+/** The key every message of a batch shares, or '' when they differ (or have none). */
+export function batchKey(messages: readonly BatchEntry[]): string {
+  const firstKey = messages[0]?.key ?? '';
+  if (firstKey === '') return '';
+  for (let i = 1; i < messages.length; i++) if (messages[i]!.key !== firstKey) return '';
+  return firstKey;
+}
+
 /** Bytes of `v` (a safe integer) as a protobuf varint; negatives take the 10 bytes of two's complement. */
-function varintSize(v: number): number {
+export function varintSize(v: number): number {
   if (v < 0) return 10;
   let n = 1;
   while (v >= 128) {
@@ -70,7 +66,7 @@ function varintSize(v: number): number {
   return n;
 }
 
-function writeVarint(buf: Buffer, o: number, v: number): number {
+export function writeVarint(buf: Buffer, o: number, v: number): number {
   if (v < 0) {
     let big = BigInt.asUintN(64, BigInt(v));
     for (let i = 0; i < 9; i++) {
@@ -88,7 +84,8 @@ function writeVarint(buf: Buffer, o: number, v: number): number {
   return o;
 }
 
-const fieldSize = (len: number): number => 1 + varintSize(len) + len;
+/** Bytes of a length-delimited field with a one-byte tag. */
+export const fieldSize = (len: number): number => 1 + varintSize(len) + len;
 
 function propertiesSize(properties: Record<string, string>): number {
   let n = 0;
@@ -99,20 +96,19 @@ function propertiesSize(properties: Record<string, string>): number {
 const mapEntrySize = (k: string, v: string): number =>
   fieldSize(Buffer.byteLength(k, 'utf8')) + fieldSize(Buffer.byteLength(v, 'utf8'));
 
-function writeString(buf: Buffer, o: number, tag: number, s: string): number {
+export function writeString(buf: Buffer, o: number, tag: number, s: string): number {
   buf[o++] = tag;
   o = writeVarint(buf, o, Buffer.byteLength(s, 'utf8'));
   return o + buf.write(s, o, 'utf8');
 }
 
-/**
- * Serialize `BatchMessages` by hand into one exactly sized buffer. The
- * protobufjs writer builds a list of operation objects per field and a fork
- * per nested message: several short-lived objects per message, which at
- * 100k+ messages/s was a large share of the producer's CPU and GC. Fields at
- * their proto3 default are left out, as proto3 allows.
- */
-export function encodeBatchMessages(messages: readonly BatchEntry[]): Buffer {
+/** Serialized sizes of a `BatchMessages`: each message's body and the whole. */
+export interface BatchMessagesLayout {
+  sizes: number[];
+  total: number;
+}
+
+export function measureBatchMessages(messages: readonly BatchEntry[]): BatchMessagesLayout {
   const sizes = new Array<number>(messages.length);
   let total = 0;
   for (let i = 0; i < messages.length; i++) {
@@ -126,12 +122,25 @@ export function encodeBatchMessages(messages: readonly BatchEntry[]): Buffer {
     sizes[i] = n;
     total += fieldSize(n);
   }
-  const buf = Buffer.allocUnsafe(total);
-  let o = 0;
+  return { sizes, total };
+}
+
+/**
+ * Write `BatchMessages` at `offset` of `buf` (room measured by
+ * `measureBatchMessages`); returns the offset after it. Fields at their
+ * proto3 default are left out, as proto3 allows.
+ */
+export function writeBatchMessages(
+  buf: Buffer,
+  offset: number,
+  messages: readonly BatchEntry[],
+  layout: BatchMessagesLayout,
+): number {
+  let o = offset;
   for (let i = 0; i < messages.length; i++) {
     const m = messages[i]!;
     buf[o++] = 0x0a; // field 1 (messages), length-delimited
-    o = writeVarint(buf, o, sizes[i]!);
+    o = writeVarint(buf, o, layout.sizes[i]!);
     if (m.key !== '') o = writeString(buf, o, 0x0a, m.key);
     if (m.value.length > 0) {
       buf[o++] = 0x12; // field 2 (value)
@@ -154,7 +163,22 @@ export function encodeBatchMessages(messages: readonly BatchEntry[]): Buffer {
       o = writeVarint(buf, o, m.sendTime);
     }
   }
-  if (o !== total) throw new Error(`batch encoder wrote ${o} bytes, sized ${total}`);
+  if (o - offset !== layout.total) {
+    throw new Error(`batch encoder wrote ${o - offset} bytes, sized ${layout.total}`);
+  }
+  return o;
+}
+
+/**
+ * Serialize `BatchMessages` by hand into one exactly sized buffer. The
+ * protobufjs writer builds a list of operation objects per field and a fork
+ * per nested message: several short-lived objects per message, which at
+ * 100k+ messages/s was a large share of the producer's CPU and GC.
+ */
+export function encodeBatchMessages(messages: readonly BatchEntry[]): Buffer {
+  const layout = measureBatchMessages(messages);
+  const buf = Buffer.allocUnsafe(layout.total);
+  writeBatchMessages(buf, 0, messages, layout);
   return buf;
 }
 
@@ -166,29 +190,20 @@ export async function decodeBatch(batch: MessageBatch__Output): Promise<{
   const header = batch.header;
   if (!header) throw new CorruptDataError('delivered batch has no header');
   const raw = await decompress(header.codec, batch.payload, header.uncompressedSize);
-  let decoded: { messages?: Record<string, unknown>[] };
+  let messages: BatchEntry[];
   try {
-    decoded = BatchMessagesType.decode(raw) as unknown as typeof decoded;
+    messages = decodeBatchMessages(raw);
   } catch (err) {
+    if (err instanceof CorruptDataError) throw err;
     throw new CorruptDataError(`delivered batch does not parse as BatchMessages: ${String(err)}`, {
       cause: err,
     });
   }
-  const list = decoded.messages ?? [];
-  if (list.length !== header.count) {
+  if (messages.length !== header.count) {
     throw new CorruptDataError(
-      `delivered batch holds ${list.length} messages but its header says ${header.count}`,
+      `delivered batch holds ${messages.length} messages but its header says ${header.count}`,
     );
   }
-  const messages = list.map(
-    (m): BatchEntry => ({
-      key: (m.key as string | undefined) ?? '',
-      value: (m.value as Buffer | undefined) ?? Buffer.alloc(0),
-      properties: { ...((m.properties as Record<string, string> | undefined) ?? {}) },
-      eventTime: toNumber(m.eventTime as number | Long | undefined),
-      sendTime: toNumber(m.sendTime as number | Long | undefined),
-    }),
-  );
   return { header, messages };
 }
 

@@ -4,30 +4,62 @@ import type {
   AdminServiceClient,
   ConsumerServiceClient,
   LookupServiceClient,
-  ProducerServiceClient,
+  ProduceRequest,
+  ProduceResponse__Output,
 } from '@sluice/proto';
 import { loadProto, MAX_GRPC_MESSAGE_BYTES } from '@sluice/proto';
+import { type OutgoingProduceRequest, produceRequestSerializer } from './produce-codec.js';
 
 type ClientCtor<T> = new (address: string, credentials: grpc.ChannelCredentials, options?: object) => T;
 
+/** The Produce stub with the hand-written send serializer (see produce-codec.ts). */
+export interface ProduceClient extends grpc.Client {
+  Produce(
+    options?: grpc.CallOptions,
+  ): grpc.ClientDuplexStream<OutgoingProduceRequest, ProduceResponse__Output>;
+}
+
 interface SluiceV1 {
   LookupService: ClientCtor<LookupServiceClient>;
-  ProducerService: ClientCtor<ProducerServiceClient>;
+  ProducerService: ClientCtor<ProduceClient>;
   ConsumerService: ClientCtor<ConsumerServiceClient>;
   AdminService: ClientCtor<AdminServiceClient>;
 }
 
+type GeneratedCtor = grpc.ServiceClientConstructor;
+
+/**
+ * ProducerService with its Produce request serializer replaced: sends arrive
+ * already serialized (one buffer per batch), opens go through protobufjs.
+ */
+function producerService(generated: GeneratedCtor): ClientCtor<ProduceClient> {
+  const produce = generated.service.Produce as grpc.MethodDefinition<ProduceRequest, unknown>;
+  const definition: grpc.ServiceDefinition = {
+    ...generated.service,
+    Produce: { ...produce, requestSerialize: produceRequestSerializer(produce.requestSerialize) },
+  };
+  return grpc.makeGenericClientConstructor(
+    definition,
+    generated.serviceName,
+  ) as unknown as ClientCtor<ProduceClient>;
+}
+
 function services(): SluiceV1 {
-  const broker = (loadProto('broker.proto').sluice as unknown as { v1: Partial<SluiceV1> }).v1;
-  const admin = (loadProto('admin.proto').sluice as unknown as { v1: Partial<SluiceV1> }).v1;
-  return { ...broker, ...admin } as SluiceV1;
+  const broker = (loadProto('broker.proto').sluice as unknown as { v1: Record<string, GeneratedCtor> }).v1;
+  const admin = (loadProto('admin.proto').sluice as unknown as { v1: Record<string, GeneratedCtor> }).v1;
+  return {
+    LookupService: broker.LookupService,
+    ProducerService: producerService(broker.ProducerService!),
+    ConsumerService: broker.ConsumerService,
+    AdminService: admin.AdminService,
+  } as unknown as SluiceV1;
 }
 
 /** The service stubs of one broker, sharing one channel (one HTTP/2 connection). */
 export interface BrokerConnection {
   readonly address: string;
   readonly lookup: LookupServiceClient;
-  readonly producer: ProducerServiceClient;
+  readonly producer: ProduceClient;
   readonly consumer: ConsumerServiceClient;
   readonly admin: AdminServiceClient;
 }

@@ -19,6 +19,7 @@ import type {
   Seek,
   SubscriptionType__Output,
 } from '@sluice/proto';
+import { type DeliveredMessageId, groupAcks } from './ack-grouping.js';
 import { decodeBatch } from './batch-codec.js';
 import type { ConnectionPool } from './connection-pool.js';
 import { connectToOwner, endCall, type TopicLookup } from './lookup.js';
@@ -109,6 +110,8 @@ export class PartitionConsumer {
   /** Messages the broker sent while a seek was in flight: dropped, their permits granted again. */
   private droppedWhileSeeking = 0;
   private readonly unacked: UnackedTracker | undefined;
+  /** The broker takes whole-entry acks (`Ack.entry_ids`); older brokers do not. */
+  private entryAcks = false;
   active = true;
 
   constructor(
@@ -290,7 +293,12 @@ export class PartitionConsumer {
     const call = this.call;
     if (!call || this.state !== 'ready') return;
     if (this.acks.length > 0) {
-      call.write({ ack: { messageIds: this.acks.map(toWireId), type: 'ACK_TYPE_UNSPECIFIED' } });
+      if (this.entryAcks) {
+        const { entryIds, messageIds } = groupAcks(this.acks);
+        call.write({ ack: { messageIds, entryIds, type: 'ACK_TYPE_UNSPECIFIED' } });
+      } else {
+        call.write({ ack: { messageIds: this.acks.map(toWireId), type: 'ACK_TYPE_UNSPECIFIED' } });
+      }
       this.acks = [];
     }
     if (this.cumulative) {
@@ -330,7 +338,7 @@ export class PartitionConsumer {
           }
           subscribed = true;
           clearTimeout(timer);
-          this.onSubscribed(call, res.subscribed.consumerName);
+          this.onSubscribed(call, res.subscribed.consumerName, res.subscribed.acceptsEntryAcks === true);
           resolve();
           return;
         }
@@ -393,13 +401,14 @@ export class PartitionConsumer {
     });
   }
 
-  private onSubscribed(call: Call, name: string): void {
+  private onSubscribed(call: Call, name: string, entryAcks: boolean): void {
     if (this.abort.signal.aborted) {
       void endCall(call);
       return;
     }
     this.call = call;
     this.consumerName = name || this.consumerName;
+    this.entryAcks = entryAcks;
     this.generation++;
     this.unflowed = 0;
     this.queued = 0;
@@ -435,11 +444,12 @@ export class PartitionConsumer {
     const deadLetter = this.opts.maxRedeliverCount > 0 && d.redeliveryCount >= this.opts.maxRedeliverCount;
     let skipped = 0;
     for (let i = 0; i < messages.length; i++) {
-      const id: MessageId = {
+      const id: DeliveredMessageId = {
         ledgerId: first.ledgerId,
         entryId: first.entryId,
         batchIndex: first.batchIndex + i,
         partition: this.opts.partition,
+        entrySize: messages.length,
       };
       if (
         acked?.has(id.batchIndex) ||

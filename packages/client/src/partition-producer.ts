@@ -2,7 +2,6 @@ import type * as grpc from '@grpc/grpc-js';
 import {
   ClosedError,
   errorFromCode,
-  formatMessageId,
   fromGrpcError,
   InvalidArgumentError,
   type Logger,
@@ -10,17 +9,14 @@ import {
   TimeoutError,
   UnavailableError,
 } from '@sluice/common';
-import type {
-  MessageBatch,
-  MessageId__Output,
-  ProduceRequest,
-  ProduceResponse__Output,
-  SendReceipt__Output,
-} from '@sluice/proto';
-import { type BatchEntry, encodeBatch, entrySize } from './batch-codec.js';
+import type { MessageId__Output, ProduceResponse__Output, SendReceipt__Output } from '@sluice/proto';
+import type { BatchEntry } from './batch-codec.js';
+import { entrySize } from './batch-codec.js';
+import { BatchOutcome, batchReceipt, messageIdAt } from './batch-outcome.js';
 import type { CompressionType } from './compression.js';
 import type { ConnectionPool } from './connection-pool.js';
 import { connectToOwner, endCall, type TopicLookup } from './lookup.js';
+import { encodeSendRequest, type OutgoingProduceRequest } from './produce-codec.js';
 import { retryAfterOpen, retryOnOpen } from './reconnect-policy.js';
 
 export interface BatchingOptions {
@@ -47,28 +43,25 @@ export interface PartitionProducerOptions {
   logger: Logger;
 }
 
-interface PendingMessage {
-  entry: BatchEntry;
-  resolve: (id: string) => void;
-  reject: (err: SluiceError) => void;
-}
-
 interface OpenBatch {
-  messages: PendingMessage[];
+  entries: BatchEntry[];
   bytes: number;
   deliverAt: number;
+  /** Settles every message of the batch at once. */
+  outcome: BatchOutcome;
 }
 
 interface InflightBatch {
   firstSequenceId: number;
-  messages: PendingMessage[];
-  /** Undefined while the batch is being compressed. */
-  wire: MessageBatch | undefined;
-  settled: Promise<void>;
-  settle: () => void;
+  count: number;
+  outcome: BatchOutcome;
+  /** The serialized ProduceRequest; undefined while the batch is being encoded. */
+  wire: Buffer | undefined;
   /** Its messages were resolved or rejected. */
   done: boolean;
 }
+
+const ignore = (): void => undefined;
 
 const ACCESS_MODES = {
   shared: 'PRODUCER_ACCESS_MODE_UNSPECIFIED',
@@ -90,7 +83,7 @@ type State = 'connecting' | 'ready' | 'closed' | 'failed';
  */
 export class PartitionProducer {
   private state: State = 'connecting';
-  private call: grpc.ClientDuplexStream<ProduceRequest, ProduceResponse__Output> | undefined;
+  private call: grpc.ClientDuplexStream<OutgoingProduceRequest, ProduceResponse__Output> | undefined;
   private readonly open = new Map<string, OpenBatch>();
   private openMessages = 0;
   private readonly inflight: InflightBatch[] = [];
@@ -140,14 +133,15 @@ export class PartitionProducer {
   }
 
   /**
-   * Take one slot of the pending queue, waiting while it is full. Every slot
-   * taken must be handed to `enqueue`, which gives it back when the message
-   * is acknowledged or refused.
+   * Take one slot of the pending queue: undefined when one was free (no
+   * promise on the fast path), else a promise that resolves once one is.
+   * Every slot taken must be handed to `enqueue`, which gives it back when
+   * the message is acknowledged or refused.
    */
-  reserve(): Promise<void> {
+  reserve(): Promise<void> | undefined {
     if (this.pendingMessages < this.opts.maxPendingMessages || this.state === 'closed' || this.failure) {
       this.pendingMessages++;
-      return Promise.resolve();
+      return undefined;
     }
     return new Promise((resolve) => this.roomWaiters.push(resolve));
   }
@@ -171,31 +165,31 @@ export class PartitionProducer {
         ),
       );
     }
-    return new Promise<string>((resolve, reject) => {
-      const batchKey = deliverAt > 0 ? `@${deliverAt}` : this.opts.batching.keyBased ? `k:${entry.key}` : '';
-      let batch = this.open.get(batchKey);
-      const maxBytes = Math.min(this.opts.batching.maxBytes, limit);
-      if (batch && batch.bytes + size > maxBytes) {
-        this.flushBatch(batchKey);
-        batch = undefined;
-      }
-      if (!batch) {
-        batch = { messages: [], bytes: 0, deliverAt };
-        this.open.set(batchKey, batch);
-      }
-      batch.messages.push({ entry, resolve, reject });
-      batch.bytes += size;
-      this.openMessages++;
-      // Delayed messages travel in batches of their own: deliver_at applies to a whole batch.
-      if (deliverAt > 0 || batch.messages.length >= this.opts.batching.maxMessages) this.flushBatch(batchKey);
-      else this.armBatchTimer();
-    });
+    const batchKey = deliverAt > 0 ? `@${deliverAt}` : this.opts.batching.keyBased ? `k:${entry.key}` : '';
+    let batch = this.open.get(batchKey);
+    const maxBytes = Math.min(this.opts.batching.maxBytes, limit);
+    if (batch && batch.bytes + size > maxBytes) {
+      this.flushBatch(batchKey);
+      batch = undefined;
+    }
+    if (!batch) {
+      batch = { entries: [], bytes: 0, deliverAt, outcome: new BatchOutcome() };
+      this.open.set(batchKey, batch);
+    }
+    const sent = batch.outcome.promise.then(messageIdAt(batch.entries.length));
+    batch.entries.push(entry);
+    batch.bytes += size;
+    this.openMessages++;
+    // Delayed messages travel in batches of their own: deliver_at applies to a whole batch.
+    if (deliverAt > 0 || batch.entries.length >= this.opts.batching.maxMessages) this.flushBatch(batchKey);
+    else this.armBatchTimer();
+    return sent;
   }
 
   /** Send every open batch now and wait for all pending messages to be acknowledged or refused. */
   async flush(): Promise<void> {
     this.flushAll();
-    await Promise.all(this.inflight.map((b) => b.settled));
+    await Promise.all(this.inflight.map((b) => b.outcome.promise.then(ignore, ignore)));
   }
 
   /** Flush, wait for receipts (bounded by the operation timeout), then close the stream. */
@@ -240,35 +234,32 @@ export class PartitionProducer {
     const batch = this.open.get(key);
     if (!batch) return;
     this.open.delete(key);
-    this.openMessages -= batch.messages.length;
+    const entries = batch.entries;
+    this.openMessages -= entries.length;
     if (this.openMessages === 0) {
       clearTimeout(this.batchTimer);
       this.batchTimer = undefined;
     }
     const firstSequenceId = this.nextSequenceId;
-    this.nextSequenceId += batch.messages.length;
-    let settle!: () => void;
-    const settled = new Promise<void>((resolve) => {
-      settle = resolve;
-    });
+    this.nextSequenceId += entries.length;
     const inflight: InflightBatch = {
       firstSequenceId,
-      messages: batch.messages,
+      count: entries.length,
+      outcome: batch.outcome,
       wire: undefined,
-      settled,
-      settle,
       done: false,
     };
     this.inflight.push(inflight);
     // Compression runs off the event loop; chaining keeps batches on the wire in sequence order.
-    const entries = batch.messages.map((m) => m.entry);
     this.encoding = this.encoding.then(async () => {
       try {
-        inflight.wire = await encodeBatch(entries, {
+        inflight.wire = await encodeSendRequest(entries, {
           firstSequenceId,
           compression: this.opts.compression,
           deliverAt: batch.deliverAt,
         });
+        // The encoded request holds copies of the values: the messages are no longer needed.
+        entries.length = 0;
       } catch (err) {
         if (inflight.done) return;
         const index = this.inflight.indexOf(inflight);
@@ -281,29 +272,23 @@ export class PartitionProducer {
   }
 
   private write(batch: InflightBatch): void {
-    if (batch.wire) this.call?.write({ send: { batch: batch.wire } });
+    if (batch.wire) this.call?.write(batch.wire);
   }
 
-  /** Resolve (with the receipt's first id) or reject every message of a batch, once. */
+  /** Resolve (message i with the receipt's first id + i) or reject every message of a batch, once. */
   private settleBatch(batch: InflightBatch, outcome: SluiceError | MessageId__Output | null): void {
     if (batch.done) return;
     batch.done = true;
-    if (outcome instanceof Error) {
-      for (const m of batch.messages) m.reject(outcome);
-    } else {
-      batch.messages.forEach((m, i) => {
-        m.resolve(
-          formatMessageId({
-            ledgerId: outcome ? outcome.ledgerId : -1,
-            entryId: outcome ? outcome.entryId : -1,
-            batchIndex: (outcome ? outcome.batchIndex : 0) + i,
-            partition: this.opts.partition,
-          }),
-        );
-      });
+    if (outcome instanceof Error) batch.outcome.reject(outcome);
+    else {
+      batch.outcome.resolve(
+        outcome
+          ? batchReceipt(outcome.ledgerId, outcome.entryId, outcome.batchIndex, this.opts.partition)
+          : batchReceipt(-1, -1, 0, this.opts.partition),
+      );
     }
-    batch.settle();
-    this.release(batch.messages.length);
+    batch.wire = undefined;
+    this.release(batch.count);
   }
 
   /** Open a Produce stream on `address` and resolve once the broker confirms the producer. */
@@ -361,7 +346,7 @@ export class PartitionProducer {
   }
 
   private onOpened(
-    call: grpc.ClientDuplexStream<ProduceRequest, ProduceResponse__Output>,
+    call: grpc.ClientDuplexStream<OutgoingProduceRequest, ProduceResponse__Output>,
     name: string,
     lastSequenceId: number,
     maxMessageSize: number,
@@ -426,8 +411,8 @@ export class PartitionProducer {
   private failAll(err: SluiceError): void {
     let failed = 0;
     for (const batch of this.open.values()) {
-      for (const m of batch.messages) m.reject(err);
-      failed += batch.messages.length;
+      batch.outcome.reject(err);
+      failed += batch.entries.length;
     }
     this.open.clear();
     this.openMessages = 0;

@@ -99,3 +99,31 @@ test('produce driver - message size below the timestamp header is refused', asyn
     message: /message size '4' must be an integer ≥ 8/,
   });
 });
+
+test('produce driver - payloads are reused only after their send was acknowledged', async (t) => {
+  const clock = virtualClock();
+  const outstanding = new Set<Buffer>();
+  const seen = new Set<Buffer>();
+  let reusedWhileOutstanding = 0;
+  let sends = 0;
+  const sender: PerfSender = {
+    send: (payload) => {
+      if (outstanding.has(payload)) reusedWhileOutstanding++;
+      outstanding.add(payload);
+      seen.add(payload);
+      sends++;
+      return new Promise<void>((resolve) =>
+        setImmediate(() => {
+          clock.advance(0.1);
+          outstanding.delete(payload);
+          resolve();
+        }),
+      );
+    },
+  };
+  const r = await runProduce([sender], { rate: 0, messageSize: 32, durationSec: 0.1, maxInFlight: 8, clock });
+  t.is(reusedWhileOutstanding, 0);
+  t.true(sends > 8, `sends ${sends}`);
+  t.true(seen.size <= 8, `distinct payloads ${seen.size}`);
+  t.is(r.published, sends);
+});

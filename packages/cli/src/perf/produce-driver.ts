@@ -8,7 +8,11 @@ import { ThroughputMeter } from './throughput-meter.js';
 
 /** What the produce driver needs of a producer (a Sluice producer, a NATS JetStream publisher, ...). */
 export interface PerfSender {
-  /** Resolves once the system acknowledged the message as stored. */
+  /**
+   * Resolves once the system acknowledged the message as stored. The driver
+   * reuses `payload` for a later send once this resolves, so a sender must
+   * not keep it past that point.
+   */
   send(payload: Buffer): Promise<unknown>;
 }
 
@@ -76,7 +80,7 @@ export async function runProduce(senders: PerfSender[], opts: ProduceOptions): P
   validateProduceOptions(opts);
   if (senders.length === 0) throw new InvalidArgumentError('need at least one producer');
   const clock = opts.clock ?? systemClock;
-  const payloads = new PayloadFactory(opts.messageSize);
+  const payloads = new PayloadFactory(opts.messageSize, opts.maxInFlight * senders.length);
   const latency = new LatencyRecorder();
   const start = clock.now();
   const meter = new ThroughputMeter(start);
@@ -106,8 +110,9 @@ export async function runProduce(senders: PerfSender[], opts: ProduceOptions): P
   const drive = async (sender: PerfSender, window: InFlightWindow, index: number): Promise<void> => {
     const staggerMs = perSenderRate > 0 ? (index * 1000) / opts.rate : 0;
     const schedule = new RateScheduler(perSenderRate, start + staggerMs);
-    const onReceipt = (intended: number) => () => {
+    const onReceipt = (intended: number, payload: Buffer) => () => {
       const now = clock.now();
+      payloads.give(payload);
       latency.record(now - intended);
       meter.add(1, opts.messageSize);
       lastReceipt = now;
@@ -132,8 +137,8 @@ export async function runProduce(senders: PerfSender[], opts: ProduceOptions): P
       const room = window.acquire();
       if (room) await room;
       sent++;
-      const send = sender.send(payloads.make(clock.epochMs(intended)));
-      send.then(onReceipt(intended), onFailure);
+      const payload = payloads.take(clock.epochMs(intended));
+      sender.send(payload).then(onReceipt(intended, payload), onFailure);
     }
   };
 
