@@ -42,6 +42,23 @@ export class SluiceProcess {
     command: 'broker' | 'standalone',
     opts: { port?: number; httpPort?: number; args?: string[]; env?: Record<string, string> } = {},
   ): Promise<SluiceProcess> {
+    // A port freePort() picked can be taken (e.g. as another connection's
+    // ephemeral port) before the process binds it: pick again, unless the
+    // caller chose the ports.
+    const attempts = opts.port === undefined && opts.httpPort === undefined ? 3 : 1;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await SluiceProcess.startOnce(command, opts);
+      } catch (err) {
+        if (attempt >= attempts || !/EADDRINUSE/.test(String(err))) throw err;
+      }
+    }
+  }
+
+  private static async startOnce(
+    command: 'broker' | 'standalone',
+    opts: { port?: number; httpPort?: number; args?: string[]; env?: Record<string, string> },
+  ): Promise<SluiceProcess> {
     const port = opts.port ?? (await freePort());
     const httpPort = opts.httpPort ?? (await freePort());
     const args = [
@@ -69,6 +86,7 @@ export class SluiceProcess {
       );
     } catch (err) {
       p.kill('SIGKILL');
+      await p.exited;
       throw err;
     }
     return p;
@@ -108,17 +126,25 @@ export async function startBroker(
   metadata: string,
   opts: { port?: number; httpPort?: number; offload?: string; sessionTtl?: string } = {},
 ): Promise<SluiceProcess> {
-  const port = opts.port ?? (await freePort());
-  return SluiceProcess.start('broker', {
-    port,
-    ...(opts.httpPort ? { httpPort: opts.httpPort } : {}),
-    args: [
-      `--metadata=${metadata}`,
-      `--advertise-address=127.0.0.1:${port}`,
-      `--session-ttl=${opts.sessionTtl ?? '3s'}`,
-      ...(opts.offload ? [`--offload=${opts.offload}`] : []),
-    ],
-  });
+  // As in SluiceProcess.start: a picked port may be taken before the broker binds it.
+  const attempts = opts.port === undefined && opts.httpPort === undefined ? 3 : 1;
+  for (let attempt = 1; ; attempt++) {
+    const port = opts.port ?? (await freePort());
+    try {
+      return await SluiceProcess.start('broker', {
+        port,
+        httpPort: opts.httpPort ?? (await freePort()),
+        args: [
+          `--metadata=${metadata}`,
+          `--advertise-address=127.0.0.1:${port}`,
+          `--session-ttl=${opts.sessionTtl ?? '3s'}`,
+          ...(opts.offload ? [`--offload=${opts.offload}`] : []),
+        ],
+      });
+    } catch (err) {
+      if (attempt >= attempts || !/EADDRINUSE/.test(String(err))) throw err;
+    }
+  }
 }
 
 /** Start `count` bookie processes under `baseDir`. */
