@@ -12,13 +12,14 @@ import {
   decodeAddEntriesRequest,
   type Entry,
   encodeAddEntriesResponse,
+  encodeReadEntriesResponse,
   type FenceRequest__Output,
   type FenceResponse,
   type GetBookieInfoRequest__Output,
   type GetBookieInfoResponse,
   loadProto,
+  type ReadEntriesChunk,
   type ReadEntriesRequest__Output,
-  type ReadEntriesResponse,
   type ReadEntryRequest__Output,
   type ReadEntryResponse,
   type ReadLacRequest__Output,
@@ -59,11 +60,12 @@ export interface AddEntriesReply {
 }
 
 /**
- * sluice.v1.BookieService with AddEntries on the hand-written codec of
- * @sluice/proto: requests decode into entries whose payloads are slices of
- * the received message (no protobufjs object per entry), results encode
- * without protobufjs. The wire format is bookie.proto's; the other methods
- * keep the generated codec.
+ * sluice.v1.BookieService with AddEntries and ReadEntries responses on the
+ * hand-written codecs of @sluice/proto: add requests decode into entries
+ * whose payloads are slices of the received message (no protobufjs object
+ * per entry), add results and read chunks encode without protobufjs (a read
+ * chunk copies each stored payload once). The wire format is bookie.proto's;
+ * the other methods keep the generated codec.
  */
 export function bookieServiceDefinition(): ServiceDefinition {
   const pkg = loadProto('bookie.proto') as unknown as {
@@ -71,9 +73,10 @@ export function bookieServiceDefinition(): ServiceDefinition {
   };
   const base = pkg.sluice.v1.BookieService.service;
   const addEntries = base.AddEntries;
-  if (!addEntries) {
+  const readEntries = base.ReadEntries;
+  if (!addEntries || !readEntries) {
     throw new InternalError(
-      'bookie.proto has no AddEntries method; rebuild @sluice/proto from this checkout',
+      'bookie.proto lacks AddEntries or ReadEntries; rebuild @sluice/proto from this checkout',
     );
   }
   return {
@@ -83,6 +86,7 @@ export function bookieServiceDefinition(): ServiceDefinition {
       requestDeserialize: decodeAddEntriesRequest,
       responseSerialize: (reply: AddEntriesReply) => encodeAddEntriesResponse(reply.results),
     },
+    ReadEntries: { ...readEntries, responseSerialize: encodeReadEntriesResponse },
   };
 }
 
@@ -204,7 +208,7 @@ export function createBookieService(opts: BookieServiceOptions) {
     },
 
     async ReadEntries(
-      call: ServerWritableStream<ReadEntriesRequest__Output, ReadEntriesResponse>,
+      call: ServerWritableStream<ReadEntriesRequest__Output, ReadEntriesChunk>,
     ): Promise<void> {
       try {
         const { ledgerId, firstEntryId, lastEntryId } = call.request;
@@ -219,9 +223,10 @@ export function createBookieService(opts: BookieServiceOptions) {
             `range ${firstEntryId}..${lastEntryId} is empty; last must be >= first`,
           );
         }
-        let chunk: Entry[] = [];
+        // Stored entries go to the serializer as they are: it copies each payload once, straight into the chunk.
+        let chunk: StoredEntry[] = [];
         let bytes = 0;
-        const send = async (msg: ReadEntriesResponse) => {
+        const send = async (msg: ReadEntriesChunk) => {
           if (!call.write(msg)) await new Promise<void>((resolve) => call.once('drain', resolve));
         };
         for (let id = firstEntryId; id <= lastEntryId && !call.cancelled; ) {
@@ -239,7 +244,7 @@ export function createBookieService(opts: BookieServiceOptions) {
               chunk = [];
               bytes = 0;
             }
-            chunk.push(toWire(r.entry));
+            chunk.push(r.entry);
             bytes += r.entry.payload.length;
             id++;
           }

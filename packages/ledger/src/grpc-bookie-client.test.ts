@@ -1,6 +1,18 @@
-import { Server, ServerCredentials, type ServerDuplexStream, type ServiceDefinition } from '@grpc/grpc-js';
+import {
+  Server,
+  ServerCredentials,
+  type ServerDuplexStream,
+  type ServerWritableStream,
+  type ServiceDefinition,
+} from '@grpc/grpc-js';
 import { crc32c, ResourceExhaustedError, TimeoutError, UnavailableError } from '@sluice/common';
-import type { AddEntriesRequest__Output, AddEntriesResponse, Entry__Output } from '@sluice/proto';
+import type {
+  AddEntriesRequest__Output,
+  AddEntriesResponse,
+  Entry__Output,
+  ReadEntriesRequest__Output,
+  ReadEntriesResponse,
+} from '@sluice/proto';
 import { loadProto } from '@sluice/proto';
 import test from 'ava';
 import { sharedAddRequestEncoder } from './add-request-encoder.js';
@@ -55,6 +67,26 @@ async function fakeBookie(opts: { stall?: boolean; paused?: boolean } = {}) {
           ? { status: 'ENTRY_STATUS_OK', entry: e, lac: e.lac }
           : { status: 'ENTRY_STATUS_NO_ENTRY', lac: -1 },
       );
+    },
+    /** Two entries per response (protobufjs-encoded), stopping with NO_ENTRY at the first missing one. */
+    ReadEntries(call: ServerWritableStream<ReadEntriesRequest__Output, ReadEntriesResponse>) {
+      const { ledgerId, firstEntryId, lastEntryId } = call.request;
+      let chunk: Entry__Output[] = [];
+      for (let id = firstEntryId; id <= lastEntryId; id++) {
+        const e = stored.get(`${ledgerId}:${id}`);
+        if (!e) {
+          call.write({ entries: chunk, stoppedBy: 'ENTRY_STATUS_NO_ENTRY', stoppedAt: id });
+          call.end();
+          return;
+        }
+        chunk.push(e);
+        if (chunk.length === 2) {
+          call.write({ entries: chunk });
+          chunk = [];
+        }
+      }
+      if (chunk.length > 0) call.write({ entries: chunk });
+      call.end();
     },
   });
   const port = await new Promise<number>((resolve, reject) =>
@@ -112,6 +144,30 @@ test('grpc bookie client - adds of one tick share a request and results match ou
   t.deepEqual(r.entry?.payload, entry(3).payload);
   t.is(r.entry?.ledgerLength, 400);
   t.is((await client.read(7, 99)).status, 'NO_ENTRY');
+});
+
+test('grpc bookie client - range reads decode every chunk and report where the range stopped', async (t) => {
+  const bookie = await fakeBookie();
+  const client = new GrpcBookieClient('b1', bookie.address);
+  t.teardown(async () => {
+    await client.close();
+    await bookie.stop();
+  });
+  await Promise.all(Array.from({ length: 5 }, (_, i) => client.add(entry(i, 1000 + i))));
+  const whole = await client.readRange(7, 0, 4);
+  t.is(whole.stoppedBy, undefined);
+  t.deepEqual(
+    whole.entries,
+    [0, 1, 2, 3, 4].map((i) => entry(i, 1000 + i)),
+  );
+  const cut = await client.readRange(7, 1, 9);
+  t.is(cut.stoppedBy, 'NO_ENTRY');
+  t.deepEqual(
+    cut.entries.map((e) => e.entryId),
+    [1, 2, 3, 4],
+  );
+  const none = await client.readRange(8, 0, 3);
+  t.deepEqual(none, { entries: [], stoppedBy: 'NO_ENTRY' });
 });
 
 test('grpc bookie client - requests stay under the batch size limit', async (t) => {

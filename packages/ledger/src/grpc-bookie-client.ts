@@ -7,11 +7,18 @@
  * `addTimeoutMs` fails the whole stream, since a bookie that stopped
  * answering one add has stopped answering all of them.
  */
-import { type ClientDuplexStream, credentials, status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
+import {
+  type ClientDuplexStream,
+  type ClientReadableStream,
+  credentials,
+  status as grpcStatus,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import {
   type BookieId,
   type EntryId,
   fromGrpcError,
+  InternalError,
   InvalidArgumentError,
   type LedgerId,
   ResourceExhaustedError,
@@ -22,13 +29,20 @@ import {
 import type {
   BookieServiceClient,
   DecodedAddEntriesResponse,
+  DecodedReadEntriesResponse,
   EncodedEntry,
   Entry__Output,
   FenceResponse__Output,
+  ReadEntriesRequest,
   ReadEntryResponse__Output,
   ReadLacResponse__Output,
 } from '@sluice/proto';
-import { decodeAddEntriesResponse, loadProto, MAX_GRPC_MESSAGE_BYTES } from '@sluice/proto';
+import {
+  decodeAddEntriesResponse,
+  decodeReadEntriesResponse,
+  loadProto,
+  MAX_GRPC_MESSAGE_BYTES,
+} from '@sluice/proto';
 import {
   type AddBatch,
   encodeWireEntry,
@@ -66,15 +80,28 @@ export interface GrpcBookieClientOptions {
   localClients?: BookieClient[];
 }
 
-type Ctor = new (
+type Ctor = (new (
   address: string,
   creds: ReturnType<typeof credentials.createInsecure>,
   options: object,
-) => BookieServiceClient;
+) => BookieServiceClient) & {
+  service: { ReadEntries?: { requestSerialize: (req: ReadEntriesRequest) => Buffer } };
+};
 
 function serviceCtor(): Ctor {
   const pkg = loadProto('bookie.proto') as unknown as { sluice: { v1: { BookieService: Ctor } } };
   return pkg.sluice.v1.BookieService;
+}
+
+/** The generated encoder of ReadEntriesRequest (four scalars: not worth a hand-written one). */
+function readEntriesRequestSerializer(): (req: ReadEntriesRequest) => Buffer {
+  const method = serviceCtor().service.ReadEntries;
+  if (!method) {
+    throw new InternalError(
+      'bookie.proto has no ReadEntries method; rebuild @sluice/proto from this checkout',
+    );
+  }
+  return method.requestSerialize;
 }
 
 export function statusName(s: string | number | undefined): EntryStatus {
@@ -114,6 +141,14 @@ const ADD_ENTRIES_PATH = '/sluice.v1.BookieService/AddEntries';
 
 type AddStream = ClientDuplexStream<AddBatch, DecodedAddEntriesResponse>;
 
+/**
+ * ReadEntries responses go through the hand-written codec: entries decode
+ * straight into WireEntry objects whose payloads are slices of the received
+ * message (protobufjs built a message object per entry, then fromWire
+ * another, with a Long check per 64-bit field).
+ */
+const READ_ENTRIES_PATH = '/sluice.v1.BookieService/ReadEntries';
+
 /** Payload bytes per AddEntriesRequest. */
 const MAX_BATCH_BYTES = 1024 * 1024;
 
@@ -134,6 +169,7 @@ interface InFlight {
 
 export class GrpcBookieClient implements BookieClient {
   private readonly client: BookieServiceClient;
+  private readonly serializeReadRequest = readEntriesRequestSerializer();
   private stream: AddStream | undefined;
   private readonly inflight = new Map<string, InFlight[]>();
   private inflightCount = 0;
@@ -359,14 +395,17 @@ export class GrpcBookieClient implements BookieClient {
     return new Promise<RangeOutcome>((resolve, reject) => {
       const entries: WireEntry[] = [];
       let stoppedBy: EntryStatus | undefined;
-      const call = this.client.ReadEntries(
+      const call: ClientReadableStream<DecodedReadEntriesResponse> = this.client.makeServerStreamRequest(
+        READ_ENTRIES_PATH,
+        this.serializeReadRequest,
+        decodeReadEntriesResponse,
         { ledgerId, firstEntryId: first, lastEntryId: last, maxBytesPerChunk: 1024 * 1024 },
         { deadline: this.deadline() },
       );
-      call.on('data', (res) => {
-        for (const e of res.entries) entries.push(fromWire(e));
+      call.on('data', (res: DecodedReadEntriesResponse) => {
+        for (const e of res.entries) entries.push(e);
         const s = statusName(res.stoppedBy);
-        if (res.stoppedBy && res.stoppedBy !== 'ENTRY_STATUS_UNSPECIFIED' && s !== 'OK') stoppedBy = s;
+        if (res.stoppedBy !== 'ENTRY_STATUS_UNSPECIFIED' && s !== 'OK') stoppedBy = s;
       });
       call.on('error', (err: ServiceError) => {
         if (err.code === grpcStatus.OK) return;
