@@ -43,11 +43,13 @@ export const bookieConfigSchema = z.object({
    */
   journalGroupWaitMs: zDuration.default(0),
   /**
-   * A fresh journal file is zero-filled this far ahead of its write position
-   * (recycled ones already are), so group fdatasyncs rarely change the file's
-   * size or allocation. 0 turns it off.
+   * Zero-fill a fresh journal file this far past a small group's records
+   * (recycled files already are), so that group fdatasyncs overwrite
+   * allocated blocks and need no file-system journal commit. Off by default:
+   * on the virtio disk it was measured on it bought no add latency and cost
+   * ~25% more device writes at low rates. 0 turns it off.
    */
-  journalPreallocBytes: zSize.default(1024 * 1024),
+  journalPreallocBytes: zSize.default(0),
   /** A journal file rolls to a new one after this many bytes. */
   journalFileBytes: zSize.default(256 * 1024 * 1024),
   /**
