@@ -2,6 +2,7 @@ import { type FileHandle, mkdir, open, readdir, stat, unlink } from 'node:fs/pro
 import { join } from 'node:path';
 import { crc32c } from '@sluice/common';
 import { fsyncDir } from './fs-util.js';
+import { writeInt64LE } from './int64.js';
 
 /**
  * Entry log record layout (little endian), format version 2:
@@ -38,10 +39,10 @@ export type ReadOutcome = { ok: true; entry: StoredEntry } | { ok: false; reason
 export function encodeEntryHeader(e: Omit<StoredEntry, 'payload'>, payloadLength: number): Buffer {
   const h = Buffer.allocUnsafe(ENTRY_HEADER_BYTES);
   h.writeUInt32LE(ENTRY_HEADER_BYTES - 4 + payloadLength, 0);
-  h.writeBigUInt64LE(BigInt(e.ledgerId), 8);
-  h.writeBigUInt64LE(BigInt(e.entryId), 16);
-  h.writeBigInt64LE(BigInt(e.lac), 24);
-  h.writeBigInt64LE(BigInt(e.ledgerLength), 32);
+  writeInt64LE(h, e.ledgerId, 8);
+  writeInt64LE(h, e.entryId, 16);
+  writeInt64LE(h, e.lac, 24);
+  writeInt64LE(h, e.ledgerLength, 32);
   h.writeUInt32LE(e.crc32c >>> 0, 40);
   h.writeUInt32LE(0, 44);
   h.writeUInt32LE(crc32c(h.subarray(8, ENTRY_HEADER_BYTES)), 4);

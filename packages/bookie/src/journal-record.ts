@@ -1,4 +1,5 @@
 import { crc32c } from '@sluice/common';
+import { writeInt64LE } from './int64.js';
 
 /**
  * Journal record layout (little endian), format version 2:
@@ -50,11 +51,11 @@ export function encodeRecordHeader(
   h.writeUInt8(rec.type, 8);
   h.writeUInt8(JOURNAL_FORMAT_VERSION, 9);
   h.writeUInt16LE(0, 10);
-  h.writeBigUInt64LE(BigInt(rec.ledgerId), 12);
-  h.writeBigUInt64LE(BigInt(rec.entryId), 20);
-  h.writeBigInt64LE(BigInt(rec.lac), 28);
+  writeInt64LE(h, rec.ledgerId, 12);
+  writeInt64LE(h, rec.entryId, 20);
+  writeInt64LE(h, rec.lac, 28);
   h.writeUInt32LE(rec.payloadCrc >>> 0, 36);
-  h.writeBigInt64LE(BigInt(rec.ledgerLength), 40);
+  writeInt64LE(h, rec.ledgerLength, 40);
   h.writeUInt32LE(fileId >>> 0, 48);
   h.writeUInt32LE(crc32c(h.subarray(8, JOURNAL_HEADER_BYTES)), 4);
   return h;

@@ -4,6 +4,7 @@ import { setImmediate as setImmediatePromise } from 'node:timers/promises';
 import { crc32c, FailedPreconditionError, type Logger } from '@sluice/common';
 import type { EntryLocation } from './entry-log.js';
 import { fsyncDir, writeFileAtomic } from './fs-util.js';
+import { writeInt64LE } from './int64.js';
 
 /**
  * What a bookie knows of one ledger: its fence, the highest LAC seen, and
@@ -55,9 +56,9 @@ export class LedgerState {
 const INDEX_RECORD_BYTES = 32;
 
 function encodeIndexRecord(out: Buffer, at: number, entryId: number, loc: EntryLocation): void {
-  out.writeBigUInt64LE(BigInt(entryId), at);
+  writeInt64LE(out, entryId, at);
   out.writeUInt32LE(loc.logId, at + 8);
-  out.writeBigUInt64LE(BigInt(loc.offset), at + 12);
+  writeInt64LE(out, loc.offset, at + 12);
   out.writeUInt32LE(loc.length, at + 20);
   out.writeUInt32LE(crc32c(out.subarray(at, at + 24)), at + 24);
   out.writeUInt32LE(0, at + 28);

@@ -1,3 +1,4 @@
+import { crc32c as nativeCrc32c } from '@node-rs/crc32';
 import test from 'ava';
 import { z } from 'zod';
 import {
@@ -21,6 +22,17 @@ test('crc32c - matches the Castagnoli check value', (t) => {
   t.is(crc32c(Buffer.from('123456789')), 0xe3069283);
   const whole = crc32c(Buffer.from('hello world'));
   t.is(crc32c(Buffer.from(' world'), crc32c(Buffer.from('hello'))), whole);
+});
+
+test('crc32c - small inputs (JS table) and large ones (native) agree, also when chained across sizes', (t) => {
+  const data = Buffer.from(Array.from({ length: 1000 }, (_, i) => (i * 131 + 7) & 0xff));
+  for (const n of [0, 1, 24, 52, 191, 192, 193, 1000]) {
+    t.is(crc32c(data.subarray(0, n)), nativeCrc32c(data.subarray(0, n)) >>> 0, `${n} bytes`);
+  }
+  const whole = crc32c(data);
+  for (const cut of [1, 24, 191, 192, 500, 900]) {
+    t.is(crc32c(data.subarray(cut), crc32c(data.subarray(0, cut))), whole, `split at ${cut}`);
+  }
 });
 
 test('errors - round-trip through gRPC status with code and details', (t) => {
