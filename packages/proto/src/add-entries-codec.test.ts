@@ -10,6 +10,7 @@ import {
   encodeAddEntriesResponse,
   loadProto,
 } from './index.js';
+import { EDGE_ENTRIES } from './test-support/edge-entries.js';
 
 interface AddEntriesMethod {
   requestSerialize(req: object): Buffer;
@@ -25,33 +26,7 @@ const method = (
   }
 ).sluice.v1.BookieService.service.AddEntries;
 
-const entries = [
-  { ledgerId: 0, entryId: 0, lac: -1, crc32c: 0, ledgerLength: 0, payload: Buffer.alloc(0) },
-  {
-    ledgerId: 7,
-    entryId: 127,
-    lac: 126,
-    crc32c: 0xffffffff,
-    ledgerLength: 128,
-    payload: Buffer.from('hello'),
-  },
-  {
-    ledgerId: 2 ** 53 - 1,
-    entryId: 2 ** 40 + 3,
-    lac: 2 ** 32,
-    crc32c: 0x80000001,
-    ledgerLength: 2 ** 53 - 1,
-    payload: Buffer.alloc(70_000, 0xab),
-  },
-  {
-    ledgerId: 300,
-    entryId: 16_384,
-    lac: 16_383,
-    crc32c: 12345,
-    ledgerLength: 2 ** 31,
-    payload: Buffer.from([0, 1, 2, 3]),
-  },
-];
+const entries = EDGE_ENTRIES;
 
 for (const recovery of [false, true]) {
   test(`add-entries codec - request decodes with protobufjs (recovery ${recovery})`, (t) => {
