@@ -1,24 +1,6 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import anyTest, { type TestFn } from 'ava';
-import { type SluiceProcess, startStandalone } from '../support/cluster.js';
-import { sleep, Wire } from './features-broker-wire.js';
+import { sleep, useStandaloneWire } from './features-broker-wire.js';
 
-const test = anyTest as TestFn<{ dir: string; sa: SluiceProcess; wire: Wire }>;
-
-test.before(async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'sluice-broker-fixes-'));
-  const sa = await startStandalone(dir);
-  t.context = { dir, sa, wire: new Wire(sa.address) };
-});
-
-test.after.always(async (t) => {
-  t.context.wire?.close();
-  t.context.sa?.kill('SIGKILL');
-  await t.context.sa?.exited;
-  if (t.context.dir) await rm(t.context.dir, { recursive: true, force: true });
-});
+const test = useStandaloneWire('sluice-broker-fixes-');
 
 test('broker fixes - a batch key over 64 KiB is refused and its sequence id can still be stored', async (t) => {
   const { wire } = t.context;

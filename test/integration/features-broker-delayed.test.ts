@@ -1,24 +1,6 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import anyTest, { type TestFn } from 'ava';
-import { type SluiceProcess, startStandalone } from '../support/cluster.js';
-import { valuesOf, Wire } from './features-broker-wire.js';
+import { useStandaloneWire, valuesOf } from './features-broker-wire.js';
 
-const test = anyTest as TestFn<{ dir: string; sa: SluiceProcess; wire: Wire }>;
-
-test.before(async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'sluice-delayed-'));
-  const sa = await startStandalone(dir);
-  t.context = { dir, sa, wire: new Wire(sa.address) };
-});
-
-test.after.always(async (t) => {
-  t.context.wire?.close();
-  t.context.sa?.kill('SIGKILL');
-  await t.context.sa?.exited;
-  if (t.context.dir) await rm(t.context.dir, { recursive: true, force: true });
-});
+const test = useStandaloneWire('sluice-delayed-');
 
 for (const type of ['SUBSCRIPTION_TYPE_SHARED', 'SUBSCRIPTION_TYPE_KEY_SHARED']) {
   test(`delayed delivery - ${type}: held until deliver_at, later messages flow past it, a past delay delivers now`, async (t) => {

@@ -1,25 +1,7 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import anyTest, { type TestFn } from 'ava';
-import { type SluiceProcess, startStandalone } from '../support/cluster.js';
 import { waitFor } from '../support/ports.js';
-import { sleep, valuesOf, Wire } from './features-broker-wire.js';
+import { sleep, useStandaloneWire, valuesOf, type Wire } from './features-broker-wire.js';
 
-const test = anyTest as TestFn<{ dir: string; sa: SluiceProcess; wire: Wire }>;
-
-test.before(async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'sluice-quotas-'));
-  const sa = await startStandalone(dir);
-  t.context = { dir, sa, wire: new Wire(sa.address) };
-});
-
-test.after.always(async (t) => {
-  t.context.wire?.close();
-  t.context.sa?.kill('SIGKILL');
-  await t.context.sa?.exited;
-  if (t.context.dir) await rm(t.context.dir, { recursive: true, force: true });
-});
+const test = useStandaloneWire('sluice-quotas-');
 
 const KB = (i: string) => `${i}:${'x'.repeat(1000)}`;
 const label = (v: string) => v.split(':')[0];

@@ -1,27 +1,9 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { ServiceError } from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
-import anyTest, { type TestFn } from 'ava';
-import { type SluiceProcess, startStandalone } from '../support/cluster.js';
 import { waitFor } from '../support/ports.js';
-import { sleep, valuesOf, Wire, type WireId } from './features-broker-wire.js';
+import { sleep, useStandaloneWire, valuesOf, type Wire, type WireId } from './features-broker-wire.js';
 
-const test = anyTest as TestFn<{ dir: string; sa: SluiceProcess; wire: Wire }>;
-
-test.before(async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'sluice-seek-'));
-  const sa = await startStandalone(dir);
-  t.context = { dir, sa, wire: new Wire(sa.address) };
-});
-
-test.after.always(async (t) => {
-  t.context.wire?.close();
-  t.context.sa?.kill('SIGKILL');
-  await t.context.sa?.exited;
-  if (t.context.dir) await rm(t.context.dir, { recursive: true, force: true });
-});
+const test = useStandaloneWire('sluice-seek-');
 
 async function publishAll(wire: Wire, topic: string, values: string[], gapMs = 0) {
   const p = await wire.produce(topic);

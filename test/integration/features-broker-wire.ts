@@ -4,6 +4,8 @@
  * so each test controls exactly what crosses the wire (batch headers, delays,
  * codecs, seeks) independently of the TypeScript SDK.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   type ClientDuplexStream,
@@ -13,7 +15,9 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import { loadProto, MAX_GRPC_MESSAGE_BYTES, PROTO_DIR } from '@sluice/proto';
+import anyTest, { type TestFn } from 'ava';
 import protobuf from 'protobufjs';
+import { type SluiceProcess, startStandalone } from '../support/cluster.js';
 
 const root = protobuf.loadSync(join(PROTO_DIR, 'sluice/v1/batch.proto'));
 const BatchMessages = root.lookupType('sluice.v1.BatchMessages');
@@ -352,3 +356,30 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 
 /** Every value of the deliveries, flattened. */
 export const valuesOf = (ds: Delivered[]): string[] => ds.flatMap((d) => d.values);
+
+export interface StandaloneWireContext {
+  dir: string;
+  sa: SluiceProcess;
+  wire: Wire;
+}
+
+/**
+ * The test function of a feature suite that shares one standalone (data in a
+ * temp dir named by `prefix`) and one Wire on it: started before the suite's
+ * tests, killed and removed after them.
+ */
+export function useStandaloneWire(prefix: string): TestFn<StandaloneWireContext> {
+  const test = anyTest as TestFn<StandaloneWireContext>;
+  test.before(async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), prefix));
+    const sa = await startStandalone(dir);
+    t.context = { dir, sa, wire: new Wire(sa.address) };
+  });
+  test.after.always(async (t) => {
+    t.context.wire?.close();
+    t.context.sa?.kill('SIGKILL');
+    await t.context.sa?.exited;
+    if (t.context.dir) await rm(t.context.dir, { recursive: true, force: true });
+  });
+  return test;
+}

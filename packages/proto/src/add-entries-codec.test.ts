@@ -10,7 +10,7 @@ import {
   encodeAddEntriesResponse,
   loadProto,
 } from './index.js';
-import { EDGE_ENTRIES } from './test-support/edge-entries.js';
+import { EDGE_ENTRIES, UNKNOWN_FIELDS } from './test-support/edge-entries.js';
 
 interface AddEntriesMethod {
   requestSerialize(req: object): Buffer;
@@ -82,19 +82,7 @@ test('add-entries codec - empty request and unknown fields', (t) => {
   t.deepEqual(decodeAddEntriesRequest(Buffer.alloc(0)), { entries: [], recovery: false });
   t.is(method.requestDeserialize(encodeAddEntriesRequest([], false)).entries.length, 0);
   // Unknown field 9 of every wire type before a real entry: skipped.
-  const unknown = Buffer.from([
-    (9 << 3) | 0,
-    0x96,
-    0x01,
-    (9 << 3) | 1,
-    ...Buffer.alloc(8),
-    (9 << 3) | 2,
-    2,
-    0xaa,
-    0xbb,
-    (9 << 3) | 5,
-    ...Buffer.alloc(4),
-  ]);
+  const unknown = UNKNOWN_FIELDS;
   const real = encodeAddEntriesRequest([new EncodedEntry(entries[1]!, entries[1]!.payload)], true);
   const d = decodeAddEntriesRequest(Buffer.concat([unknown, real]));
   t.is(d.entries.length, 1);

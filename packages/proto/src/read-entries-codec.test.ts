@@ -8,7 +8,7 @@ import {
   type ReadEntriesResponse__Output,
   type ReadEntryFields,
 } from './index.js';
-import { EDGE_ENTRIES } from './test-support/edge-entries.js';
+import { EDGE_ENTRIES, UNKNOWN_FIELDS } from './test-support/edge-entries.js';
 
 interface ReadEntriesMethod {
   responseSerialize(res: object): Buffer;
@@ -88,19 +88,7 @@ test('read-entries codec - numeric and unknown statuses', (t) => {
 
 test('read-entries codec - unknown fields are skipped', (t) => {
   // Unknown field 9 of every wire type, before and after a real chunk.
-  const unknown = Buffer.from([
-    (9 << 3) | 0,
-    0x96,
-    0x01,
-    (9 << 3) | 1,
-    ...Buffer.alloc(8),
-    (9 << 3) | 2,
-    2,
-    0xaa,
-    0xbb,
-    (9 << 3) | 5,
-    ...Buffer.alloc(4),
-  ]);
+  const unknown = UNKNOWN_FIELDS;
   const real = encodeReadEntriesResponse({
     entries: [entries[1]!],
     stoppedBy: 'ENTRY_STATUS_NO_ENTRY',

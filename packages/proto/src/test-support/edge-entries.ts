@@ -26,3 +26,18 @@ export const EDGE_ENTRIES = [
     payload: Buffer.from([0, 1, 2, 3]),
   },
 ];
+
+/** Field 9, unknown to every bookie message, once in each wire type (varint, 64-bit, bytes, 32-bit). */
+export const UNKNOWN_FIELDS = Buffer.from([
+  (9 << 3) | 0,
+  0x96,
+  0x01,
+  (9 << 3) | 1,
+  ...Buffer.alloc(8),
+  (9 << 3) | 2,
+  2,
+  0xaa,
+  0xbb,
+  (9 << 3) | 5,
+  ...Buffer.alloc(4),
+]);
