@@ -25,7 +25,7 @@ import {
   type ReadLacRequest__Output,
   type ReadLacResponse,
 } from '@sluice/proto';
-import type { BookieStore, EntryStatusName } from './bookie-store.js';
+import type { BookieStore, EntryStatusName, Outcome } from './bookie-store.js';
 import type { StoredEntry } from './entry-log.js';
 import type { ReadResult } from './ledger-storage.js';
 import type { BookieMetrics } from './metrics.js';
@@ -108,6 +108,10 @@ export function createBookieService(opts: BookieServiceOptions) {
       let finished = false;
       let results: AddResultFields[] = [];
       let flushQueued = false;
+      // Metrics of completed adds are applied once per response, not per add.
+      let okAdds = 0;
+      let okBytes = 0;
+      let settled = 0;
 
       const finish = () => {
         if (finished || !ended || inFlight > 0 || results.length > 0) return;
@@ -117,6 +121,14 @@ export function createBookieService(opts: BookieServiceOptions) {
       // Results that complete together (one group commit) leave in one response.
       const flush = () => {
         flushQueued = false;
+        if (okAdds > 0) {
+          metrics.addsTotal.inc({ status: 'OK' }, okAdds);
+          metrics.addBytesTotal.inc(okBytes);
+        }
+        if (settled > 0) metrics.inFlightAdds.dec(settled);
+        okAdds = 0;
+        okBytes = 0;
+        settled = 0;
         if (results.length > 0 && !call.destroyed && !call.cancelled) call.write({ results });
         results = [];
         finish();
@@ -129,40 +141,37 @@ export function createBookieService(opts: BookieServiceOptions) {
         }
       };
 
-      call.on('data', (req: DecodedAddEntriesRequest) => {
-        for (const e of req.entries) {
-          const bytes = e.payload.length;
-          inFlight++;
-          inFlightBytes += bytes;
-          metrics.inFlightAdds.inc();
-          const t0 = process.hrtime.bigint();
-          store
-            .add(e, req.recovery)
-            .catch((err: Error) => {
-              logger.error({ err }, 'add failed unexpectedly');
-              return { status: 'IO_ERROR' as const, message: err.message };
-            })
-            .then((out) => {
-              inFlight--;
-              inFlightBytes -= bytes;
-              metrics.inFlightAdds.dec();
-              metrics.addsTotal.inc({ status: out.status });
-              if (out.status === 'OK') {
-                metrics.addBytesTotal.inc(bytes);
-                metrics.addLatencySeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
-              }
-              push({
-                ledgerId: e.ledgerId,
-                entryId: e.entryId,
-                status: wire(out.status),
-                message: out.message,
-              });
-              if (paused && inFlightBytes <= opts.maxInFlightBytesPerStream / 2) {
-                paused = false;
-                call.resume();
-              }
-            });
+      const add = (e: DecodedAddEntriesRequest['entries'][number], recovery: boolean) => {
+        const bytes = e.payload.length;
+        inFlight++;
+        inFlightBytes += bytes;
+        const t0 = performance.now();
+        const done = (out: Outcome) => {
+          inFlight--;
+          inFlightBytes -= bytes;
+          settled++;
+          if (out.status === 'OK') {
+            okAdds++;
+            okBytes += bytes;
+            metrics.addLatencySeconds.observe((performance.now() - t0) / 1000);
+          } else metrics.addsTotal.inc({ status: out.status });
+          push({ ledgerId: e.ledgerId, entryId: e.entryId, status: wire(out.status), message: out.message });
+          if (paused && inFlightBytes <= opts.maxInFlightBytesPerStream / 2) {
+            paused = false;
+            call.resume();
+          }
+        };
+        try {
+          store.addThen(e, recovery, done);
+        } catch (err) {
+          logger.error({ err }, 'add failed unexpectedly');
+          done({ status: 'IO_ERROR', message: (err as Error).message });
         }
+      };
+
+      call.on('data', (req: DecodedAddEntriesRequest) => {
+        metrics.inFlightAdds.inc(req.entries.length);
+        for (const e of req.entries) add(e, req.recovery);
         if (!paused && inFlightBytes > opts.maxInFlightBytesPerStream) {
           paused = true;
           call.pause();

@@ -2,7 +2,7 @@ import { crc32c, type Logger } from '@sluice/common';
 import type { EntryStatusName } from '@sluice/proto';
 import type { StoredEntry } from './entry-log.js';
 import { Journal } from './journal.js';
-import { fenceRecord, JOURNAL_HEADER_BYTES, RecordType } from './journal-record.js';
+import { fenceRecord, JOURNAL_HEADER_BYTES, type JournalRecord, RecordType } from './journal-record.js';
 import { LedgerStorage, type ReadResult } from './ledger-storage.js';
 import type { BookieMetrics } from './metrics.js';
 
@@ -192,37 +192,55 @@ export class BookieStore {
   }
 
   /** Add one entry; resolves once it is durable (OK) or refused. */
-  async add(e: AddRequest, recovery: boolean): Promise<Outcome> {
-    const refused = this.refuseAdds() ?? this.validate(e);
-    if (refused) return refused;
-    const fenced = this.fencedOutcome(e.ledgerId, recovery);
-    if (fenced) return fenced;
-    if (this.storage.cacheBytes > 2 * this.opts.writeCacheBytes) {
-      await this.waitForCacheSpace();
-      // A fence may have completed while this add waited: check again, in
-      // the same turn as the append below.
-      const late = this.refuseAdds() ?? this.fencedOutcome(e.ledgerId, recovery);
-      if (late) return late;
+  add(e: AddRequest, recovery: boolean): Promise<Outcome> {
+    return new Promise((resolve) => this.addThen(e, recovery, resolve));
+  }
+
+  /**
+   * `add` for the hot paths: `done` gets the outcome (synchronously when the
+   * add is refused on arrival), without a promise or an async frame per add.
+   */
+  addThen(e: AddRequest, recovery: boolean, done: (o: Outcome) => void): void {
+    const refused = this.refuseAdds() ?? this.validate(e) ?? this.fencedOutcome(e.ledgerId, recovery);
+    if (refused) {
+      done(refused);
+      return;
     }
-    const entry: StoredEntry = {
+    if (this.storage.cacheBytes > 2 * this.opts.writeCacheBytes) {
+      void this.waitForCacheSpace().then(() => {
+        // A fence may have completed while this add waited: check again, in
+        // the same turn as the append.
+        const late = this.refuseAdds() ?? this.fencedOutcome(e.ledgerId, recovery);
+        if (late) done(late);
+        else this.append(e, done);
+      });
+      return;
+    }
+    this.append(e, done);
+  }
+
+  private append(e: AddRequest, done: (o: Outcome) => void): void {
+    // One object is both the journal record and, once durable, the cached entry.
+    const crc = e.crc32c >>> 0;
+    const entry: JournalRecord & StoredEntry = {
+      type: RecordType.ADD,
       ledgerId: e.ledgerId,
       entryId: e.entryId,
       lac: e.lac,
-      crc32c: e.crc32c >>> 0,
+      crc32c: crc,
+      payloadCrc: crc,
       ledgerLength: e.ledgerLength,
       payload: e.payload,
     };
-    return new Promise((resolve) => {
-      this.journal.append({ type: RecordType.ADD, ...entry, payloadCrc: entry.crc32c }, (err) => {
-        if (err) {
-          this.setReadOnly('io', `journal I/O error: ${err.message}`);
-          resolve(this.refuseAdds() ?? { status: 'IO_ERROR', message: err.message });
-          return;
-        }
-        this.storage.applyAdd(entry);
-        if (this.storage.cacheBytes > this.opts.writeCacheBytes) this.triggerCheckpoint();
-        resolve(OK);
-      });
+    this.journal.append(entry, (err) => {
+      if (err) {
+        this.setReadOnly('io', `journal I/O error: ${err.message}`);
+        done(this.refuseAdds() ?? { status: 'IO_ERROR', message: err.message });
+        return;
+      }
+      this.storage.applyAdd(entry);
+      if (this.storage.cacheBytes > this.opts.writeCacheBytes) this.triggerCheckpoint();
+      done(OK);
     });
   }
 

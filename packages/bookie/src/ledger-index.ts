@@ -5,6 +5,7 @@ import { crc32c, FailedPreconditionError, type Logger } from '@sluice/common';
 import type { EntryLocation } from './entry-log.js';
 import { fsyncDir, writeFileAtomic } from './fs-util.js';
 import { writeInt64LE } from './int64.js';
+import { LocationTable } from './location-table.js';
 
 /**
  * What a bookie knows of one ledger: its fence, the highest LAC seen, and
@@ -14,9 +15,9 @@ export class LedgerState {
   fenced = false;
   lac = -1;
   lastEntryId = -1;
-  readonly entries = new Map<number, EntryLocation>();
-  /** Index records appended since the last persist. */
-  dirty: [number, EntryLocation][] = [];
+  readonly entries = new LocationTable();
+  /** Entry ids whose location changed since the last persist (their records are written from `entries`). */
+  dirty: number[] = [];
   /** Records in the index file (live or superseded), to know when to rewrite it. */
   fileRecords = 0;
   /**
@@ -192,12 +193,11 @@ export class LedgerIndex {
   }
 
   setLocation(l: LedgerState, entryId: number, loc: EntryLocation, dirty = true): void {
-    const old = l.entries.get(entryId);
+    const old = l.entries.set(entryId, loc);
     if (old) this.liveBytes.set(old.logId, (this.liveBytes.get(old.logId) ?? 0) - old.length);
-    l.entries.set(entryId, loc);
     this.liveBytes.set(loc.logId, (this.liveBytes.get(loc.logId) ?? 0) + loc.length);
     if (entryId > l.lastEntryId) l.lastEntryId = entryId;
-    if (dirty) l.dirty.push([entryId, loc]);
+    if (dirty) l.dirty.push(entryId);
   }
 
   /**
@@ -211,12 +211,14 @@ export class LedgerIndex {
       if (l.dirty.length === 0) continue;
       const path = join(this.indexDir, `${l.ledgerId}.idx`);
       const rewrite = l.fileRecords + l.dirty.length > 2 * l.entries.size + 1024;
-      const records: [number, EntryLocation][] = rewrite ? [...l.entries] : l.dirty;
+      // An id set twice since the last persist is written twice with its
+      // current location: the later record supersedes, and both agree.
+      const records = rewrite ? l.entries.ids() : l.dirty;
       l.dirty = [];
       const buf = Buffer.allocUnsafe(records.length * INDEX_RECORD_BYTES);
       for (let i = 0; i < records.length; i++) {
-        const [entryId, loc] = records[i]!;
-        encodeIndexRecord(buf, i * INDEX_RECORD_BYTES, entryId, loc);
+        const entryId = records[i]!;
+        encodeIndexRecord(buf, i * INDEX_RECORD_BYTES, entryId, l.entries.get(entryId)!);
         // Seconds of adds are tens of thousands of records: encode them in
         // slices so that a checkpoint never stalls adds on this event loop.
         if ((i + 1) % ENCODE_SLICE_RECORDS === 0) await setImmediatePromise();
@@ -260,9 +262,9 @@ export class LedgerIndex {
   async drop(ledgerId: number): Promise<void> {
     const l = this.ledgers.get(ledgerId);
     if (!l) return;
-    for (const loc of l.entries.values()) {
-      this.liveBytes.set(loc.logId, (this.liveBytes.get(loc.logId) ?? 0) - loc.length);
-    }
+    l.entries.each((_entryId, logId, _offset, length) => {
+      this.liveBytes.set(logId, (this.liveBytes.get(logId) ?? 0) - length);
+    });
     this.ledgers.delete(ledgerId);
     try {
       await unlink(join(this.indexDir, `${ledgerId}.idx`));

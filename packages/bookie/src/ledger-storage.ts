@@ -9,6 +9,7 @@ import {
 } from './entry-log.js';
 import { comparePositions, type JournalPosition } from './journal.js';
 import { LedgerIndex, type LedgerState } from './ledger-index.js';
+import { sameLocation } from './location-table.js';
 import type { BookieMetrics } from './metrics.js';
 import { WriteCache } from './write-cache.js';
 
@@ -253,7 +254,9 @@ export class LedgerStorage {
   async compact(logId: number, checkpointPos: () => JournalPosition): Promise<number> {
     const live: { l: LedgerState; entryId: number; loc: EntryLocation }[] = [];
     for (const l of this.index.ledgers.values()) {
-      for (const [entryId, loc] of l.entries) if (loc.logId === logId) live.push({ l, entryId, loc });
+      l.entries.each((entryId, at, offset, length) => {
+        if (at === logId) live.push({ l, entryId, loc: { logId, offset, length } });
+      });
     }
     for (let i = 0; i < live.length; ) {
       const step: typeof live = [];
@@ -264,14 +267,15 @@ export class LedgerStorage {
       }
       await this.serial(async () => {
         const moving = step.filter(
-          (s) => this.index.get(s.l.ledgerId) === s.l && s.l.entries.get(s.entryId) === s.loc,
+          (s) => this.index.get(s.l.ledgerId) === s.l && sameLocation(s.l.entries.get(s.entryId), s.loc),
         );
         if (moving.length === 0) return;
         const raws = await Promise.all(moving.map((s) => this.logs.readRaw(s.loc)));
         const locs = await this.logs.append(raws.map((raw) => ({ header: raw, payload: Buffer.alloc(0) })));
         moving.forEach((s, k) => {
           // An add may have replaced the entry while we read it; the newer copy wins.
-          if (s.l.entries.get(s.entryId) === s.loc) this.index.setLocation(s.l, s.entryId, locs[k]!);
+          if (sameLocation(s.l.entries.get(s.entryId), s.loc))
+            this.index.setLocation(s.l, s.entryId, locs[k]!);
         });
         this.opts.metrics.entryLogBytes.inc(bytes);
       });

@@ -98,24 +98,26 @@ export class LocalBookieClient implements BookieClient {
     const bytes = entry.payload.length;
     this.inFlightBytes += bytes;
     metrics.inFlightAdds.inc();
-    const t0 = process.hrtime.bigint();
-    return store
-      .add(entry, recovery)
-      .catch((err: Error) => {
-        this.bookie.logger.error({ err }, 'add failed unexpectedly');
-        return { status: 'IO_ERROR' as const, message: err.message };
-      })
-      .then((out) => {
+    const t0 = performance.now();
+    return new Promise<AddOutcome>((resolve) => {
+      const done = (out: { status: AddOutcome['status']; message: string }) => {
         this.inFlightBytes -= bytes;
         metrics.inFlightAdds.dec();
         metrics.addsTotal.inc({ status: out.status });
         if (out.status === 'OK') {
           metrics.addBytesTotal.inc(bytes);
-          metrics.addLatencySeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
+          metrics.addLatencySeconds.observe((performance.now() - t0) / 1000);
         }
         this.admitWaiting();
-        return { status: out.status, message: out.message };
-      });
+        resolve({ status: out.status, message: out.message });
+      };
+      try {
+        store.addThen(entry, recovery, done);
+      } catch (err) {
+        this.bookie.logger.error({ err }, 'add failed unexpectedly');
+        done({ status: 'IO_ERROR', message: (err as Error).message });
+      }
+    });
   }
 
   private admitWaiting(): void {
