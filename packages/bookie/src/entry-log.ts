@@ -38,15 +38,25 @@ export type ReadOutcome = { ok: true; entry: StoredEntry } | { ok: false; reason
 
 export function encodeEntryHeader(e: Omit<StoredEntry, 'payload'>, payloadLength: number): Buffer {
   const h = Buffer.allocUnsafe(ENTRY_HEADER_BYTES);
-  h.writeUInt32LE(ENTRY_HEADER_BYTES - 4 + payloadLength, 0);
-  writeInt64LE(h, e.ledgerId, 8);
-  writeInt64LE(h, e.entryId, 16);
-  writeInt64LE(h, e.lac, 24);
-  writeInt64LE(h, e.ledgerLength, 32);
-  h.writeUInt32LE(e.crc32c >>> 0, 40);
-  h.writeUInt32LE(0, 44);
-  h.writeUInt32LE(crc32c(h.subarray(8, ENTRY_HEADER_BYTES)), 4);
+  writeEntryHeader(h, 0, e, payloadLength);
   return h;
+}
+
+/** Write the record header of `e` at `out[at]` (the payload goes right after it). */
+export function writeEntryHeader(
+  out: Buffer,
+  at: number,
+  e: Omit<StoredEntry, 'payload'>,
+  payloadLength: number,
+): void {
+  out.writeUInt32LE(ENTRY_HEADER_BYTES - 4 + payloadLength, at);
+  writeInt64LE(out, e.ledgerId, at + 8);
+  writeInt64LE(out, e.entryId, at + 16);
+  writeInt64LE(out, e.lac, at + 24);
+  writeInt64LE(out, e.ledgerLength, at + 32);
+  out.writeUInt32LE(e.crc32c >>> 0, at + 40);
+  out.writeUInt32LE(0, at + 44);
+  out.writeUInt32LE(crc32c(out.subarray(at + 8, at + ENTRY_HEADER_BYTES)), at + 4);
 }
 
 /** Parse and verify a record read back from a log; anything inconsistent is corruption. */
@@ -83,6 +93,19 @@ export function decodeEntry(buf: Buffer, ledgerId: number, entryId: number): Rea
       payload,
     },
   };
+}
+
+/**
+ * Append `b` to a writev list, merged into the previous buffer when it
+ * continues it in memory (records cut from one write-cache chunk go out as
+ * one iovec, not one per record).
+ */
+function pushCoalesced(list: Buffer[], b: Buffer): void {
+  if (b.length === 0) return;
+  const prev = list.at(-1);
+  if (prev && prev.buffer === b.buffer && prev.byteOffset + prev.length === b.byteOffset) {
+    list[list.length - 1] = Buffer.from(prev.buffer, prev.byteOffset, prev.length + b.length);
+  } else list.push(b);
 }
 
 const FILE_RE = /^entrylog-(\d{16})\.log$/;
@@ -170,7 +193,8 @@ export class EntryLogs {
         const r = records[i]!;
         const length = r.header.length + r.payload.length;
         if (offset > 0 && offset + length > this.fileBytes) break;
-        buffers.push(r.header, r.payload);
+        pushCoalesced(buffers, r.header);
+        pushCoalesced(buffers, r.payload);
         locations.push({ logId: this.writerId, offset, length });
         offset += length;
         i++;

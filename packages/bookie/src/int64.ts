@@ -12,3 +12,8 @@ export function writeInt64LE(buf: Buffer, value: number, offset: number): void {
   buf.writeUInt32LE(value - hi * TWO_32, offset);
   buf.writeInt32LE(hi, offset + 4);
 }
+
+/** Reads what `writeInt64LE` wrote (a safe integer), without a BigInt. */
+export function readInt64LE(buf: Buffer, offset: number): number {
+  return buf.readInt32LE(offset + 4) * TWO_32 + buf.readUInt32LE(offset);
+}

@@ -1,17 +1,10 @@
-import { setImmediate as setImmediatePromise } from 'node:timers/promises';
 import { ClosedError, type Logger } from '@sluice/common';
-import {
-  type EntryLocation,
-  EntryLogs,
-  encodeEntryHeader,
-  type ReadOutcome,
-  type StoredEntry,
-} from './entry-log.js';
+import { type EntryLocation, EntryLogs, type ReadOutcome, type StoredEntry } from './entry-log.js';
 import { comparePositions, type JournalPosition } from './journal.js';
 import { LedgerIndex, type LedgerState } from './ledger-index.js';
 import { sameLocation } from './location-table.js';
 import type { BookieMetrics } from './metrics.js';
-import { WriteCache } from './write-cache.js';
+import { WRITE_CACHE_CHUNK_BYTES, WriteCache } from './write-cache.js';
 
 export interface LedgerStorageOptions {
   dir: string;
@@ -28,10 +21,9 @@ export type ReadResult =
   | { status: 'OK'; entry: StoredEntry }
   | { status: 'NO_LEDGER' | 'NO_ENTRY' | 'CORRUPT'; message: string };
 
-/** Write-cache entries a checkpoint evicts per event-loop turn. */
-const EVICT_SLICE_ENTRIES = 8192;
 /** Largest batch the background flusher appends to an entry log in one write. */
 const FLUSH_BATCH_BYTES = 1024 * 1024;
+const NO_BYTES = Buffer.alloc(0);
 /**
  * The flusher fdatasyncs the entry log after this many appended bytes, so a
  * checkpoint never has to push a large backlog to disk at once (a long fsync
@@ -50,11 +42,9 @@ const BACKGROUND_SYNC_BYTES = 8 * 1024 * 1024;
 export class LedgerStorage {
   readonly index: LedgerIndex;
   readonly logs: EntryLogs;
-  readonly cache = new WriteCache();
+  readonly cache: WriteCache;
   private chain: Promise<unknown> = Promise.resolve();
   private flushScheduled = false;
-  /** Entries appended to a log since the last checkpoint began its fsync. */
-  private flushedSinceSync: StoredEntry[] = [];
   private readonly now: () => number;
   private failure: Error | undefined;
   private lastCheckpoint: JournalPosition = { fileId: 0, offset: 0 };
@@ -63,6 +53,8 @@ export class LedgerStorage {
 
   constructor(private readonly opts: LedgerStorageOptions) {
     this.index = new LedgerIndex(opts.dir, opts.logger);
+    // Spare chunks as many as the cache holds: a checkpoint's evictions refill the next round.
+    this.cache = new WriteCache(WRITE_CACHE_CHUNK_BYTES, opts.writeCacheBytes);
     this.logs = new EntryLogs(opts.dir, opts.entryLogFileBytes);
     this.now = opts.now ?? Date.now;
   }
@@ -102,7 +94,6 @@ export class LedgerStorage {
     const l = this.ledgerOrCreate(e.ledgerId);
     l.noteEntry(e.entryId, e.lac);
     this.cache.put(e);
-    this.opts.metrics.writeCacheBytes.set(this.cache.bytes);
     this.scheduleFlush();
   }
 
@@ -124,35 +115,26 @@ export class LedgerStorage {
         this.unsyncedBytes = 0;
         await this.logs.sync();
       }
-      if (this.cache.unflushed.length > 0) this.scheduleFlush();
+      this.opts.metrics.writeCacheBytes.set(this.cache.bytes);
+      if (this.cache.hasUnflushed) this.scheduleFlush();
     }).catch((err) => this.fail(err as Error));
   }
 
   private async flushSome(maxBytes: number): Promise<void> {
-    const batch = this.cache.takeUnflushed(maxBytes);
+    const batch = this.cache.peekUnflushed(maxBytes);
     if (batch.length === 0) return;
-    const records = batch.map((e) => ({
-      header: encodeEntryHeader(e, e.payload.length),
-      payload: e.payload,
-    }));
-    let locations: EntryLocation[];
-    try {
-      locations = await this.logs.append(records);
-    } catch (err) {
-      // Keep them cached and queued: they are still readable and still in the journal.
-      this.cache.unflushed.unshift(...batch);
-      throw err;
-    }
+    // A failed write leaves them unflushed: still cached, readable and in the journal.
+    const locations = await this.logs.append(batch.map((r) => ({ header: r.record, payload: NO_BYTES })));
     let bytes = 0;
-    batch.forEach((e, i) => {
-      const l = this.index.get(e.ledgerId);
+    batch.forEach((r, i) => {
+      const l = this.index.get(r.ledgerId);
       // A ledger dropped by GC while its entries waited: nothing to index.
-      if (l) this.index.setLocation(l, e.entryId, locations[i]!);
+      if (l) this.index.setLocation(l, r.entryId, locations[i]!);
       bytes += locations[i]!.length;
     });
+    this.cache.markFlushed(bytes);
     this.opts.metrics.entryLogBytes.inc(bytes);
     this.unsyncedBytes += bytes;
-    for (const e of batch) this.flushedSinceSync.push(e);
   }
 
   private fail(err: Error): void {
@@ -176,19 +158,14 @@ export class LedgerStorage {
       const at = comparePositions(pos, this.lastCheckpoint) < 0 ? this.lastCheckpoint : pos;
       const t0 = process.hrtime.bigint();
       try {
-        while (this.cache.unflushed.length > 0) await this.flushSome(FLUSH_BATCH_BYTES);
-        const synced = this.flushedSinceSync;
-        this.flushedSinceSync = [];
+        while (this.cache.hasUnflushed) await this.flushSome(FLUSH_BATCH_BYTES);
+        const flushed = this.cache.flushMark();
         await this.logs.sync();
         this.unsyncedBytes = 0;
         await this.index.persist();
         await this.index.writeCheckpoint(at);
         this.lastCheckpoint = at;
-        // Tens of thousands of small entries: evict in slices, never one long turn.
-        for (let i = 0; i < synced.length; i += EVICT_SLICE_ENTRIES) {
-          if (i > 0) await setImmediatePromise();
-          this.cache.evict(synced, i, Math.min(synced.length, i + EVICT_SLICE_ENTRIES));
-        }
+        this.cache.evictBefore(flushed);
         this.opts.metrics.writeCacheBytes.set(this.cache.bytes);
       } catch (err) {
         this.fail(err as Error);
@@ -229,7 +206,6 @@ export class LedgerStorage {
   dropLedger(ledgerId: number, checkpointPos: () => JournalPosition): Promise<void> {
     return this.serial(async () => {
       this.cache.dropLedger(ledgerId);
-      this.opts.metrics.writeCacheBytes.set(this.cache.bytes);
       await this.index.drop(ledgerId);
     }).then(() => this.checkpoint(checkpointPos()));
   }

@@ -51,7 +51,32 @@ test('location table - ids past a sparse stretch move into the dense arrays as t
   t.deepEqual(table.get(3999), loc(1, 399_900, 100));
   t.is(table.get(4000), undefined);
   t.is(table.get(-1), undefined);
-  t.deepEqual(table.ids().slice(-2), [3999, 10_000]);
+  t.deepEqual(
+    table.ids().sort((a, b) => a - b),
+    [...Array.from({ length: 4000 }, (_, i) => i), 10_000],
+  );
+  t.true(table.mapped < 1300, `${table.mapped} ids in the map`);
+});
+
+test('location table - a ledger stored in order from 0 keeps every id in the dense arrays', (t) => {
+  const table = new LocationTable();
+  for (let i = 0; i < 100_000; i++) table.set(i, loc(1, i, 1));
+  t.is(table.mapped, 0);
+  t.is(table.size, 100_000);
+});
+
+test('location table - a ledger first seen mid-way keeps its ids dense from there; earlier ids still work', (t) => {
+  const table = new LocationTable();
+  for (let i = 0; i < 3000; i++) table.set(5_000_000 + i, loc(2, i, 10));
+  table.set(17, loc(9, 9, 9));
+  t.is(table.size, 3001);
+  t.deepEqual(table.get(5_000_000), loc(2, 0, 10));
+  t.deepEqual(table.get(5_002_999), loc(2, 2999, 10));
+  t.deepEqual(table.get(17), loc(9, 9, 9));
+  t.is(table.get(5_003_000), undefined);
+  t.deepEqual(table.ids().slice(0, 2), [5_000_000, 5_000_001]);
+  t.is(table.ids().at(-1), 17);
+  t.is(table.mapped, 1);
 });
 
 test('location table - sameLocation compares by value and treats a missing location as different', (t) => {

@@ -11,10 +11,11 @@
  * adds in flight are bounded (`maxInFlightBytesPerStream`, the service's
  * per-stream bound), and a bounded number of adds may wait beyond that.
  *
- * Payloads are not copied: the store's write cache keeps the writer's buffer
- * and returns it on reads. Ledger writers never change a payload after
- * `addEntry` (an ensemble change resends the same buffer), and readers do
- * not change the entries they get.
+ * Payloads are not copied on the way in: the journal writes the writer's
+ * buffer (the write cache copies it once it is durable). Ledger writers
+ * never change a payload after `addEntry` (an ensemble change resends the
+ * same buffer). Reads hand out views of the cache's memory, which it never
+ * reuses; readers do not change the entries they get.
  */
 import type { Bookie, BookieStore } from '@sluice/bookie';
 import {
