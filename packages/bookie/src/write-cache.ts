@@ -14,6 +14,8 @@ interface Chunk {
   flushed: number;
   /** No more records go in (a later chunk was started). */
   sealed: boolean;
+  /** A read handed out a view of `buf`: it must not be reused. */
+  viewed: boolean;
 }
 
 /** A flush position: every record before it has been written to an entry log. */
@@ -49,8 +51,8 @@ interface CachedLedger {
  * Evicted chunks of the standard size are kept for reuse (up to
  * `spareBytes`), so that a busy bookie does not allocate and drop megabytes
  * of buffers every second (which also makes V8 run full collections for
- * the external memory). Reads therefore copy: the cache never hands out a
- * view of memory it may overwrite.
+ * the external memory). Reads hand out views without copying; a chunk that
+ * served one is never reused, so a view never sees its bytes overwritten.
  */
 export class WriteCache {
   private readonly chunks: Chunk[] = [];
@@ -88,20 +90,21 @@ export class WriteCache {
     this.unflushedBytes += length;
   }
 
-  /** A copy of the cached entry. */
+  /** The cached entry; its payload is a view of the cache's memory and must not be changed. */
   get(ledgerId: number, entryId: number): StoredEntry | undefined {
     const loc = this.ledgers.get(ledgerId)?.table.get(entryId);
     if (!loc) return undefined;
     const c = this.chunk(loc.logId);
     if (!c) return undefined;
     const at = loc.offset;
+    c.viewed = true;
     return {
       ledgerId,
       entryId,
       lac: readInt64LE(c.buf, at + 24),
       ledgerLength: readInt64LE(c.buf, at + 32),
       crc32c: c.buf.readUInt32LE(at + 40),
-      payload: Buffer.from(c.buf.subarray(at + ENTRY_HEADER_BYTES, at + loc.length)),
+      payload: c.buf.subarray(at + ENTRY_HEADER_BYTES, at + loc.length),
     };
   }
 
@@ -158,7 +161,8 @@ export class WriteCache {
       if (!covered) break;
       this.chunks.shift();
       this.bytes -= c.used;
-      if (c.buf.length === this.chunkBytes && (this.spares.length + 1) * this.chunkBytes <= this.spareBytes) {
+      const reusable = !c.viewed && c.buf.length === this.chunkBytes;
+      if (reusable && (this.spares.length + 1) * this.chunkBytes <= this.spareBytes) {
         this.spares.push(c.buf);
       }
     }
@@ -191,6 +195,7 @@ export class WriteCache {
       used: 0,
       flushed: 0,
       sealed: false,
+      viewed: false,
     };
     this.chunks.push(c);
     return c;

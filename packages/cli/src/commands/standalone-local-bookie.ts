@@ -14,8 +14,8 @@
  * Payloads are not copied on the way in: the journal writes the writer's
  * buffer (the write cache copies it once it is durable). Ledger writers
  * never change a payload after `addEntry` (an ensemble change resends the
- * same buffer). Reads hand out views of the cache's memory, which it never
- * reuses; readers do not change the entries they get.
+ * same buffer). Reads hand out views of the cache's memory (a chunk that
+ * served a read is never reused); readers do not change the entries they get.
  */
 import type { Bookie, BookieStore } from '@sluice/bookie';
 import {
