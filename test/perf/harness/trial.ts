@@ -104,24 +104,30 @@ const consumeTimeouts = (w: Workload) => [
   `--duration=${w.durationSec + 300}`,
 ];
 
+/** Create the bench tenant, namespace (with the workload's persistence on a cluster) and topics; returns the topic names. */
+export async function createBenchTopics(w: Workload, serviceUrl: string): Promise<string[]> {
+  const namespace = 'bench/perf';
+  const client = new SluiceClient({ serviceUrl });
+  const topics = Array.from({ length: w.topics }, (_, i) => `${namespace}/t${i}`);
+  try {
+    await client.admin.createTenant('bench', { ifNotExists: true });
+    await client.admin.createNamespace(namespace, {
+      ifNotExists: true,
+      ...(w.topology === 'cluster' ? { policies: { persistence: w.persistence } } : {}),
+    });
+    if (w.partitionsPerTopic > 1) {
+      for (const t of topics) await client.admin.createTopic(t, { partitions: w.partitionsPerTopic });
+    }
+  } finally {
+    await client.close();
+  }
+  return topics;
+}
+
 export async function runSluiceTrial(w: Workload, run: number, dataDir: string): Promise<TrialResult> {
   const topology = await startSluice(w, dataDir);
   try {
-    const namespace = 'bench/perf';
-    const client = new SluiceClient({ serviceUrl: topology.serviceUrl });
-    const topics = Array.from({ length: w.topics }, (_, i) => `${namespace}/t${i}`);
-    try {
-      await client.admin.createTenant('bench', { ifNotExists: true });
-      await client.admin.createNamespace(namespace, {
-        ifNotExists: true,
-        ...(w.topology === 'cluster' ? { policies: { persistence: w.persistence } } : {}),
-      });
-      if (w.partitionsPerTopic > 1) {
-        for (const t of topics) await client.admin.createTopic(t, { partitions: w.partitionsPerTopic });
-      }
-    } finally {
-      await client.close();
-    }
+    const topics = await createBenchTopics(w, topology.serviceUrl);
     const url = `--url=${topology.serviceUrl}`;
     const node = (name: string, args: string[]) => new Proc(name, process.execPath, [SLUICE_BIN, ...args]);
     return await runLoad(w, 'sluice', run, {
