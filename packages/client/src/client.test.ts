@@ -198,6 +198,65 @@ test('consumer - grants the receiver queue, then refills by halves as the app co
   t.true(broker.flows.slice(1).every((p) => p === 2));
 });
 
+test('consumer - with no receiverQueueSize, an exclusive consumer of small messages grows its queue to the byte budget; shared does not', async (t) => {
+  const { broker, client } = await setup(t);
+  const producer = await client.createProducer({
+    topic: 'grow',
+    batching: { maxMessages: 100, maxDelayMs: 1 },
+  });
+  await Promise.all(Array.from({ length: 300 }, () => producer.send(Buffer.alloc(1024, 1))));
+  const exclusive = await client.subscribe({
+    topic: 'grow',
+    subscription: 'ex',
+    initialPosition: 'earliest',
+    receiverQueueBytes: 4 * 1024 * 1024,
+  });
+  t.is((await take(exclusive, 300)).length, 300);
+  t.is(broker.flows[0], 1000);
+  // 4 MiB of 1 KiB messages: 4096 in all, the first 1000 granted at subscribe.
+  t.true(broker.flows.includes(3096), `flows ${broker.flows.slice(0, 10).join(',')}`);
+  await exclusive.close();
+
+  const before = broker.flows.length;
+  const shared = await client.subscribe({
+    topic: 'grow',
+    subscription: 'sh',
+    type: 'shared',
+    initialPosition: 'earliest',
+    receiverQueueBytes: 4 * 1024 * 1024,
+  });
+  t.is((await take(shared, 300)).length, 300);
+  t.true(broker.flows.slice(before).every((p) => p <= 1000));
+});
+
+test('consumer - a grown queue shrinks when messages get larger and never stalls while it pays the difference back', async (t) => {
+  const { broker, client } = await setup(t);
+  const producer = await client.createProducer({
+    topic: 'shrink',
+    batching: { maxMessages: 200, maxDelayMs: 1 },
+  });
+  await Promise.all(Array.from({ length: 1000 }, () => producer.send(Buffer.alloc(8, 2))));
+  await Promise.all(Array.from({ length: 3000 }, () => producer.send(Buffer.alloc(1024, 3))));
+  const consumer = await client.subscribe({
+    topic: 'shrink',
+    subscription: 's',
+    initialPosition: 'earliest',
+    receiverQueueBytes: 64 * 1024,
+  });
+  const got = await take(consumer, 4000);
+  t.is(got.length, 4000);
+  t.is(got.at(-1)?.value.length, 1024);
+  // 64 KiB of 8-byte messages is 8192: the queue grew by 7192 and later shrank back toward 1000.
+  t.true(broker.flows.includes(7192), `flows ${broker.flows.slice(0, 10).join(',')}`);
+});
+
+test('consumer - receiverQueueBytes must be an integer >= 0', async (t) => {
+  const { client } = await setup(t);
+  await t.throwsAsync(client.subscribe({ topic: 'x', subscription: 's', receiverQueueBytes: -1 }), {
+    message: /receiverQueueBytes must be an integer >= 0/,
+  });
+});
+
 test('consumer - acks are grouped on the wire; unacked messages come back after a reconnect', async (t) => {
   const { broker, client } = await setup(t);
   const producer = await client.createProducer({ topic: 'ack', batching: { maxMessages: 2, maxDelayMs: 5 } });

@@ -39,8 +39,24 @@ export interface ConsumerOptions {
   consumerName?: string;
   /** Failover priority: lower is preferred. */
   priority?: number;
-  /** Messages buffered per partition ahead of the application (default 1000). */
+  /**
+   * Messages buffered per partition ahead of the application. Given, the
+   * queue is fixed at this size. Not given, it is 1000 and, on exclusive and
+   * failover subscriptions, grows while messages are small (see
+   * `receiverQueueBytes`).
+   */
   receiverQueueSize?: number;
+  /**
+   * With no `receiverQueueSize` given, on exclusive and failover
+   * subscriptions: let the receiver queue grow past 1000 messages (up to
+   * 32,000) while messages are small, to about this many payload bytes per
+   * partition (default 8 MiB; 0 = fixed at 1000). At high rates of small
+   * messages 1000 are a few milliseconds of data, shorter than the permit
+   * round trip, and a tailing consumer falls behind. Shared and key_shared
+   * subscriptions keep a fixed queue, so that one consumer does not hold
+   * messages the others could take.
+   */
+  receiverQueueBytes?: number;
   /** Shared subscriptions: unacknowledged messages the broker lets this consumer hold (0 = broker default). */
   maxUnackedMessages?: number;
   /** How long acks are grouped before they go on the wire (default 10 ms). */
@@ -65,6 +81,8 @@ export interface ConsumerInternals {
   nonDurable?: boolean;
   startMessageId?: MessageId | undefined;
 }
+
+const DEFAULT_RECEIVER_QUEUE_BYTES = 8 * 1024 * 1024;
 
 const SUBSCRIPTION_TYPES: Record<SubscriptionType, SubscriptionType__Output> = {
   exclusive: 'SUBSCRIPTION_TYPE_EXCLUSIVE',
@@ -136,6 +154,12 @@ export class Consumer implements AsyncIterable<Message> {
     if (!Number.isInteger(receiverQueueSize) || receiverQueueSize < 1) {
       throw new InvalidArgumentError('receiverQueueSize must be a positive integer');
     }
+    const queueBytes = opts.receiverQueueBytes ?? DEFAULT_RECEIVER_QUEUE_BYTES;
+    if (!Number.isInteger(queueBytes) || queueBytes < 0) {
+      throw new InvalidArgumentError('receiverQueueBytes must be an integer >= 0 (0 = a fixed queue)');
+    }
+    const singleActive = opts.type === undefined || opts.type === 'exclusive' || opts.type === 'failover';
+    const receiverQueueBytes = opts.receiverQueueSize === undefined && singleActive ? queueBytes : 0;
     const nackBackoff = checkBackoff({ ...DEFAULT_NACK_BACKOFF, ...opts.nackRedeliveryBackoff });
     const ackTimeoutMs = opts.ackTimeoutMs ?? 0;
     if (!(Number.isFinite(ackTimeoutMs) && ackTimeoutMs >= 0)) {
@@ -183,6 +207,7 @@ export class Consumer implements AsyncIterable<Message> {
                 ? opts.startMessageId
                 : undefined,
             receiverQueueSize,
+            receiverQueueBytes,
             maxUnackedMessages: opts.maxUnackedMessages ?? 0,
             ackGroupTimeMs: opts.ackGroupTimeMs ?? 10,
             nackBackoff,

@@ -40,6 +40,8 @@ export interface PartitionConsumerOptions {
   nonDurable: boolean;
   startMessageId: MessageId | undefined;
   receiverQueueSize: number;
+  /** Payload bytes the receiver queue may grow to while messages are small (0 = fixed at receiverQueueSize). */
+  receiverQueueBytes: number;
   maxUnackedMessages: number;
   ackGroupTimeMs: number;
   nackBackoff: RedeliveryBackoff;
@@ -68,6 +70,9 @@ export interface PartitionConsumerOptions {
 const MAX_PENDING_ACKS = 100_000;
 /** Messages the ack timeout tracks per partition; past this the oldest are nacked early. */
 const MAX_TRACKED_UNACKED = 100_000;
+
+/** A growing receiver queue stays within this multiple of receiverQueueSize. */
+const MAX_QUEUE_GROWTH = 32;
 
 /** Where a seek moves the subscription. */
 export type SeekTarget = { messageId: MessageId } | { publishTime: number };
@@ -112,6 +117,12 @@ export class PartitionConsumer {
   private readonly unacked: UnackedTracker | undefined;
   /** The broker takes whole-entry acks (`Ack.entry_ids`); older brokers do not. */
   private entryAcks = false;
+  /** Receiver queue in messages: receiverQueueSize, or more while messages are small. */
+  private window: number;
+  /** Moving average of message payload sizes, for the window (0 = none seen yet). */
+  private avgMessageBytes = 0;
+  /** Permits to hold back from future grants after the window shrank. */
+  private owed = 0;
   active = true;
 
   constructor(
@@ -121,6 +132,7 @@ export class PartitionConsumer {
   ) {
     this.consumerName = opts.consumerName;
     this.startMessageId = opts.startMessageId;
+    this.window = opts.receiverQueueSize;
     this.unacked =
       opts.ackTimeoutMs > 0
         ? new UnackedTracker(opts.ackTimeoutMs, MAX_TRACKED_UNACKED, (ids) => this.onAckTimeout(ids))
@@ -273,11 +285,45 @@ export class PartitionConsumer {
   }
 
   private grant(n: number): void {
-    this.unflowed += n;
-    const threshold = Math.max(1, Math.floor(this.opts.receiverQueueSize / 2));
+    const held = Math.min(this.owed, n);
+    this.owed -= held;
+    this.unflowed += n - held;
+    const threshold = Math.max(1, Math.floor(this.window / 2));
     if (this.unflowed >= threshold && this.state === 'ready') {
       this.call?.write({ flow: { permits: this.unflowed } });
       this.unflowed = 0;
+    }
+  }
+
+  /**
+   * Follow the receiver queue's byte budget: grow the window (granting the
+   * difference at once) while messages are small, shrink it (by holding back
+   * later grants) when they get larger. Changes under a quarter are ignored.
+   * The window never drops below receiverQueueSize, so the permits the
+   * broker holds never run out while grants are held back.
+   */
+  private resizeWindow(messages: readonly { value: Buffer }[]): void {
+    if (this.opts.receiverQueueBytes <= 0 || messages.length === 0) return;
+    let bytes = 0;
+    for (const m of messages) bytes += m.value.length;
+    const avg = Math.max(1, bytes / messages.length);
+    this.avgMessageBytes =
+      this.avgMessageBytes === 0 ? avg : this.avgMessageBytes + 0.2 * (avg - this.avgMessageBytes);
+    const base = this.opts.receiverQueueSize;
+    const target = Math.min(
+      base * MAX_QUEUE_GROWTH,
+      Math.max(base, Math.floor(this.opts.receiverQueueBytes / this.avgMessageBytes)),
+    );
+    if (target > this.window * 1.25) {
+      const extra = target - this.window;
+      this.window = target;
+      const held = Math.min(this.owed, extra);
+      this.owed -= held;
+      // Not ready: the next stream opens with the whole window.
+      if (extra > held && this.state === 'ready') this.call?.write({ flow: { permits: extra - held } });
+    } else if (target < this.window * 0.75) {
+      this.owed += this.window - target;
+      this.window = target;
     }
   }
 
@@ -415,7 +461,8 @@ export class PartitionConsumer {
     // The broker redelivers everything unacknowledged to the new stream; their timeouts start over.
     this.unacked?.clear();
     this.state = 'ready';
-    call.write({ flow: { permits: this.opts.receiverQueueSize } });
+    this.owed = 0;
+    call.write({ flow: { permits: this.window } });
     this.flushAcks();
   }
 
@@ -440,6 +487,7 @@ export class PartitionConsumer {
       return;
     }
     if (generation !== this.generation) return;
+    this.resizeWindow(messages);
     const acked = d.ackedIndexes.length > 0 ? new Set(d.ackedIndexes) : undefined;
     const deadLetter = this.opts.maxRedeliverCount > 0 && d.redeliveryCount >= this.opts.maxRedeliverCount;
     let skipped = 0;

@@ -139,7 +139,9 @@ export async function runSluiceTrial(w: Workload, run: number, dataDir: string):
           topic,
           `--subscription=sub-${s}`,
           `--type=${w.consumerPerSubscription > 1 ? 'shared' : 'exclusive'}`,
-          `--receiver-queue-size=${w.consumerReceiverQueueSize}`,
+          ...(w.consumerReceiverQueueSize > 0
+            ? [`--receiver-queue-size=${w.consumerReceiverQueueSize}`]
+            : []),
           '--json',
           ...consumeTimeouts(w),
           url,

@@ -40,7 +40,7 @@ interface PerfConsumeFlags extends ConnectionFlags {
   from: 'earliest' | 'latest';
   duration?: number;
   idleTimeout?: number;
-  receiverQueueSize: number;
+  receiverQueueSize?: number;
 }
 
 const TYPES: SubscriptionType[] = ['exclusive', 'shared', 'failover', 'key_shared'];
@@ -107,14 +107,19 @@ function receiverOf(consumer: Consumer): PerfReceiver<Message> {
 async function subscribe(
   client: SluiceClient,
   topic: string,
-  o: { subscription: string; type: SubscriptionType; from: 'earliest' | 'latest'; receiverQueueSize: number },
+  o: {
+    subscription: string;
+    type: SubscriptionType;
+    from: 'earliest' | 'latest';
+    receiverQueueSize?: number;
+  },
 ): Promise<Consumer> {
   return client.subscribe({
     topic,
     subscription: o.subscription,
     type: o.type,
     initialPosition: o.from,
-    receiverQueueSize: o.receiverQueueSize,
+    ...(o.receiverQueueSize !== undefined ? { receiverQueueSize: o.receiverQueueSize } : {}),
   });
 }
 
@@ -176,7 +181,6 @@ export function registerPerfCommand(program: Command): void {
             subscription: flags.subscription,
             type: 'exclusive',
             from: 'latest',
-            receiverQueueSize: 1000,
           })
         : undefined;
       const producers = await Promise.all(
@@ -242,9 +246,8 @@ export function registerPerfCommand(program: Command): void {
       )
       .option(
         '--receiver-queue-size <n>',
-        'messages buffered ahead of the application',
+        'messages buffered ahead of the application (default: the client default, 1000, growing for small messages on exclusive and failover subscriptions)',
         positiveInt('receiver queue size'),
-        1000,
       ),
   ).action((topic: string, flags: PerfConsumeFlags) =>
     withClient(flags, async (client) => {

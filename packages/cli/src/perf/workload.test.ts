@@ -32,12 +32,12 @@ test('workload - an OMB-style standalone file parses with defaults filled in', (
     producerRate: 5000,
     durationSec: 60,
     natsReplicas: 1,
-    consumerReceiverQueueSize: 1000,
+    consumerReceiverQueueSize: 0,
     persistence: { ensembleSize: 1, writeQuorum: 1, ackQuorum: 1 },
   });
   t.is(parseWorkload('consumerReceiverQueueSize: 10000\n', 'q.yaml').consumerReceiverQueueSize, 10_000);
-  t.throws(() => parseWorkload('consumerReceiverQueueSize: 0\n', 'q.yaml'), {
-    message: /consumerReceiverQueueSize must be an integer between 1 and 1000000/,
+  t.throws(() => parseWorkload('consumerReceiverQueueSize: -1\n', 'q.yaml'), {
+    message: /consumerReceiverQueueSize must be an integer between 0 and 1000000/,
   });
 });
 

@@ -33,7 +33,7 @@ export interface Workload {
   batchMaxDelayMs: number;
   /** Sends awaiting their receipt, per producer. */
   maxInFlight: number;
-  /** Messages each consumer lets the broker send ahead of the application (the client's receiverQueueSize). */
+  /** Messages each consumer lets the broker send ahead of the application (receiverQueueSize; 0 = the client default). */
   consumerReceiverQueueSize: number;
   /** NATS JetStream stream replicas to compare against; 0 = no NATS comparison. */
   natsReplicas: number;
@@ -177,7 +177,7 @@ export function parseWorkload(text: string, source: string): Workload {
     durationSec,
     batchMaxDelayMs: num('batchMaxDelayMs', 1, 0),
     maxInFlight: int('maxInFlight', 5000, 1, 1_000_000),
-    consumerReceiverQueueSize: int('consumerReceiverQueueSize', 1000, 1, 1_000_000),
+    consumerReceiverQueueSize: int('consumerReceiverQueueSize', 0, 0, 1_000_000),
     natsReplicas: int('natsReplicas', cluster ? 3 : 1, 0, 5),
   };
 }
