@@ -36,6 +36,26 @@ async function metricValue(bookie: BookieProcess, name: string, suffix = ''): Pr
   return total;
 }
 
+/** Cumulative bucket counts of a histogram (`le` in seconds → count) from /metrics. */
+async function histogramBuckets(bookie: BookieProcess, name: string): Promise<Map<number, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${bookie.httpPort}/metrics`)).text();
+  const out = new Map<number, number>();
+  for (const m of text.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\S+)$`, 'gm'))) {
+    out.set(m[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[1]), Number(m[2]));
+  }
+  return out;
+}
+
+/** Upper bound (ms) of the bucket holding quantile `q` of the observations between two snapshots. */
+function bucketQuantileMs(before: Map<number, number>, after: Map<number, number>, q: number): number {
+  const les = [...after.keys()].sort((a, b) => a - b);
+  const total = (after.get(Number.POSITIVE_INFINITY) ?? 0) - (before.get(Number.POSITIVE_INFINITY) ?? 0);
+  for (const le of les) {
+    if ((after.get(le) ?? 0) - (before.get(le) ?? 0) >= q * total) return le * 1000;
+  }
+  return Number.POSITIVE_INFINITY;
+}
+
 /** Wait until the background flusher has caught up (entry log bytes stop growing). */
 async function entryLogSettled(bookie: BookieProcess): Promise<number> {
   let last = -1;
@@ -194,11 +214,15 @@ try {
       const groupSum = await metricValue(bookie, 'sluice_bookie_journal_group_bytes', '_sum');
       const avgGroup = Math.max(4096, Math.round(groupSum / Math.max(1, groups)));
       const payload = acked * size;
+      const h0 = await histogramBuckets(bookie, 'sluice_bookie_add_latency_seconds');
       const latencies = await paced(client, 200 + i, size, acked / secs / 2, SECONDS, 2);
+      const h1 = await histogramBuckets(bookie, 'sluice_bookie_add_latency_seconds');
+      // Arrival → durable inside the bookie (warm-up included), to the bucket.
+      const inside = `≤ ${bucketQuantileMs(h0, h1, 0.5)} / ≤ ${bucketQuantileMs(h0, h1, 0.99)}`;
       const raw = await rawBound(dir, avgGroup, SECONDS);
       const written = (journal + entryLog) / secs;
       rows.push(
-        `| ${size / 1024} KiB | ${Math.round(acked / secs)} | ${mb(payload / secs)} | ${mb(written)} | ${((journal + entryLog) / payload).toFixed(2)} | ${mb(raw)} (${(avgGroup / 1024).toFixed(0)} KiB groups) | ${((written / raw) * 100).toFixed(0)}% | ${pct(latencies, 50).toFixed(2)} / ${pct(latencies, 99).toFixed(2)} |`,
+        `| ${size / 1024} KiB | ${Math.round(acked / secs)} | ${mb(payload / secs)} | ${mb(written)} | ${((journal + entryLog) / payload).toFixed(2)} | ${mb(raw)} (${(avgGroup / 1024).toFixed(0)} KiB groups) | ${((written / raw) * 100).toFixed(0)}% | ${pct(latencies, 50).toFixed(2)} / ${pct(latencies, 99).toFixed(2)} | ${inside} |`,
       );
       process.stderr.write(`${rows.at(-1)}\n`);
     } finally {
@@ -210,7 +234,7 @@ try {
   await rm(root, { recursive: true, force: true });
 }
 console.log(
-  '| entry | adds/s | payload MB/s | bytes written MB/s (journal + entry log) | bytes written per payload byte | raw write+fdatasync MB/s | bookie / raw | p50 / p99 ms at half max rate |',
+  '| entry | adds/s | payload MB/s | bytes written MB/s (journal + entry log) | bytes written per payload byte | raw write+fdatasync MB/s | bookie / raw | p50 / p99 ms at half max rate | same inside the bookie (histogram bucket) |',
 );
-console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
+console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
 for (const r of rows) console.log(r);
