@@ -220,7 +220,7 @@ export class BookieStore {
   }
 
   private append(e: AddRequest, done: (o: Outcome) => void): void {
-    // One object is both the journal record and, once durable, the cached entry.
+    // One object is both the journal record and, once durable, what the write cache copies in.
     const crc = e.crc32c >>> 0;
     const entry: JournalRecord & StoredEntry = {
       type: RecordType.ADD,

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32c } from '@sluice/common';
 import test from 'ava';
-import { ENTRY_HEADER_BYTES, EntryLogs, encodeEntryHeader } from './entry-log.js';
+import { ENTRY_HEADER_BYTES, EntryLogs, writeEntryHeader } from './entry-log.js';
 
 async function tempDir(t: { teardown: (fn: () => Promise<void>) => void }): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'entry-log-'));
@@ -14,7 +14,10 @@ async function tempDir(t: { teardown: (fn: () => Promise<void>) => void }): Prom
 
 function record(entryId: number, size: number) {
   const payload = Buffer.alloc(size, entryId & 0xff);
-  const header = encodeEntryHeader(
+  const header = Buffer.alloc(ENTRY_HEADER_BYTES);
+  writeEntryHeader(
+    header,
+    0,
     { ledgerId: 1, entryId, lac: entryId - 1, crc32c: crc32c(payload), ledgerLength: 0 },
     size,
   );

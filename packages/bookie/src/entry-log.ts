@@ -36,12 +36,6 @@ export interface StoredEntry {
 
 export type ReadOutcome = { ok: true; entry: StoredEntry } | { ok: false; reason: string };
 
-export function encodeEntryHeader(e: Omit<StoredEntry, 'payload'>, payloadLength: number): Buffer {
-  const h = Buffer.allocUnsafe(ENTRY_HEADER_BYTES);
-  writeEntryHeader(h, 0, e, payloadLength);
-  return h;
-}
-
 /** Write the record header of `e` at `out[at]` (the payload goes right after it). */
 export function writeEntryHeader(
   out: Buffer,

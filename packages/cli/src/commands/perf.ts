@@ -246,7 +246,7 @@ export function registerPerfCommand(program: Command): void {
       )
       .option(
         '--receiver-queue-size <n>',
-        'messages buffered ahead of the application (default: the client default, 1000, growing for small messages on exclusive and failover subscriptions)',
+        'messages buffered ahead of the application (default 1000, growing for small messages on exclusive and failover subscriptions)',
         positiveInt('receiver queue size'),
       ),
   ).action((topic: string, flags: PerfConsumeFlags) =>
