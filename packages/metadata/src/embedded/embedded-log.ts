@@ -1,16 +1,18 @@
 import {
   closeSync,
   existsSync,
-  fdatasyncSync,
+  fdatasync,
   fstatSync,
+  fsync,
   fsyncSync,
+  ftruncate,
   ftruncateSync,
   mkdirSync,
   openSync,
   readFileSync,
-  renameSync,
-  writeSync,
+  writev,
 } from 'node:fs';
+import { open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CorruptDataError, crc32c, type Logger } from '@sluice/common';
 
@@ -45,6 +47,11 @@ const LOG = 'txn.log';
  * rename) when the log grows past a threshold. A torn or corrupt record at the
  * log's tail (a crash mid-append) ends replay and is cut off; nothing after it
  * was ever acknowledged.
+ *
+ * Writes run on libuv's thread pool, never on the event loop: the store
+ * gathers the records committed while one write is in flight and appends them
+ * with one writev and one fdatasync (group commit). Calls must not overlap:
+ * the store issues the next `append` or `snapshot` only after the last ended.
  */
 export class EmbeddedLog {
   private fd: number;
@@ -117,22 +124,25 @@ export class EmbeddedLog {
     return { log, state: { revision, keys: [...keys.values()] } };
   }
 
-  /** Durably append one record (returns after fdatasync). */
-  append(rec: LogRecord): void {
-    const payload = Buffer.from(
+  /** Frame one record for `append`. */
+  static encode(rec: LogRecord): Buffer {
+    return frame(
       JSON.stringify({
         r: rec.revision,
         p: rec.puts.map((p) => [p.key, p.value.toString('base64'), p.createRevision]),
         d: rec.deletes,
       }),
     );
-    const frame = Buffer.allocUnsafe(HEADER_BYTES + payload.length);
-    frame.writeUInt32LE(payload.length, 0);
-    frame.writeUInt32LE(crc32c(payload), 4);
-    payload.copy(frame, HEADER_BYTES);
-    writeAll(this.fd, frame);
-    fdatasyncSync(this.fd);
-    this.logBytes += frame.length;
+  }
+
+  /** Durably append framed records: one writev, one fdatasync. */
+  async append(frames: Buffer[]): Promise<void> {
+    const fd = this.fd;
+    let bytes = 0;
+    for (const f of frames) bytes += f.length;
+    await writevAll(fd, frames, bytes);
+    await new Promise<void>((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+    this.logBytes += bytes;
   }
 
   get needsSnapshot(): boolean {
@@ -140,30 +150,33 @@ export class EmbeddedLog {
   }
 
   /** Write a snapshot of every persistent key, then start an empty log. */
-  snapshot(revision: number, keys: Iterable<StoredKey>): void {
+  async snapshot(revision: number, keys: Iterable<StoredKey>): Promise<void> {
     const rows: [string, string, number, number][] = [];
     for (const k of keys) rows.push([k.key, k.value.toString('base64'), k.createRevision, k.modRevision]);
-    const payload = Buffer.from(JSON.stringify({ revision, keys: rows }));
-    const frame = Buffer.allocUnsafe(HEADER_BYTES + payload.length);
-    frame.writeUInt32LE(payload.length, 0);
-    frame.writeUInt32LE(crc32c(payload), 4);
-    payload.copy(frame, HEADER_BYTES);
+    const data = frame(JSON.stringify({ revision, keys: rows }));
     const tmp = join(this.dir, `${SNAPSHOT}.tmp`);
-    const tfd = openSync(tmp, 'w');
+    const file = await open(tmp, 'w');
     try {
-      writeAll(tfd, frame);
-      fsyncSync(tfd);
+      await file.write(data);
+      await file.sync();
     } finally {
-      closeSync(tfd);
+      await file.close();
     }
-    renameSync(tmp, join(this.dir, SNAPSHOT));
-    syncDir(this.dir);
+    await rename(tmp, join(this.dir, SNAPSHOT));
+    const dir = await open(this.dir, 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
     // The snapshot now covers every record in the log, so the log can restart
     // empty; a crash between rename and truncate only replays skipped records.
-    ftruncateSync(this.fd, 0);
-    fsyncSync(this.fd);
+    const fd = this.fd;
+    await new Promise<void>((resolve, reject) =>
+      ftruncate(fd, 0, (err) => (err ? reject(err) : fsync(fd, (e) => (e ? reject(e) : resolve())))),
+    );
     this.logBytes = 0;
-    this.log.debug({ revision, bytes: frame.length }, 'metadata snapshot written');
+    this.log.debug({ revision, bytes: data.length }, 'metadata snapshot written');
   }
 
   close(): void {
@@ -207,16 +220,34 @@ function decodeRecord(raw: Buffer): LogRecord {
   };
 }
 
-function writeAll(fd: number, buf: Buffer): void {
-  let off = 0;
-  while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+function frame(json: string): Buffer {
+  const payload = Buffer.from(json);
+  const out = Buffer.allocUnsafe(HEADER_BYTES + payload.length);
+  out.writeUInt32LE(payload.length, 0);
+  out.writeUInt32LE(crc32c(payload), 4);
+  payload.copy(out, HEADER_BYTES);
+  return out;
 }
 
-function syncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+/** writev until every byte is written (a short write resumes mid-buffer). */
+async function writevAll(fd: number, bufs: Buffer[], total: number): Promise<void> {
+  let rest = bufs;
+  let left = total;
+  while (left > 0) {
+    const n = await new Promise<number>((resolve, reject) =>
+      writev(fd, rest, (err, written) => (err ? reject(err) : resolve(written))),
+    );
+    left -= n;
+    let skip = n;
+    while (skip > 0 && rest.length > 0) {
+      const head = rest[0] as Buffer;
+      if (head.length <= skip) {
+        skip -= head.length;
+        rest = rest.slice(1);
+      } else {
+        rest = [head.subarray(skip), ...rest.slice(1)];
+        skip = 0;
+      }
+    }
   }
 }

@@ -1,4 +1,13 @@
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  closeSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Clock, SessionLostError } from '@sluice/common';
@@ -153,4 +162,47 @@ test('embedded - keys sort by UTF-8 bytes like etcd', async (t) => {
     (await s.listAll('u/')).map((x) => x.key),
     [...keys].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y))),
   );
+});
+
+test('embedded - concurrent txns share group writes and every answered one survives a restart', async (t) => {
+  const dir = tempDir(t);
+  const s = await EmbeddedMetadataStore.open({ dataDir: dir, snapshotThresholdBytes: 8192 });
+  const seen: number[] = [];
+  const w = await s.watch('g/', (ev) => seen.push(ev.version));
+  const revs = await Promise.all(Array.from({ length: 300 }, (_, i) => s.put(`g/${i % 37}`, b(`v${i}`))));
+  t.deepEqual(
+    revs,
+    [...revs].sort((x, y) => x - y),
+    'revisions follow commit order',
+  );
+  t.is(new Set(revs).size, 300);
+  await new Promise((r) => setImmediate(r));
+  t.deepEqual(seen, revs, 'watch events arrive once durable, in revision order');
+  await w.close();
+  const all = await s.listAll('g/');
+  await s.close();
+  const s2 = await EmbeddedMetadataStore.open({ dataDir: dir });
+  t.teardown(() => s2.close());
+  t.deepEqual(await s2.listAll('g/'), all);
+  t.is(await s2.revision(), revs[revs.length - 1] as number);
+});
+
+test('embedded - a failed log write stops the store instead of answering', async (t) => {
+  const dir = tempDir(t);
+  const s = await EmbeddedMetadataStore.open({ dataDir: dir });
+  await s.put('f/a', b('1'));
+  const errors: Error[] = [];
+  await s.watch('f/', () => undefined, { onError: (err) => errors.push(err) });
+  // Pull the log's file out from under it: the next write fails with EBADF.
+  const log = (s as unknown as { log: { fd: number } }).log;
+  closeSync(log.fd);
+  log.fd = openSync(join(dir, 'txn.log'), 'r');
+  await t.throwsAsync(s.put('f/b', b('2')), { message: /log write failed/ });
+  await t.throwsAsync(s.get('f/a'), { message: /log write failed/ });
+  t.is(errors.length, 1, 'watches learn the store stopped');
+  await s.close();
+  const s2 = await EmbeddedMetadataStore.open({ dataDir: dir });
+  t.teardown(() => s2.close());
+  t.is((await s2.get('f/a'))?.value.toString(), '1');
+  t.is(await s2.get('f/b'), undefined, 'the unanswered txn is not on disk');
 });

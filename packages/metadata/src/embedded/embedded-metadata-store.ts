@@ -38,6 +38,19 @@ export interface EmbeddedMetadataStoreOptions {
   logger?: Logger;
 }
 
+/** A committed txn whose record is not yet durable. */
+interface Pending {
+  revision: number;
+  frame: Buffer;
+  events: WatchEvent[];
+}
+
+interface Waiter {
+  revision: number;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
 interface Entry {
   value: Buffer;
   createRevision: number;
@@ -50,6 +63,15 @@ interface Entry {
  * Every committed txn is fdatasynced to an append-only log before it is
  * acknowledged; ephemeral keys live in memory only, so after a restart only
  * persistent keys remain (their owning sessions died with the process).
+ *
+ * A txn is validated and applied to memory at once, so txns serialize
+ * trivially, but nothing that depends on it leaves the store before its
+ * record is durable: the txn's own answer, watch events and every read wait
+ * for the log to cover the revision they saw. The log write and fdatasync run
+ * off the event loop, one at a time, each carrying every txn committed while
+ * the previous one was in flight. A failed write or fdatasync stops the store:
+ * memory is then ahead of the disk, and retrying an fdatasync after Linux
+ * dropped the failed pages would claim durability it does not have.
  */
 export class EmbeddedMetadataStore implements MetadataStore {
   private readonly entries = new Map<string, Entry>();
@@ -63,6 +85,15 @@ export class EmbeddedMetadataStore implements MetadataStore {
   private readonly sessions = new Map<string, EmbeddedSession>();
   private nextSessionId = 1;
   private closed = false;
+  /** Txns applied to memory whose records are not yet durable, oldest first. */
+  private pending: Pending[] = [];
+  private readonly waiters: Waiter[] = [];
+  /** Highest revision whose record is durable. */
+  private durableRev: number;
+  /** The running group-write loop, if any. */
+  private writer: Promise<void> | undefined;
+  /** Why the store stopped, after a failed log write. */
+  private failure: Error | undefined;
   private readonly historyRevisions: number;
   private readonly clock: Clock;
   private readonly logger: Logger;
@@ -73,6 +104,7 @@ export class EmbeddedMetadataStore implements MetadataStore {
     opts: EmbeddedMetadataStoreOptions,
   ) {
     this.rev = revision;
+    this.durableRev = revision;
     this.historyStart = revision + 1;
     this.historyRevisions = opts.historyRevisions ?? 10_000;
     this.clock = opts.clock ?? systemClock;
@@ -107,7 +139,9 @@ export class EmbeddedMetadataStore implements MetadataStore {
     this.checkOpen();
     checkKey(key);
     const e = this.entries.get(key);
-    return e ? toVersioned(key, e, false) : undefined;
+    const v = e ? toVersioned(key, e, false) : undefined;
+    await this.durable(this.rev);
+    return v;
   }
 
   async put(key: string, value: Buffer, opts: PutOptions = {}): Promise<number> {
@@ -143,6 +177,7 @@ export class EmbeddedMetadataStore implements MetadataStore {
     }
     const more = i < this.sorted.length && (this.sorted[i] as string).startsWith(prefix);
     const last = items[items.length - 1];
+    await this.durable(this.rev);
     return more && last ? { items, next: last.key } : { items };
   }
 
@@ -160,7 +195,9 @@ export class EmbeddedMetadataStore implements MetadataStore {
   async txn(ops: TxnOp[]): Promise<TxnResult> {
     this.checkOpen();
     checkTxnOps(ops);
-    return { revision: this.commit(ops) };
+    const revision = this.commit(ops);
+    await this.durable(revision);
+    return { revision };
   }
 
   async watch(prefix: string, listener: (ev: WatchEvent) => void, opts: WatchOptions = {}): Promise<Watch> {
@@ -173,18 +210,22 @@ export class EmbeddedMetadataStore implements MetadataStore {
       );
     }
     if (from < this.historyStart) throw new CompactedError(from, this.historyStart);
-    const w = new EmbeddedWatch(prefix, listener, opts.onError, () => this.watches.delete(w));
-    // Replay retained history first, then live events follow in order.
+    const w = new EmbeddedWatch(prefix, from, listener, opts.onError, () => this.watches.delete(w));
+    // Replay retained (durable) history first; the pending txns' events follow
+    // in order once durable.
     for (const h of this.history) {
       if (h.revision >= from) w.push(h.events);
     }
     this.watches.add(w);
+    await this.durable(from - 1);
     return w;
   }
 
   async revision(): Promise<number> {
     this.checkOpen();
-    return this.rev;
+    const rev = this.rev;
+    await this.durable(rev);
+    return rev;
   }
 
   async createSession(ttlMs: number): Promise<Session> {
@@ -210,6 +251,8 @@ export class EmbeddedMetadataStore implements MetadataStore {
     this.closed = true;
     for (const s of [...this.sessions.values()]) s.stop();
     this.sessions.clear();
+    // Txns already committed finish their write (and a snapshot its rename).
+    while (this.writer) await this.writer;
     for (const w of [...this.watches]) w.fail(new ClosedError('metadata store closed'));
     this.watches.clear();
     this.log.close();
@@ -228,7 +271,11 @@ export class EmbeddedMetadataStore implements MetadataStore {
     if (err) this.logger.warn({ session: session.id, keys: ops.length }, 'metadata session lost');
   }
 
-  /** Validate, persist, apply, publish. Synchronous so txns serialize trivially. */
+  /**
+   * Validate, apply to memory and queue the record. Synchronous so txns
+   * serialize trivially; callers wait for `durable(revision)` before anything
+   * that depends on the txn leaves the store.
+   */
   private commit(ops: readonly TxnOp[]): number {
     for (const op of ops) {
       if (op.op === 'put' && op.session) {
@@ -258,7 +305,7 @@ export class EmbeddedMetadataStore implements MetadataStore {
         rec.deletes.push(op.key);
       }
     }
-    this.log.append(rec);
+    const frame = EmbeddedLog.encode(rec);
     this.rev = revision;
     const events: WatchEvent[] = [];
     for (const op of changes) {
@@ -284,26 +331,90 @@ export class EmbeddedMetadataStore implements MetadataStore {
         events.push({ type: 'delete', key: op.key, version: revision });
       }
     }
-    this.history.push({ revision, events });
-    while (this.history.length > this.historyRevisions) {
-      this.history.shift();
-      this.historyStart = this.history[0]?.revision ?? revision + 1;
-    }
-    for (const w of this.watches) w.push(events);
-    if (this.log.needsSnapshot) this.snapshot();
+    this.pending.push({ revision, frame, events });
+    this.writeNext();
     return revision;
   }
 
-  private snapshot(): void {
+  /** Resolves once every txn up to `revision` is durable. */
+  private durable(revision: number): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (revision <= this.durableRev) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiters.push({ revision, resolve, reject }));
+  }
+
+  /** Start the group-write loop unless it runs already. */
+  private writeNext(): void {
+    if (this.writer || this.failure || this.pending.length === 0) return;
+    this.writer = this.writeLoop().finally(() => {
+      this.writer = undefined;
+      this.writeNext();
+    });
+  }
+
+  /** Append what is pending, one group at a time, snapshotting when the log is long. */
+  private async writeLoop(): Promise<void> {
+    while (this.pending.length > 0 && !this.failure) {
+      const batch = this.pending;
+      this.pending = [];
+      try {
+        await this.log.append(batch.map((p) => p.frame));
+        this.written(batch);
+        if (this.log.needsSnapshot) await this.snapshot();
+      } catch (err) {
+        this.fail(err as Error);
+      }
+    }
+  }
+
+  /** A group is durable: publish its events, answer whoever waited for it. */
+  private written(batch: Pending[]): void {
+    for (const p of batch) {
+      this.history.push({ revision: p.revision, events: p.events });
+      for (const w of this.watches) w.push(p.events);
+    }
+    this.durableRev = (batch[batch.length - 1] as Pending).revision;
+    while (this.history.length > this.historyRevisions) {
+      this.history.shift();
+      this.historyStart = this.history[0]?.revision ?? this.durableRev + 1;
+    }
+    // Reads wait for the newest revision and may sit past this group.
+    const rest: Waiter[] = [];
+    for (const w of this.waiters.splice(0)) {
+      if (w.revision <= this.durableRev) w.resolve();
+      else rest.push(w);
+    }
+    this.waiters.push(...rest);
+  }
+
+  /** A log write failed: memory is ahead of the disk, so the store stops. */
+  private fail(err: Error): void {
+    const failure = new ClosedError(
+      `metadata store stopped: its log write failed (${err.message}); restart to recover from the log`,
+    );
+    this.failure = failure;
+    this.logger.error({ err }, 'metadata log write failed; the store stops');
+    for (const w of this.waiters.splice(0)) w.reject(failure);
+    for (const w of [...this.watches]) w.fail(failure);
+    this.watches.clear();
+  }
+
+  /**
+   * Snapshot every persistent key as of the newest applied revision. Txns not
+   * yet in the log are covered by it too; they are still appended after it
+   * (replay skips them), and answered once they are.
+   */
+  private snapshot(): Promise<void> {
     const keys = [];
     for (const [key, e] of this.entries) {
       if (!e.session)
         keys.push({ key, value: e.value, createRevision: e.createRevision, modRevision: e.modRevision });
     }
-    this.log.snapshot(this.rev, keys);
+    return this.log.snapshot(this.rev, keys);
   }
 
   private checkOpen(): void {
+    if (this.failure) throw this.failure;
     if (this.closed) throw new ClosedError('metadata store is closed');
   }
 }

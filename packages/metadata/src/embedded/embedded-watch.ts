@@ -13,6 +13,8 @@ export class EmbeddedWatch implements Watch {
 
   constructor(
     private readonly prefix: string,
+    /** First revision this watch delivers. */
+    private readonly from: number,
     private readonly listener: (ev: WatchEvent) => void,
     private readonly onError: ((err: Error) => void) | undefined,
     private readonly detach: () => void,
@@ -20,7 +22,8 @@ export class EmbeddedWatch implements Watch {
 
   push(events: readonly WatchEvent[]): void {
     if (this.closed) return;
-    for (const ev of events) if (ev.key.startsWith(this.prefix)) this.queue.push(ev);
+    for (const ev of events)
+      if (ev.version >= this.from && ev.key.startsWith(this.prefix)) this.queue.push(ev);
     if (this.queue.length > 0 && !this.scheduled) {
       this.scheduled = true;
       queueMicrotask(() => this.drain());
