@@ -7,6 +7,9 @@ import { registerConsumeCommand } from './commands/consume.js';
 import { registerPerfCommand } from './commands/perf.js';
 import { registerProduceCommand } from './commands/produce.js';
 import { registerStandaloneCommand } from './commands/standalone.js';
+import { tuneGarbageCollector } from './gc-tuning.js';
+
+tuneGarbageCollector();
 
 const program = new Command('sluice')
   .description('Sluice: a replicated, tiered message queue')
