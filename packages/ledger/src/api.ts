@@ -76,6 +76,14 @@ export interface LedgerReader {
   read(first: EntryId, last: EntryId): Promise<LedgerEntry[]>;
   /** Ask the bookies for a newer LAC (tailing an OPEN ledger). */
   refreshLac(): Promise<EntryId>;
+  /**
+   * The caller knows entries through `entryId` are confirmed: it is the
+   * ledger's writer (in this process) and they were acknowledged. Bookies
+   * learn the LAC only from later adds, so they lag the writer by its
+   * pipeline. Call after `refreshLac`, so that the reader's metadata names
+   * the bookies of every such entry. No effect on a CLOSED ledger.
+   */
+  confirmedThrough(entryId: EntryId): void;
   close(): Promise<void>;
 }
 

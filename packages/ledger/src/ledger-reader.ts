@@ -66,5 +66,9 @@ export class ReplicatedLedgerReader implements LedgerReader {
     return this.lac;
   }
 
+  confirmedThrough(entryId: EntryId): void {
+    if (this.vm.metadata.state !== 'CLOSED') this.lac = Math.max(this.lac, entryId);
+  }
+
   async close(): Promise<void> {}
 }

@@ -1,4 +1,4 @@
-import type { EntryId, LedgerId } from '@sluice/common';
+import { comparePositions, type EntryId, type LedgerId, type Position } from '@sluice/common';
 
 interface Run {
   ledgerId: LedgerId;
@@ -41,6 +41,25 @@ export class TailCache {
       }
     }
     return undefined;
+  }
+
+  /** Drop every cached entry at or before `p`. */
+  evictThrough(p: Position): void {
+    while (this.runs.length > 0) {
+      const head = this.runs[0]!;
+      const last = head.first + head.payloads.length - 1;
+      if (comparePositions({ ledgerId: head.ledgerId, entryId: last }, p) <= 0) {
+        for (const b of head.payloads) this.bytes -= b.length;
+        this.runs.shift();
+        continue;
+      }
+      if (head.ledgerId === p.ledgerId && head.first <= p.entryId) {
+        const n = p.entryId - head.first + 1;
+        for (const b of head.payloads.splice(0, n)) this.bytes -= b.length;
+        head.first += n;
+      }
+      return;
+    }
   }
 
   dropLedger(ledgerId: LedgerId): void {

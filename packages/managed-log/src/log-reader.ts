@@ -13,6 +13,7 @@ interface StorageReader {
   close(): Promise<void>;
   refresh?: () => Promise<number>;
   lac?: () => number;
+  confirm?: (entryId: number) => void;
 }
 
 /**
@@ -193,7 +194,13 @@ export class LogReader {
       this.readers.set(key, rp);
     }
     const reader = await rp;
-    if (reader.lac && reader.refresh && last > reader.lac()) await reader.refresh();
+    if (reader.lac && reader.refresh && last > reader.lac()) {
+      await reader.refresh();
+      // Entries this process appended and had acknowledged are readable even
+      // where the bookies' LAC has not caught up (it rides on later adds).
+      const confirmed = this.ctx.entriesOf(rec) - 1;
+      if (last > reader.lac() && last <= confirmed) reader.confirm?.(confirmed);
+    }
     const entries = await reader.read(first, last);
     if (entries.length !== last - first + 1) {
       throw new OutOfRangeError(
@@ -218,6 +225,7 @@ export class LogReader {
       close: () => r.close(),
       refresh: () => r.refreshLac(),
       lac: () => r.lastAddConfirmed,
+      confirm: (entryId) => r.confirmedThrough(entryId),
     };
   }
 

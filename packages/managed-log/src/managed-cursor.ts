@@ -39,6 +39,8 @@ export class ManagedCursor implements Cursor {
     readonly name: string,
     readonly store: CursorStore,
     state: CursorState,
+    /** Called when mark-delete moves forward. */
+    private readonly onMarkDeleteMoved: () => void = () => undefined,
   ) {
     this.markDelete = state.markDelete;
     this.acks = state.acks;
@@ -158,10 +160,12 @@ export class ManagedCursor implements Cursor {
       this.markDelete = next;
     }
     if (comparePositions(this.markDelete, this.clearedTo) !== 0) {
+      const forward = comparePositions(this.markDelete, this.clearedTo) > 0;
       this.clearedTo = { ...this.markDelete };
       this.acks.clearUpTo(this.markDelete.ledgerId, this.markDelete.entryId);
       for (const [k, b] of this.batches)
         if (comparePositions(b, this.markDelete) <= 0) this.batches.delete(k);
+      if (forward) this.onMarkDeleteMoved();
     }
     if (comparePositions(this.readPosition, this.markDelete) <= 0)
       this.readPosition = this.after(this.markDelete);

@@ -134,3 +134,28 @@ test.serial('managed log - seekByTime finds the first entry at or after a time',
     log.nextPosition(positions[39]!) ?? { ledgerId: positions[39]!.ledgerId, entryId: 40 % 7 },
   );
 });
+
+test.serial('managed log - entries every cursor acknowledged leave the tail cache', async (t) => {
+  const log = await rig.factory().open('t/ns/evict');
+  const a = await log.openCursor('a', 'earliest');
+  const b = await log.openCursor('b', 'earliest');
+  const positions = await appendAll(log, 0, 20);
+  const bookieReads = () => rig.bookies.reduce((n, bk) => n + bk.received.read + bk.received.readRange, 0);
+  a.ackCumulative(positions[19]!);
+  const before = bookieReads();
+  t.is((await log.read(positions[0]!, 20)).length, 20);
+  t.is(bookieReads(), before, 'b has not acked: everything is still served from memory');
+  b.ackCumulative(positions[9]!);
+  t.deepEqual(
+    (await log.read(positions[10]!, 10)).map((e) => e.payload),
+    Array.from({ length: 10 }, (_, i) => payload(10 + i)),
+  );
+  t.is(bookieReads(), before, 'entries after the slowest mark-delete stay cached');
+  t.deepEqual(
+    (await log.read(positions[0]!, 10)).map((e) => e.payload),
+    Array.from({ length: 10 }, (_, i) => payload(i)),
+    'acked entries still read back, from the bookies',
+  );
+  t.true(bookieReads() > before);
+  await log.close();
+});

@@ -79,6 +79,23 @@ export class ManagedLogImpl implements ManagedLog {
     this.armTick();
   }
 
+  /**
+   * Drop tail-cache entries every cursor has acknowledged. A tailing
+   * subscription then frees each entry moments after its ack, while it is
+   * still young: a cache that only evicts by size keeps every entry for as
+   * long as 64 MiB of appends take, which moves all of them into V8's old
+   * generation (and their buffers into external memory that only a full
+   * collection frees).
+   */
+  private readonly evictAcked = (): void => {
+    if (this.openingCursors.size > 0) return;
+    let min: Position | undefined;
+    for (const c of this.cursorMap.values()) {
+      if (!min || comparePositions(c.markDelete, min) < 0) min = c.markDelete;
+    }
+    if (min) this.reader.tail.evictThrough(min);
+  };
+
   /** Load every persisted cursor, so that trimming respects subscriptions not yet reopened. */
   async loadCursors(): Promise<void> {
     const prefix = cursorPrefix(this.ctx.name);
@@ -87,7 +104,8 @@ export class ManagedLogImpl implements ManagedLog {
       const name = k.key.slice(k.key.indexOf(prefix) + prefix.length);
       const store = new CursorStore(this.ctx, name);
       const loaded = await store.load();
-      if (loaded) this.cursorMap.set(name, new ManagedCursor(this.ctx, name, store, loaded.state));
+      if (loaded)
+        this.cursorMap.set(name, new ManagedCursor(this.ctx, name, store, loaded.state, this.evictAcked));
     }
   }
 
@@ -182,7 +200,7 @@ export class ManagedLogImpl implements ManagedLog {
     await this.ctx.trimSettled();
     let cursor: ManagedCursor;
     if (loaded) {
-      cursor = new ManagedCursor(this.ctx, name, store, loaded.state);
+      cursor = new ManagedCursor(this.ctx, name, store, loaded.state, this.evictAcked);
     } else {
       const markDelete =
         initial === 'earliest'
@@ -190,7 +208,7 @@ export class ManagedLogImpl implements ManagedLog {
           : (this.ctx.lastPosition() ?? this.ctx.previousPosition(this.ctx.endPosition()));
       const state = { markDelete, acks: new AckSet(), batches: new Map() };
       await store.create(state);
-      cursor = new ManagedCursor(this.ctx, name, store, state);
+      cursor = new ManagedCursor(this.ctx, name, store, state, this.evictAcked);
     }
     this.cursorMap.set(name, cursor);
     return cursor;
