@@ -307,9 +307,9 @@ test('bookie store - an add arriving while the fence record is fsynced is refuse
   const s = await openStore(dir, { journalGroupWaitMs: 0 });
   t.teardown(() => s.close());
   t.is((await s.add(entry(5, 0), false)).status, 'OK');
-  // Hold the next journal fsync (the FENCE record's group) until the late add is queued.
+  // Hold the next journal write (O_DSYNC: the FENCE record's group becoming durable) until the late add is queued.
   const fh = (s.journal as unknown as { fh: FileHandle }).fh;
-  const realSync = fh.datasync.bind(fh);
+  const realWrite = fh.writev.bind(fh);
   let release!: () => void;
   const gate = new Promise<void>((resolve) => {
     release = resolve;
@@ -319,14 +319,14 @@ test('bookie store - an add arriving while the fence record is fsynced is refuse
     syncing = resolve;
   });
   let held = false;
-  fh.datasync = async () => {
+  fh.writev = (async (...args: Parameters<FileHandle['writev']>) => {
     if (!held) {
       held = true;
       syncing();
       await gate;
     }
-    return realSync();
-  };
+    return realWrite(...args);
+  }) as FileHandle['writev'];
   const fence = s.fence(5);
   await inSync;
   const late = s.add(entry(5, 1), false);
@@ -346,15 +346,15 @@ test('bookie store - a second fence waits until the first fence record is durabl
   const s = await openStore(dir, { journalGroupWaitMs: 0 });
   t.teardown(() => s.close());
   const fh = (s.journal as unknown as { fh: FileHandle }).fh;
-  const realSync = fh.datasync.bind(fh);
+  const realWrite = fh.writev.bind(fh);
   let release!: () => void;
   const gate = new Promise<void>((resolve) => {
     release = resolve;
   });
-  fh.datasync = async () => {
+  fh.writev = (async (...args: Parameters<FileHandle['writev']>) => {
     await gate;
-    return realSync();
-  };
+    return realWrite(...args);
+  }) as FileHandle['writev'];
   let firstDone = false;
   const first = s.fence(9).then((r) => {
     firstDone = true;

@@ -1,3 +1,4 @@
+import { constants } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FailedPreconditionError, type Logger } from '@sluice/common';
@@ -26,11 +27,19 @@ export interface JournalOptions {
   groupBytes: number;
   groupWaitMs: number;
   fileBytes: number;
+  /**
+   * Make each group durable before its callbacks run. The file is opened
+   * with O_DSYNC, so one writev both writes and flushes a group: a single
+   * trip to libuv's thread pool instead of a writev and then an fdatasync,
+   * each of which waited for a pool thread and then for the event loop to
+   * take its result. False acknowledges adds once written to the page cache
+   * (a crash of the machine can lose them).
+   */
   sync: boolean;
   /**
    * Zero-fill a fresh journal file this far ahead of the write position, so
-   * that most fdatasyncs overwrite allocated blocks of a file whose size does
-   * not change: they flush data only and never wait for a file system journal
+   * that most group writes overwrite allocated blocks of a file whose size
+   * does not change: their flush covers data only and never wait for a file system journal
    * commit (which other files' metadata, e.g. a checkpoint's, can make slow).
    * 0 turns it off.
    */
@@ -66,11 +75,11 @@ function zeros(n: number): Buffer {
 const fileName = (id: number) => `journal-${String(id).padStart(16, '0')}.log`;
 
 /**
- * The write-ahead log. Adds are group-committed: while one write + fdatasync
- * is in flight the next group gathers, and an idle journal waits at most
+ * The write-ahead log. Adds are group-committed: while one durable write is
+ * in flight the next group gathers, and an idle journal waits at most
  * `groupWaitMs` (or until `groupBytes` are pending) before writing. A failed
- * write or fdatasync poisons the journal for good: after a failed fsync Linux
- * may have dropped the dirty pages, so retrying could ack data that is gone.
+ * write poisons the journal for good: after a failed flush Linux may have
+ * dropped the dirty pages, so retrying could ack data that is gone.
  */
 export class Journal {
   private fh: FileHandle | undefined;
@@ -181,7 +190,7 @@ export class Journal {
   /**
    * Start journal file `id`, reusing a spare (a checkpointed old journal
    * file) when there is one: overwriting blocks the file already owns makes
-   * each fdatasync flush data only, where appending to a fresh file also
+   * each group's flush cover data only, where appending to a fresh file also
    * commits the file system journal (size and block allocation) every time.
    */
   private async openFile(id: number): Promise<void> {
@@ -189,10 +198,12 @@ export class Journal {
     const spare = (await this.listSpares()).at(0);
     let fh: FileHandle;
     let allocated = 0;
-    if (spare === undefined) fh = await open(path, 'wx');
+    const dsync = this.opts.sync ? constants.O_DSYNC : 0;
+    if (spare === undefined)
+      fh = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | dsync);
     else {
       await rename(join(this.opts.dir, spare), path);
-      fh = await open(path, 'r+');
+      fh = await open(path, constants.O_RDWR | dsync);
       allocated = (await fh.stat()).size;
       this.opts.metrics.journalFilesRecycled.inc();
     }
@@ -285,7 +296,10 @@ export class Journal {
       // the file grows (a metadata commit) once per stretch, not per group.
       const fill = this.zeroFill(this.offset + bytes, bytes);
       if (fill > 0) out.push(zeros(fill));
+      const t0 = performance.now();
       const { bytesWritten } = await fh.writev(out, this.offset);
+      // With `sync` the writev returned once the group was durable (O_DSYNC).
+      if (this.opts.sync) this.opts.metrics.journalFsyncSeconds.observe((performance.now() - t0) / 1000);
       // The fill is best effort: a nearly full disk may take the records but
       // not all of the zeros after them, and then this file gets no more fill.
       const filled = Math.max(0, bytesWritten - bytes);
@@ -297,11 +311,6 @@ export class Journal {
             code: 'ENOSPC',
           },
         );
-      }
-      if (this.opts.sync) {
-        const t0 = process.hrtime.bigint();
-        await fh.datasync();
-        this.opts.metrics.journalFsyncSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
       }
       this.offset += bytes;
       this.allocated = Math.max(this.allocated, this.offset + filled);

@@ -47,7 +47,7 @@ export function createBookieMetrics(registry: Registry): BookieMetrics {
     journalFsyncSeconds: histogram(
       registry,
       'sluice_bookie_journal_fsync_seconds',
-      'Journal fdatasync latency',
+      'Time to make a journal group durable: one O_DSYNC writev (write and flush)',
     ),
     journalGroupBytes: histogram(
       registry,
