@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '@sluice/common';
-import { LatencyRecorder, type LatencySummary } from './latency-recorder.js';
+import { LatencyRecorder, type LatencySummary, useWebAssemblyHistograms } from './latency-recorder.js';
 import { readSendTimestamp } from './payload.js';
 import { type PerfClock, systemClock } from './perf-clock.js';
 import { ThroughputMeter } from './throughput-meter.js';
@@ -63,6 +63,7 @@ export async function runConsume<M>(receiver: PerfReceiver<M>, opts: ConsumeOpti
     );
   }
   const clock = opts.clock ?? systemClock;
+  await useWebAssemblyHistograms();
   const latency = new LatencyRecorder();
   const start = clock.now();
   const meter = new ThroughputMeter(start);

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { LatencyRecorder } from './latency-recorder.js';
+import { LatencyRecorder, useWebAssemblyHistograms } from './latency-recorder.js';
 
 test('latency recorder - percentiles of a known distribution within HDR precision', (t) => {
   const r = new LatencyRecorder();
@@ -43,4 +43,20 @@ test('latency recorder - negative latencies (clock skew) count as 0, absurd ones
   t.is(s.count, 2);
   t.is(r.takeInterval().p50, 0);
   t.true(s.max >= 3_599_000 && s.max <= 3_601_000);
+});
+
+test('latency recorder - WebAssembly histograms give the same percentiles as the JavaScript ones', async (t) => {
+  const js = new LatencyRecorder();
+  await useWebAssemblyHistograms();
+  const wasm = new LatencyRecorder();
+  for (let i = 0; i < 5000; i++) {
+    const ms = ((i * 7919) % 100_000) / 1000;
+    js.record(ms);
+    wasm.record(ms);
+    if (i % 1000 === 999) t.deepEqual(wasm.takeInterval(), js.takeInterval());
+  }
+  wasm.record(42);
+  js.record(42);
+  t.deepEqual(wasm.summary(), js.summary());
+  t.is(wasm.summary().count, 5001);
 });

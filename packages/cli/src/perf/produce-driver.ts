@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from '@sluice/common';
 import { InFlightWindow } from './in-flight-window.js';
-import { LatencyRecorder, type LatencySummary } from './latency-recorder.js';
+import { LatencyRecorder, type LatencySummary, useWebAssemblyHistograms } from './latency-recorder.js';
 import { PayloadFactory } from './payload.js';
 import { type PerfClock, systemClock } from './perf-clock.js';
 import { RateScheduler } from './rate-scheduler.js';
@@ -81,6 +81,7 @@ export async function runProduce(senders: PerfSender[], opts: ProduceOptions): P
   if (senders.length === 0) throw new InvalidArgumentError('need at least one producer');
   const clock = opts.clock ?? systemClock;
   const payloads = new PayloadFactory(opts.messageSize, opts.maxInFlight * senders.length);
+  await useWebAssemblyHistograms();
   const latency = new LatencyRecorder();
   const start = clock.now();
   const meter = new ThroughputMeter(start);
