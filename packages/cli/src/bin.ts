@@ -9,7 +9,12 @@ import { registerProduceCommand } from './commands/produce.js';
 import { registerStandaloneCommand } from './commands/standalone.js';
 import { tuneGarbageCollector } from './gc-tuning.js';
 
-tuneGarbageCollector();
+try {
+  tuneGarbageCollector();
+} catch (err) {
+  process.stderr.write(`sluice: ${(err as Error).message}\n`);
+  process.exit(2);
+}
 
 const program = new Command('sluice')
   .description('Sluice: a replicated, tiered message queue')

@@ -1,8 +1,13 @@
 import { setFlagsFromString } from 'node:v8';
 
+/** Default of V8's `--heap-growing-percent` for Sluice processes. */
+export const DEFAULT_HEAP_GROWING_PERCENT = 200;
+
 /**
  * Let the old generation grow to 3× its live size between full collections
- * (V8's `--heap-growing-percent=200`) unless the command line sets it.
+ * (V8's `--heap-growing-percent=200`) unless the command line sets it;
+ * `SLUICE_HEAP_GROWING_PERCENT` chooses another value (0 keeps V8's own
+ * heuristic).
  *
  * A Sluice process keeps a small live heap (tens of MiB) and allocates fast:
  * every message passes through short-lived buffers and records. For a heap
@@ -13,8 +18,17 @@ import { setFlagsFromString } from 'node:v8';
  * its publish p99 was 25–28 ms; with this setting it runs one every ~4 s.
  * V8 reads the flag at every full collection, so setting it at start-up takes
  * effect; the heap limit (`--max-old-space-size`) still bounds the growth.
+ *
+ * Returns the value set, undefined when left to V8 or the command line.
  */
-export function tuneGarbageCollector(growingPercent = 200): void {
-  if (process.execArgv.some((a) => a.startsWith('--heap-growing-percent'))) return;
-  setFlagsFromString(`--heap-growing-percent=${growingPercent}`);
+export function tuneGarbageCollector(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  if (process.execArgv.some((a) => a.startsWith('--heap-growing-percent'))) return undefined;
+  const raw = env.SLUICE_HEAP_GROWING_PERCENT;
+  const percent = raw === undefined || raw === '' ? DEFAULT_HEAP_GROWING_PERCENT : Number(raw);
+  if (!Number.isSafeInteger(percent) || percent < 0 || percent > 10_000) {
+    throw new Error(`SLUICE_HEAP_GROWING_PERCENT must be an integer from 0 to 10000, got '${raw}'`);
+  }
+  if (percent === 0) return undefined;
+  setFlagsFromString(`--heap-growing-percent=${percent}`);
+  return percent;
 }
