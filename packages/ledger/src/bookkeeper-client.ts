@@ -143,7 +143,14 @@ export class BookKeeperClient implements LedgerClient {
     await this.refreshPool();
     const vm = o.recover
       ? await new LedgerRecovery(
-          { metadata: this.ledgers, pool: this.pool, fetcher: this.fetcher, logger: this.logger },
+          {
+            metadata: this.ledgers,
+            pool: this.pool,
+            fetcher: this.fetcher,
+            logger: this.logger,
+            directory: this.directory,
+            placement: this.placement,
+          },
           ledgerId,
           this.opts,
         ).run()

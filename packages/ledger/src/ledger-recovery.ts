@@ -12,28 +12,43 @@
  *    answers, so its "no such entry" is final for normal adds.
  * 4. Every entry found is re-written to its whole write set with recovery
  *    adds (which pass fences); a bookie that keeps failing after a few
- *    attempts is left to autorecovery once Qa copies are confirmed.
+ *    attempts is left to autorecovery once Qa copies are confirmed. With
+ *    fewer than Qa copies, that bookie is replaced: this recovery's own copy
+ *    of the segments gets one from this entry on naming another bookie, and
+ *    this entry and every later one are re-written to its write sets. The
+ *    tail is always read from the writer's last segment; the new segments
+ *    are published only with the close (step 6), so no other recovery ever
+ *    reads a tail from bookies the writer never wrote to.
  * 5. Stop at the first entry for which Qw − Qa + 1 bookies of its write set
  *    said NO_ENTRY: at most Qa − 1 copies can exist, so it was never
  *    acknowledged. Fewer answers prove nothing — the silent bookies may form
  *    an ack quorum — so the entry is asked again until the deadline.
- * 6. CAS the metadata to CLOSED with lastEntryId and length. When another
- *    recovery closed it first, its result stands and is returned.
+ * 6. CAS the metadata to CLOSED with lastEntryId, length and the segments
+ *    the tail was re-written to. When another recovery closed it first, its
+ *    result stands and is returned.
  */
 import {
   type BookieId,
   backoffDelay,
   crc32c,
   type EntryId,
+  isRetriable,
   type LedgerId,
   type Logger,
   systemClock,
   UnavailableError,
 } from '@sluice/common';
-import type { LedgerMetadata } from './api.js';
+import type { LedgerMetadata, LedgerSegment } from './api.js';
 import type { BookieClientPool, ReadOutcome, WireEntry } from './bookie-client.js';
+import type { BookieDirectory } from './bookie-directory.js';
 import type { EntryFetcher } from './entry-fetcher.js';
-import { type LedgerMetadataStore, type VersionedMetadata, writeSet } from './ledger-metadata-store.js';
+import {
+  type LedgerMetadataStore,
+  segmentFor,
+  type VersionedMetadata,
+  writeSet,
+} from './ledger-metadata-store.js';
+import type { PlacementPolicy } from './placement-policy.js';
 
 export interface RecoveryOptions {
   /** Give up (ledger stays IN_RECOVERY, retry later) after this long. */
@@ -45,10 +60,23 @@ export interface RecoveryDeps {
   pool: BookieClientPool;
   fetcher: EntryFetcher;
   logger: Logger;
+  /**
+   * With both, a bookie that cannot take the tail is replaced (as the writer
+   * replaces one); without, recovery waits for it until the deadline.
+   */
+  directory?: BookieDirectory;
+  placement?: PlacementPolicy;
 }
+
+/** Ensemble changes one recovery may make before giving up. */
+const MAX_ENSEMBLE_CHANGES = 10;
 
 export class LedgerRecovery {
   private readonly deadline: number;
+  /** The segments the tail is re-written to: the writer's, plus this recovery's replacements. */
+  private segments: LedgerSegment[] = [];
+  private readonly everFailed = new Set<BookieId>();
+  private changes = 0;
 
   constructor(
     private readonly deps: RecoveryDeps,
@@ -64,27 +92,38 @@ export class LedgerRecovery {
     );
     if (vm.metadata.state === 'CLOSED') return vm;
     const m = vm.metadata;
-    const last = m.segments.at(-1) as { firstEntryId: EntryId; bookies: BookieId[] };
+    this.segments = [...m.segments];
+    const last = m.segments.at(-1) as LedgerSegment;
     const maxLac = await this.fence(m, last.bookies);
     let entryId = Math.max(maxLac, last.firstEntryId - 1) + 1;
     let lastFound: WireEntry | undefined;
     for (;;) {
-      const found = await this.recoverEntry(m, last.bookies, entryId);
-      if (!found) break;
-      lastFound = found;
+      const r = await this.recoverEntry(m, last.bookies, entryId);
+      if (!r) break;
+      await this.replicate(m, r.entry, r.holders);
+      lastFound = r.entry;
       entryId++;
     }
     const lastEntryId = entryId - 1;
     const length = lastEntryId < 0 ? 0 : await this.lengthAt(m, lastEntryId, lastFound);
-    const closed = await this.deps.metadata.update(this.ledgerId, (cur) =>
-      cur.state === 'CLOSED' ? undefined : { ...cur, state: 'CLOSED', lastEntryId, length },
-    );
+    const segments = this.segments;
+    const closed = await this.deps.metadata.update(this.ledgerId, (cur) => {
+      if (cur.state === 'CLOSED') return undefined;
+      if (JSON.stringify(cur.segments) !== JSON.stringify(m.segments)) {
+        // Nobody but a closing recovery changes an IN_RECOVERY ledger's segments.
+        throw new UnavailableError(
+          `ledger ${this.ledgerId}'s segments changed during recovery; recover it again`,
+        );
+      }
+      return { ...cur, state: 'CLOSED', lastEntryId, length, segments };
+    });
     this.deps.logger.info(
       {
         ledgerId: this.ledgerId,
         lastEntryId: closed.metadata.lastEntryId,
         ours: lastEntryId,
         length: closed.metadata.length,
+        ensembleChanges: this.changes,
       },
       'ledger recovered',
     );
@@ -119,12 +158,15 @@ export class LedgerRecovery {
     }
   }
 
-  /** The entry after re-replication, or undefined when it provably was never acknowledged. */
+  /**
+   * The entry and the bookies of its write set in `ensemble` holding it, or
+   * undefined when it provably was never acknowledged.
+   */
   private async recoverEntry(
     m: LedgerMetadata,
     ensemble: BookieId[],
     entryId: EntryId,
-  ): Promise<WireEntry | undefined> {
+  ): Promise<{ entry: WireEntry; holders: Set<BookieId> } | undefined> {
     const ws = writeSet(ensemble, m.writeQuorum, entryId);
     const need = m.writeQuorum - m.ackQuorum + 1;
     for (let attempt = 0; ; attempt++) {
@@ -144,10 +186,7 @@ export class LedgerRecovery {
           noEntry++;
         }
       });
-      if (found) {
-        await this.rewrite(m, ws, holders, found);
-        return found;
-      }
+      if (found) return { entry: found, holders };
       if (noEntry >= need) return undefined;
       this.waitOrGiveUp(
         attempt,
@@ -158,37 +197,74 @@ export class LedgerRecovery {
   }
 
   /**
-   * Recovery adds to every bookie of the write set that lacks the entry.
-   * Qa copies must be confirmed before moving on; the rest are retried until
-   * the deadline and otherwise left to autorecovery.
+   * Recovery adds to every bookie of the entry's write set (in this
+   * recovery's segments) not known to hold it. Qa copies must be confirmed
+   * before moving on; the rest are retried for a few attempts and then left
+   * to autorecovery. A bookie that keeps failing while fewer than Qa copies
+   * exist is replaced when recovery may change the ensemble.
    */
-  private async rewrite(
-    m: LedgerMetadata,
-    ws: BookieId[],
-    holders: Set<BookieId>,
-    entry: WireEntry,
-  ): Promise<void> {
-    let copies = holders.size;
-    let missing = ws.filter((b) => !holders.has(b));
-    for (let attempt = 0; missing.length > 0; attempt++) {
-      const results = await Promise.allSettled(missing.map((b) => this.deps.pool.get(b).add(entry, true)));
-      const still: BookieId[] = [];
-      results.forEach((r, i) => {
-        if (r.status === 'fulfilled' && r.value.status === 'OK') copies++;
-        else still.push(missing[i] as BookieId);
-      });
-      missing = still;
+  private async replicate(m: LedgerMetadata, entry: WireEntry, holders: Set<BookieId>): Promise<void> {
+    const id = entry.entryId;
+    const have = new Set(holders);
+    for (let attempt = 0; ; attempt++) {
+      const ws = writeSet(segmentFor({ ...m, segments: this.segments }, id).bookies, m.writeQuorum, id);
+      const missing = ws.filter((b) => !have.has(b));
       if (missing.length === 0) return;
-      if ((attempt >= 2 || Date.now() > this.deadline - 1000) && copies >= m.ackQuorum) {
-        this.deps.logger.warn(
-          { ledgerId: this.ledgerId, entryId: entry.entryId, missing },
-          'recovered entry is under-replicated; autorecovery will copy it once those bookies are gone for good',
-        );
-        return;
+      const results = await Promise.allSettled(missing.map((b) => this.deps.pool.get(b).add(entry, true)));
+      const failed: BookieId[] = [];
+      results.forEach((r, i) => {
+        if (r.status === 'fulfilled' && r.value.status === 'OK') have.add(missing[i] as BookieId);
+        else failed.push(missing[i] as BookieId);
+      });
+      if (failed.length === 0) return;
+      if (attempt >= 2 || Date.now() > this.deadline - 1000) {
+        if (ws.filter((b) => have.has(b)).length >= m.ackQuorum) {
+          this.deps.logger.warn(
+            { ledgerId: this.ledgerId, entryId: id, missing: failed },
+            'recovered entry is under-replicated; autorecovery will copy it once those bookies are gone for good',
+          );
+          return;
+        }
+        if (this.deps.directory && this.deps.placement && this.changes < MAX_ENSEMBLE_CHANGES) {
+          for (const b of failed) this.everFailed.add(b);
+          await this.replaceBookies(id, failed);
+          attempt = -1;
+          continue;
+        }
       }
-      this.waitOrGiveUp(attempt, `entry ${entry.entryId} could not be re-written to [${missing.join(', ')}]`);
+      this.waitOrGiveUp(attempt, `entry ${id} could not be re-written to [${failed.join(', ')}]`);
       await systemClock.sleep(backoffDelay(attempt, { minDelayMs: 50, maxDelayMs: 1000 }));
     }
+  }
+
+  /**
+   * Replace `failed` for entries from `fromEntry` on in this recovery's
+   * segments (a new last segment, or the last one when it starts there).
+   * Entries before it keep their bookies.
+   */
+  private async replaceBookies(fromEntry: EntryId, failed: BookieId[]): Promise<void> {
+    this.changes++;
+    const bookies = await (this.deps.directory as BookieDirectory).list();
+    const last = this.segments.at(-1) as LedgerSegment;
+    const replaced = [...last.bookies];
+    for (let i = 0; i < replaced.length; i++) {
+      if (!failed.includes(replaced[i] as BookieId)) continue;
+      replaced[i] = (this.deps.placement as PlacementPolicy).replaceBookie(
+        replaced,
+        i,
+        bookies,
+        this.everFailed,
+      );
+    }
+    const segment = { firstEntryId: fromEntry, bookies: replaced };
+    this.segments =
+      last.firstEntryId === fromEntry
+        ? [...this.segments.slice(0, -1), segment]
+        : [...this.segments, segment];
+    this.deps.logger.info(
+      { ledgerId: this.ledgerId, firstEntryId: fromEntry, ensemble: replaced, replaced: failed },
+      'recovery replaces bookies for the ledger tail',
+    );
   }
 
   /** Ledger length at lastEntryId, from the entry's own record of it. */
@@ -200,7 +276,7 @@ export class LedgerRecovery {
     const entry =
       lastFound && lastFound.entryId === lastEntryId
         ? lastFound
-        : await this.deps.fetcher.readEntry(m, lastEntryId);
+        : await this.retrying(`entry ${lastEntryId}`, () => this.deps.fetcher.readEntry(m, lastEntryId));
     if (entry.ledgerLength >= entry.payload.length && (entry.ledgerLength > 0 || entry.entryId === 0)) {
       return entry.ledgerLength;
     }
@@ -208,10 +284,30 @@ export class LedgerRecovery {
     let length = 0;
     const step = 1000;
     for (let first = 0; first <= lastEntryId; first += step) {
-      const batch = await this.deps.fetcher.readEntries(m, first, Math.min(lastEntryId, first + step - 1));
+      const last = Math.min(lastEntryId, first + step - 1);
+      const batch = await this.retrying(`entries ${first}..${last}`, () =>
+        this.deps.fetcher.readEntries(m, first, last),
+      );
       for (const e of batch) length += e.payload.length;
     }
     return length;
+  }
+
+  /**
+   * A read of entries at or below the LAC: with Qa = 1 one bookie may hold
+   * the only copy, so a dropped request or a restarting bookie is waited
+   * out (with backoff, until the deadline) rather than failing recovery.
+   */
+  private async retrying<T>(what: string, read: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await read();
+      } catch (err) {
+        if (!isRetriable(err)) throw err;
+        this.waitOrGiveUp(attempt, `${what}: ${(err as Error).message}`);
+        await systemClock.sleep(backoffDelay(attempt, { minDelayMs: 50, maxDelayMs: 1000 }));
+      }
+    }
   }
 
   private waitOrGiveUp(attempt: number, why: string): void {
