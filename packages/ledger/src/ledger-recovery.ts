@@ -227,9 +227,10 @@ export class LedgerRecovery {
         }
         if (this.deps.directory && this.deps.placement && this.changes < MAX_ENSEMBLE_CHANGES) {
           for (const b of failed) this.everFailed.add(b);
-          await this.replaceBookies(id, failed);
-          attempt = -1;
-          continue;
+          if (await this.replaceBookies(id, failed)) {
+            attempt = -1;
+            continue;
+          }
         }
       }
       this.waitOrGiveUp(attempt, `entry ${id} could not be re-written to [${failed.join(', ')}]`);
@@ -240,21 +241,31 @@ export class LedgerRecovery {
   /**
    * Replace `failed` for entries from `fromEntry` on in this recovery's
    * segments (a new last segment, or the last one when it starts there).
-   * Entries before it keep their bookies.
+   * Entries before it keep their bookies. False when no bookie can replace
+   * them now (recovery then waits, as it would without replacing).
    */
-  private async replaceBookies(fromEntry: EntryId, failed: BookieId[]): Promise<void> {
+  private async replaceBookies(fromEntry: EntryId, failed: BookieId[]): Promise<boolean> {
     this.changes++;
     const bookies = await (this.deps.directory as BookieDirectory).list();
     const last = this.segments.at(-1) as LedgerSegment;
     const replaced = [...last.bookies];
-    for (let i = 0; i < replaced.length; i++) {
-      if (!failed.includes(replaced[i] as BookieId)) continue;
-      replaced[i] = (this.deps.placement as PlacementPolicy).replaceBookie(
-        replaced,
-        i,
-        bookies,
-        this.everFailed,
+    try {
+      for (let i = 0; i < replaced.length; i++) {
+        if (!failed.includes(replaced[i] as BookieId)) continue;
+        replaced[i] = (this.deps.placement as PlacementPolicy).replaceBookie(
+          replaced,
+          i,
+          bookies,
+          this.everFailed,
+        );
+      }
+    } catch (err) {
+      if (!(err instanceof UnavailableError)) throw err;
+      this.deps.logger.warn(
+        { ledgerId: this.ledgerId, entryId: fromEntry, err },
+        'recovery found no bookie to replace',
       );
+      return false;
     }
     const segment = { firstEntryId: fromEntry, bookies: replaced };
     this.segments =
@@ -265,6 +276,7 @@ export class LedgerRecovery {
       { ledgerId: this.ledgerId, firstEntryId: fromEntry, ensemble: replaced, replaced: failed },
       'recovery replaces bookies for the ledger tail',
     );
+    return true;
   }
 
   /** Ledger length at lastEntryId, from the entry's own record of it. */
