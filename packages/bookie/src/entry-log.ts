@@ -1,7 +1,6 @@
 import { type FileHandle, mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { crc32c } from '@sluice/common';
-import { fsyncDir } from './fs-util.js';
+import { crc32c, fsyncDir } from '@sluice/common';
 import { writeInt64LE } from './int64.js';
 
 /**

@@ -1,8 +1,7 @@
 import { constants } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FailedPreconditionError, type Logger } from '@sluice/common';
-import { fsyncDir } from './fs-util.js';
+import { FailedPreconditionError, fsyncDir, type Logger } from '@sluice/common';
 import {
   decodeRecord,
   encodeRecordHeader,

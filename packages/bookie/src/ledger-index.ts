@@ -1,9 +1,8 @@
 import { mkdir, open, readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setImmediate as setImmediatePromise } from 'node:timers/promises';
-import { crc32c, FailedPreconditionError, type Logger } from '@sluice/common';
+import { crc32c, FailedPreconditionError, fsyncDir, type Logger, writeFileAtomic } from '@sluice/common';
 import type { EntryLocation } from './entry-log.js';
-import { fsyncDir, writeFileAtomic } from './fs-util.js';
 import { writeInt64LE } from './int64.js';
 import { LocationTable } from './location-table.js';
 

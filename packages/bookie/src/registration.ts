@@ -1,9 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { backoffDelay, FailedPreconditionError, type Logger } from '@sluice/common';
+import { backoffDelay, FailedPreconditionError, type Logger, writeFileAtomic } from '@sluice/common';
 import type { MetadataStore, Session } from '@sluice/metadata';
-import { writeFileAtomic } from './fs-util.js';
 
 export const BOOKIES_AVAILABLE_PREFIX = 'bookies/available/';
 export const BOOKIES_READONLY_PREFIX = 'bookies/readonly/';

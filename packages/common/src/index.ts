@@ -2,6 +2,7 @@ export * from './clock.js';
 export * from './config.js';
 export * from './crc32c.js';
 export * from './errors.js';
+export * from './fs-util.js';
 export * from './grpc-status.js';
 export * from './ids.js';
 export * from './logger.js';

@@ -8,6 +8,7 @@ import { type FileHandle, mkdir, open, readdir, readFile, rename, unlink } from 
 import { dirname, isAbsolute, join, relative, sep } from 'node:path';
 import {
   CorruptDataError,
+  fsyncDir,
   InternalError,
   InvalidArgumentError,
   NotFoundError,
@@ -191,15 +192,6 @@ async function mkdirDurable(dir: string): Promise<void> {
   for (let d = dir; ; d = dirname(d)) {
     await fsyncDir(dirname(d));
     if (d === first || dirname(d) === d) break;
-  }
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
   }
 }
 

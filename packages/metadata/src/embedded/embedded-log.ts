@@ -12,9 +12,8 @@ import {
   readFileSync,
   writev,
 } from 'node:fs';
-import { open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CorruptDataError, crc32c, type Logger } from '@sluice/common';
+import { CorruptDataError, crc32c, type Logger, writeFileAtomic } from '@sluice/common';
 
 /** A persistent key as stored on disk. */
 export interface StoredKey {
@@ -154,21 +153,7 @@ export class EmbeddedLog {
     const rows: [string, string, number, number][] = [];
     for (const k of keys) rows.push([k.key, k.value.toString('base64'), k.createRevision, k.modRevision]);
     const data = frame(JSON.stringify({ revision, keys: rows }));
-    const tmp = join(this.dir, `${SNAPSHOT}.tmp`);
-    const file = await open(tmp, 'w');
-    try {
-      await file.write(data);
-      await file.sync();
-    } finally {
-      await file.close();
-    }
-    await rename(tmp, join(this.dir, SNAPSHOT));
-    const dir = await open(this.dir, 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
+    await writeFileAtomic(join(this.dir, SNAPSHOT), data);
     // The snapshot now covers every record in the log, so the log can restart
     // empty; a crash between rename and truncate only replays skipped records.
     const fd = this.fd;
