@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- <workload.yaml> [--runs 3] [--data-dir DIR] [--duration S] [--no-nats] [--no-sluice]
+ * `npm run bench -- <workload.yaml> [--runs 3] [--data-dir DIR] [--duration S] [--warm-up S] [--no-nats] [--no-sluice]
  *   [--disk-seconds 3]`
  *
  * Runs an OpenMessaging-Benchmark-style workload (test/perf/workloads/*.yaml)
@@ -29,6 +29,7 @@ const { positionals, values } = parseArgs({
     'no-sluice': { type: 'boolean', default: false },
     'disk-seconds': { type: 'string', default: '3' },
     duration: { type: 'string' },
+    'warm-up': { type: 'string' },
   },
 });
 
@@ -40,7 +41,7 @@ function fail(message: string): never {
 const file = positionals[0];
 if (!file)
   fail(
-    'usage: npm run bench -- <workload.yaml> [--runs N] [--data-dir DIR] [--duration S] [--no-nats] [--no-sluice]',
+    'usage: npm run bench -- <workload.yaml> [--runs N] [--data-dir DIR] [--duration S] [--warm-up S] [--no-nats] [--no-sluice]',
   );
 const runs = Number(values.runs);
 if (!Number.isInteger(runs) || runs < 1) fail(`--runs '${values.runs}' must be a positive integer`);
@@ -57,6 +58,11 @@ if (values.duration !== undefined) {
   const d = Number(values.duration);
   if (!(d > 0)) fail(`--duration '${values.duration}' must be a positive number of seconds`);
   workload.durationSec = d;
+}
+if (values['warm-up'] !== undefined) {
+  const d = Number(values['warm-up']);
+  if (!(d >= 0)) fail(`--warm-up '${values['warm-up']}' must be a number of seconds ≥ 0`);
+  workload.warmUpSec = d;
 }
 const natsReplicas = values['no-nats'] ? 0 : workload.natsReplicas;
 const parent = values['data-dir'] ?? tmpdir();
@@ -122,7 +128,7 @@ for (const d of report.disk) {
 async function trial(side: Side, run: number): Promise<void> {
   const dir = mkdtempSync(join(parent, `sluice-bench-${side}-`));
   dirs.push(dir);
-  log(`${side} run ${run}/${runs} (${workload.durationSec} s)`);
+  log(`${side} run ${run}/${runs} (${workload.warmUpSec} s warm-up + ${workload.durationSec} s)`);
   try {
     const w = { ...workload, natsReplicas };
     const result: TrialResult =

@@ -5,7 +5,7 @@
  * Prints one PerfSummary JSON object on stdout, like `sluice perf --json`.
  *
  *   node --import=tsx --conditions=sluice-src test/perf/nats-perf.ts produce|consume \
- *     --servers h:p[,h:p] --stream S --subject X [--rate N --size B --duration S --max-in-flight N]
+ *     --servers h:p[,h:p] --stream S --subject X [--rate N --size B --duration S --warm-up S --max-in-flight N]
  *     [--durable NAME --idle-timeout S]
  */
 import { parseArgs } from 'node:util';
@@ -31,6 +31,7 @@ const { positionals, values } = parseArgs({
     size: { type: 'string', default: '1024' },
     producers: { type: 'string', default: '1' },
     duration: { type: 'string', default: '30' },
+    'warm-up': { type: 'string', default: '0' },
     'max-in-flight': { type: 'string', default: '5000' },
     durable: { type: 'string' },
     'idle-timeout': { type: 'string', default: '5' },
@@ -57,6 +58,7 @@ try {
       rate: Number(values.rate),
       messageSize: Number(values.size),
       producers: Number(values.producers),
+      warmUpSec: Number(values['warm-up']),
     };
     const result = await runProduce(
       Array.from({ length: opts.producers }, () => sender),
@@ -64,6 +66,7 @@ try {
         rate: opts.rate,
         messageSize: opts.messageSize,
         durationSec: Number(values.duration),
+        warmUpSec: opts.warmUpSec,
         maxInFlight: Number(values['max-in-flight']),
         signal: stop.signal,
         onProgress: (p) => progress(formatProduceProgress(p)),
@@ -104,11 +107,14 @@ try {
     const result = await runConsume(receiver, {
       idleTimeoutSec: Number(values['idle-timeout']),
       durationSec: Number(values['max-duration']),
+      warmUpSec: Number(values['warm-up']),
       signal: stop.signal,
       onProgress: (p) => progress(formatConsumeProgress(p)),
     });
     messages.stop();
-    process.stdout.write(`${JSON.stringify(consumeSummary(values.subject, result))}\n`);
+    process.stdout.write(
+      `${JSON.stringify(consumeSummary(values.subject, result, Number(values['warm-up'])))}\n`,
+    );
   }
 } finally {
   await nc.drain();

@@ -49,6 +49,18 @@ test('producer - batches messages and resolves ids ledger:entry:index from the r
   t.is(producer.pending, 0);
 });
 
+test('producer - maxDelayMs 0 sends what one event-loop turn queued as one batch', async (t) => {
+  const { cluster, client } = await setup(t);
+  const producer = await client.createProducer({ topic: 't0', batching: { maxDelayMs: 0 } });
+  t.deepEqual(await Promise.all(['a', 'b', 'c'].map((v) => producer.send(v))), ['7:0:0', '7:0:1', '7:0:2']);
+  t.deepEqual(await producer.send('d'), '7:1:0');
+  const entries = cluster.topic('persistent://public/default/t0').entries;
+  t.deepEqual(
+    entries.map((e) => e.batch.header!.count),
+    [3, 1],
+  );
+});
+
 test('producer and consumer - keys, properties and event time round-trip', async (t) => {
   const { client } = await setup(t);
   const consumer = await client.subscribe({ topic: 't2', subscription: 's', initialPosition: 'earliest' });

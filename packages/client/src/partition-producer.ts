@@ -22,7 +22,7 @@ import { retryAfterOpen, retryOnOpen } from './reconnect-policy.js';
 export interface BatchingOptions {
   /** Messages per batch (default 1000). */
   maxMessages: number;
-  /** Longest a message waits for its batch to fill (default 10 ms; 0 = send on the next tick). */
+  /** Longest a message waits for its batch to fill (default 10 ms; 0 = at the end of the current event-loop turn). */
   maxDelayMs: number;
   /** Bytes per batch before compression (default 128 KiB; capped by the broker's max message size). */
   maxBytes: number;
@@ -89,7 +89,8 @@ export class PartitionProducer {
   private readonly inflight: InflightBatch[] = [];
   private pendingMessages = 0;
   private roomWaiters: (() => void)[] = [];
-  private batchTimer: NodeJS.Timeout | undefined;
+  /** Flushes the open batches: a timer, or an immediate when `maxDelayMs` is 0. */
+  private batchTimer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   private nextSequenceId = 0;
   private maxMessageSize = 5 * 1024 * 1024;
   private producerName: string;
@@ -204,7 +205,7 @@ export class PartitionProducer {
     }
     this.state = 'closed';
     this.abort.abort();
-    clearTimeout(this.batchTimer);
+    this.clearBatchTimer();
     this.failAll(
       new ClosedError(
         `producer ${this.producerName} on ${this.opts.topic} was closed before the broker acknowledged`,
@@ -218,15 +219,28 @@ export class PartitionProducer {
 
   private armBatchTimer(): void {
     if (this.batchTimer) return;
-    this.batchTimer = setTimeout(() => {
+    const fire = () => {
       this.batchTimer = undefined;
       this.flushAll();
-    }, this.opts.batching.maxDelayMs);
+    };
+    // 0 sends what this event-loop turn queued as one batch, at the turn's
+    // end (a 0 ms timer would wait about a millisecond).
+    this.batchTimer =
+      this.opts.batching.maxDelayMs > 0
+        ? setTimeout(fire, this.opts.batching.maxDelayMs)
+        : setImmediate(fire);
+  }
+
+  private clearBatchTimer(): void {
+    const timer = this.batchTimer;
+    this.batchTimer = undefined;
+    if (timer === undefined) return;
+    if (this.opts.batching.maxDelayMs > 0) clearTimeout(timer as NodeJS.Timeout);
+    else clearImmediate(timer as NodeJS.Immediate);
   }
 
   private flushAll(): void {
-    clearTimeout(this.batchTimer);
-    this.batchTimer = undefined;
+    this.clearBatchTimer();
     for (const key of [...this.open.keys()]) this.flushBatch(key);
   }
 
@@ -236,10 +250,7 @@ export class PartitionProducer {
     this.open.delete(key);
     const entries = batch.entries;
     this.openMessages -= entries.length;
-    if (this.openMessages === 0) {
-      clearTimeout(this.batchTimer);
-      this.batchTimer = undefined;
-    }
+    if (this.openMessages === 0) this.clearBatchTimer();
     const firstSequenceId = this.nextSequenceId;
     this.nextSequenceId += entries.length;
     const inflight: InflightBatch = {

@@ -106,7 +106,8 @@ export function toMarkdown(r: BenchReport): string {
       `; NATS JetStream replicas ${w.natsReplicas || 'not run'}`,
     `- ${w.topics} topic(s) × ${w.partitionsPerTopic} partition(s), ${w.messageSize}-byte messages, ` +
       `${w.producersPerTopic} producer(s)/topic at ${w.producerRate === 0 ? 'max rate' : `${w.producerRate} msg/s`}, ` +
-      `${w.subscriptionsPerTopic} subscription(s) × ${w.consumerPerSubscription} consumer(s) (receiver queue ${w.consumerReceiverQueueSize || 'client default'}), ${w.durationSec} s per run`,
+      `${w.subscriptionsPerTopic} subscription(s) × ${w.consumerPerSubscription} consumer(s) (receiver queue ${w.consumerReceiverQueueSize || 'client default'}), ${w.durationSec} s per run` +
+      (w.warmUpSec > 0 ? ` after a ${w.warmUpSec} s warm-up left out of the figures` : ''),
     '- values: median of the runs (min–max); latency in ms from the intended send time (HDR histograms)',
     '',
     '| side | runs | produce msg/s | MB/s | publish p50 | publish p99 | e2e p50 | e2e p99 | consume msg/s | bytes written / payload byte |',

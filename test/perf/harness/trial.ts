@@ -68,6 +68,8 @@ async function runLoad(w: Workload, side: Side, run: number, plan: LoadPlan): Pr
     const written = plan.writeBytes() - before;
     const consumed = await Promise.all(consumers.map((c) => c.json<PerfSummary>()));
     const published = produced.reduce((n, p) => n + (p.counts.published ?? 0), 0);
+    // The servers wrote the warm-up's messages too.
+    const warmUp = produced.reduce((n, p) => n + (p.counts.warmUp ?? 0), 0);
     const e2e = consumed.map((c) => c.endToEndLatencyMs).filter((l): l is LatencySummary => l !== null);
     const firstError = produced.find((p) => p.firstError !== undefined)?.firstError;
     return {
@@ -83,7 +85,7 @@ async function runLoad(w: Workload, side: Side, run: number, plan: LoadPlan): Pr
       published,
       errors: produced.reduce((n, p) => n + (p.counts.errors ?? 0), 0),
       received: consumed.reduce((n, c) => n + (c.counts.received ?? 0), 0),
-      bytesWrittenPerPayloadByte: published > 0 ? written / (published * w.messageSize) : 0,
+      bytesWrittenPerPayloadByte: published > 0 ? written / ((published + warmUp) * w.messageSize) : 0,
       ...(firstError !== undefined ? { firstError } : {}),
     };
   } finally {
@@ -96,12 +98,14 @@ const produceArgs = (w: Workload) => [
   `--size=${w.messageSize}`,
   `--producers=${w.producersPerTopic}`,
   `--duration=${w.durationSec}`,
+  `--warm-up=${w.warmUpSec}`,
   `--max-in-flight=${w.maxInFlight}`,
 ];
 
 const consumeTimeouts = (w: Workload) => [
   `--idle-timeout=${CONSUMER_IDLE_SEC}`,
-  `--duration=${w.durationSec + 300}`,
+  `--duration=${w.warmUpSec + w.durationSec + 300}`,
+  `--warm-up=${w.warmUpSec}`,
 ];
 
 /** Create the bench tenant, namespace (with the workload's persistence on a cluster) and topics; returns the topic names. */
@@ -178,7 +182,8 @@ export async function runNatsTrial(w: Workload, run: number, dataDir: string): P
           `--subject=${subject}`,
           `--durable=sub-${s}`,
           `--idle-timeout=${CONSUMER_IDLE_SEC}`,
-          `--max-duration=${w.durationSec + 300}`,
+          `--max-duration=${w.warmUpSec + w.durationSec + 300}`,
+          `--warm-up=${w.warmUpSec}`,
         ]);
       },
       producer: (_topic, t) => {

@@ -27,6 +27,7 @@ interface PerfProduceFlags extends ConnectionFlags {
   size: number;
   producers: number;
   duration: number;
+  warmUp: number;
   batchMaxDelayMs: number;
   batchMaxMessages: number;
   batchMaxBytes: number;
@@ -39,6 +40,7 @@ interface PerfConsumeFlags extends ConnectionFlags {
   type: SubscriptionType;
   from: 'earliest' | 'latest';
   duration?: number;
+  warmUp: number;
   idleTimeout?: number;
   receiverQueueSize?: number;
 }
@@ -153,7 +155,18 @@ export function registerPerfCommand(program: Command): void {
         positiveInt('producers'),
         1,
       )
-      .option('-d, --duration <seconds>', 'how long to send', positive('duration'), 60)
+      .option(
+        '-d, --duration <seconds>',
+        'how long to send and measure, after the warm-up',
+        positive('duration'),
+        60,
+      )
+      .option(
+        '--warm-up <seconds>',
+        'send this long first, left out of the results (JIT, heap growth, cold caches)',
+        nonNegative('warm-up'),
+        0,
+      )
       .option(
         '--batch-max-delay-ms <ms>',
         'longest a message waits for its batch',
@@ -199,19 +212,25 @@ export function registerPerfCommand(program: Command): void {
       const { signal, dispose } = interruptible();
       try {
         const consumed: Promise<ConsumeResult> | undefined = consumer
-          ? runConsume(receiverOf(consumer), { idleTimeoutSec: 5, durationSec: flags.duration + 35, signal })
+          ? runConsume(receiverOf(consumer), {
+              idleTimeoutSec: 5,
+              durationSec: flags.warmUp + flags.duration + 35,
+              warmUpSec: flags.warmUp,
+              signal,
+            })
           : undefined;
         const result = await runProduce(producers, {
           rate: flags.rate,
           messageSize: flags.size,
           durationSec: flags.duration,
+          warmUpSec: flags.warmUp,
           maxInFlight: flags.maxInFlight,
           signal,
           onProgress: (p) => write(formatProduceProgress(p)),
         });
         const summary = produceSummary(
           topic,
-          { messageSize: flags.size, producers: flags.producers, rate: flags.rate },
+          { messageSize: flags.size, producers: flags.producers, rate: flags.rate, warmUpSec: flags.warmUp },
           result,
           consumed ? await consumed : undefined,
         );
@@ -238,6 +257,12 @@ export function registerPerfCommand(program: Command): void {
         '-d, --duration <seconds>',
         'stop after this long (default: until interrupted or idle)',
         positive('duration'),
+      )
+      .option(
+        '--warm-up <seconds>',
+        'leave out the messages sent this long after the first one received (match perf produce --warm-up)',
+        nonNegative('warm-up'),
+        0,
       )
       .option(
         '--idle-timeout <seconds>',
@@ -269,11 +294,12 @@ export function registerPerfCommand(program: Command): void {
         const result = await runConsume(receiverOf(consumer), {
           ...(flags.duration !== undefined ? { durationSec: flags.duration } : {}),
           ...(flags.idleTimeout !== undefined ? { idleTimeoutSec: flags.idleTimeout } : {}),
+          warmUpSec: flags.warmUp,
           signal,
           onProgress: (p) => write(formatConsumeProgress(p)),
         });
         await consumer.close();
-        report(consumeSummary(topic, result), json);
+        report(consumeSummary(topic, result, flags.warmUp), json);
       } finally {
         dispose();
       }

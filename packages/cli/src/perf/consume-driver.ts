@@ -17,6 +17,13 @@ export interface ConsumeOptions {
   durationSec?: number;
   /** Stop once this long passes without a message, after the first one arrived. */
   idleTimeoutSec?: number;
+  /**
+   * Leave out of the results the messages sent in the first this many
+   * seconds, counted from the send time of the first message received: with
+   * `perf produce --warm-up` of the same length both sides measure the same
+   * messages. Default 0.
+   */
+  warmUpSec?: number;
   signal?: AbortSignal;
   onProgress?: (p: ConsumeProgress) => void;
   progressIntervalMs?: number;
@@ -25,17 +32,22 @@ export interface ConsumeOptions {
 
 export interface ConsumeProgress {
   elapsedSec: number;
+  /** The interval held warm-up messages. */
+  warmingUp: boolean;
   msgPerSec: number;
   mbPerSec: number;
   endToEndLatencyMs: LatencySummary;
 }
 
 export interface ConsumeResult {
+  /** Messages received after the warm-up. */
   received: number;
+  /** Messages of the warm-up (not in any other figure). */
+  warmUpReceived: number;
   /** Messages without a readable send timestamp (not written by `sluice perf produce`). */
   untimed: number;
   bytes: number;
-  /** From the first to the last message received. */
+  /** From the first to the last message received after the warm-up. */
   elapsedSec: number;
   msgPerSec: number;
   mbPerSec: number;
@@ -62,6 +74,10 @@ export async function runConsume<M>(receiver: PerfReceiver<M>, opts: ConsumeOpti
       `idle timeout '${opts.idleTimeoutSec}' must be a positive number of seconds`,
     );
   }
+  if (opts.warmUpSec !== undefined && !(Number.isFinite(opts.warmUpSec) && opts.warmUpSec >= 0)) {
+    throw new InvalidArgumentError(`warm-up '${opts.warmUpSec}' must be a number of seconds ≥ 0`);
+  }
+  const warmUpMs = (opts.warmUpSec ?? 0) * 1000;
   const clock = opts.clock ?? systemClock;
   await useWebAssemblyHistograms();
   const latency = new LatencyRecorder();
@@ -69,25 +85,33 @@ export async function runConsume<M>(receiver: PerfReceiver<M>, opts: ConsumeOpti
   const meter = new ThroughputMeter(start);
   const endAt = opts.durationSec !== undefined ? start + opts.durationSec * 1000 : Number.POSITIVE_INFINITY;
   const idleMs = opts.idleTimeoutSec !== undefined ? opts.idleTimeoutSec * 1000 : Number.POSITIVE_INFINITY;
-  let first: number | undefined;
+  /** Arrival of the latest message, and of the first one after the warm-up. */
+  let lastArrival: number | undefined;
+  let firstMeasured: number | undefined;
   let last = start;
   let untimed = 0;
+  /** The warm-up ends with the messages sent (or, untimed, received) this long after the first. */
+  let firstSentAt: number | undefined;
+  let warmUpReceived = 0;
+  let warmUpSinceProgress = 0;
 
   const progressTimer = opts.onProgress
     ? setInterval(() => {
         const now = clock.now();
         opts.onProgress?.({
           elapsedSec: (now - start) / 1000,
+          warmingUp: warmUpSinceProgress > 0,
           ...meter.takeInterval(now),
           endToEndLatencyMs: latency.takeInterval(),
         });
+        warmUpSinceProgress = 0;
       }, opts.progressIntervalMs ?? 1000)
     : undefined;
 
   try {
     while (opts.signal?.aborted !== true) {
       const now = clock.now();
-      const idleDeadline = first === undefined ? Number.POSITIVE_INFINITY : last + idleMs;
+      const idleDeadline = lastArrival === undefined ? Number.POSITIVE_INFINITY : lastArrival + idleMs;
       const deadline = Math.min(endAt, idleDeadline);
       if (now >= deadline) break;
       const msg = await receiver.receive(Math.max(1, Math.min(POLL_MS, deadline - now)));
@@ -95,19 +119,31 @@ export async function runConsume<M>(receiver: PerfReceiver<M>, opts: ConsumeOpti
       const at = clock.now();
       const value = receiver.valueOf(msg);
       const sentAt = readSendTimestamp(value, clock.epochMs(at));
-      if (sentAt === undefined) untimed++;
-      else latency.record(clock.epochMs(at) - sentAt);
-      meter.add(1, value.length);
-      first ??= at;
-      last = at;
+      lastArrival = at;
+      firstSentAt ??= sentAt ?? clock.epochMs(at);
+      const warmUp =
+        warmUpMs > 0 && (sentAt ?? clock.epochMs(at)) < firstSentAt + warmUpMs && firstMeasured === undefined;
+      if (warmUp) {
+        if (sentAt !== undefined) latency.recordWarmUp(clock.epochMs(at) - sentAt);
+        meter.add(1, value.length, false);
+        warmUpReceived++;
+        warmUpSinceProgress++;
+      } else {
+        if (sentAt === undefined) untimed++;
+        else latency.record(clock.epochMs(at) - sentAt);
+        meter.add(1, value.length);
+        firstMeasured ??= at;
+        last = at;
+      }
       receiver.ack(msg);
     }
   } finally {
     if (progressTimer) clearInterval(progressTimer);
   }
-  const elapsedSec = first === undefined ? 0 : Math.max(1e-3, (last - first) / 1000);
+  const elapsedSec = firstMeasured === undefined ? 0 : Math.max(1e-3, (last - firstMeasured) / 1000);
   return {
     received: meter.messages,
+    warmUpReceived,
     untimed,
     bytes: meter.bytes,
     elapsedSec,

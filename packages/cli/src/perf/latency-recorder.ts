@@ -59,17 +59,25 @@ export function summarize(h: Histogram): LatencySummary {
  * value is recorded once, into the current interval's histogram; each
  * interval is added to the run's histogram when it is taken, so the
  * once-a-second line shows the last second and the summary the whole run.
+ * Warm-up values (`recordWarmUp`) show in the interval lines only, never in
+ * the run's summary.
  */
 export class LatencyRecorder {
   private readonly wasm = webAssembly;
   /** Every interval taken so far. */
   private readonly total = newHistogram(this.wasm);
   private readonly interval = newHistogram(this.wasm);
+  /** Created at the first warm-up value. */
+  private warmUp: Histogram | undefined;
 
   record(latencyMs: number): void {
-    // A clock step between two processes can make a cross-process latency negative; count it as 0.
-    const micros = Math.min(HIGHEST_TRACKABLE_MICROS, Math.max(0, Math.round(latencyMs * 1000)));
-    this.interval.recordValue(micros);
+    this.interval.recordValue(toMicros(latencyMs));
+  }
+
+  /** A value from the warm-up: shown in the current interval, left out of the run. */
+  recordWarmUp(latencyMs: number): void {
+    this.warmUp ??= newHistogram(this.wasm);
+    this.warmUp.recordValue(toMicros(latencyMs));
   }
 
   get count(): number {
@@ -78,25 +86,28 @@ export class LatencyRecorder {
 
   /** Percentiles since the previous call (or the start), then start a new interval. */
   takeInterval(): LatencySummary {
-    const s = summarize(this.interval);
+    let s: LatencySummary;
+    if (this.warmUp && this.warmUp.totalCount > 0) {
+      this.warmUp.add(this.interval);
+      s = summarize(this.warmUp);
+      this.warmUp.reset();
+    } else {
+      s = summarize(this.interval);
+    }
     this.total.add(this.interval);
     this.interval.reset();
     return s;
   }
 
+  /** The whole run; ends the current interval (call it once the run is over). */
   summary(): LatencySummary {
-    if (this.interval.totalCount === 0) return summarize(this.total);
-    const all = newHistogram(this.wasm);
-    all.add(this.total);
-    all.add(this.interval);
-    const s = summarize(all);
-    all.destroy();
-    return s;
-  }
-
-  /** Forget everything recorded so far (end of a warm-up). */
-  reset(): void {
-    this.total.reset();
+    this.total.add(this.interval);
     this.interval.reset();
+    return summarize(this.total);
   }
+}
+
+/** A clock step between two processes can make a cross-process latency negative; count it as 0. */
+function toMicros(latencyMs: number): number {
+  return Math.min(HIGHEST_TRACKABLE_MICROS, Math.max(0, Math.round(latencyMs * 1000)));
 }

@@ -8,8 +8,10 @@ export interface PerfSummary {
   topic: string;
   /** Bytes per message. */
   messageSize: number;
-  /** Seconds over which the rates were measured. */
+  /** Seconds over which the rates were measured (after the warm-up). */
   durationSec: number;
+  /** Seconds of warm-up left out of every figure. */
+  warmUpSec: number;
   msgPerSec: number;
   /** 2^20 bytes per second of payload. */
   mbPerSec: number;
@@ -18,6 +20,8 @@ export interface PerfSummary {
   /** Intended send → delivery; null when this process did not consume. */
   endToEndLatencyMs: LatencySummary | null;
   counts: {
+    /** Warm-up messages (sent or received), not in the other figures. */
+    warmUp?: number;
     sent?: number;
     published?: number;
     errors?: number;
@@ -35,7 +39,7 @@ const round = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 *
 
 export function produceSummary(
   topic: string,
-  opts: { messageSize: number; producers: number; rate: number },
+  opts: { messageSize: number; producers: number; rate: number; warmUpSec: number },
   r: ProduceResult,
   consumed?: ConsumeResult,
 ): PerfSummary {
@@ -44,11 +48,13 @@ export function produceSummary(
     topic,
     messageSize: opts.messageSize,
     durationSec: round(r.elapsedSec, 3),
+    warmUpSec: opts.warmUpSec,
     msgPerSec: round(r.msgPerSec, 1),
     mbPerSec: round(r.mbPerSec, 3),
     publishLatencyMs: r.publishLatencyMs,
     endToEndLatencyMs: consumed ? consumed.endToEndLatencyMs : null,
     counts: {
+      ...(opts.warmUpSec > 0 ? { warmUp: r.warmUpSent } : {}),
       sent: r.sent,
       published: r.published,
       errors: r.errors,
@@ -61,17 +67,22 @@ export function produceSummary(
   };
 }
 
-export function consumeSummary(topic: string, r: ConsumeResult): PerfSummary {
+export function consumeSummary(topic: string, r: ConsumeResult, warmUpSec = 0): PerfSummary {
   return {
     role: 'consume',
     topic,
     messageSize: r.messageSize,
     durationSec: round(r.elapsedSec, 3),
+    warmUpSec,
     msgPerSec: round(r.msgPerSec, 1),
     mbPerSec: round(r.mbPerSec, 3),
     publishLatencyMs: null,
     endToEndLatencyMs: r.endToEndLatencyMs,
-    counts: { received: r.received, untimed: r.untimed },
+    counts: {
+      ...(warmUpSec > 0 ? { warmUp: r.warmUpReceived } : {}),
+      received: r.received,
+      untimed: r.untimed,
+    },
   };
 }
 
@@ -81,7 +92,7 @@ const ms = (n: number) => n.toFixed(n >= 100 ? 0 : n >= 10 ? 1 : 2);
 export function formatProduceProgress(p: ProduceProgress): string {
   const l = p.publishLatencyMs;
   return (
-    `[${p.elapsedSec.toFixed(0).padStart(4)}s] produce ${num(p.msgPerSec).padStart(9)} msg/s ` +
+    `[${p.elapsedSec.toFixed(0).padStart(4)}s]${p.warmingUp ? ' warm-up' : ''} produce ${num(p.msgPerSec).padStart(9)} msg/s ` +
     `${p.mbPerSec.toFixed(2).padStart(8)} MB/s  publish p50 ${ms(l.p50)} ms p99 ${ms(l.p99)} ms  ` +
     `in-flight ${p.inFlight}${p.errors > 0 ? `  errors ${p.errors}` : ''}`
   );
@@ -90,7 +101,7 @@ export function formatProduceProgress(p: ProduceProgress): string {
 export function formatConsumeProgress(p: ConsumeProgress): string {
   const l = p.endToEndLatencyMs;
   return (
-    `[${p.elapsedSec.toFixed(0).padStart(4)}s] consume ${num(p.msgPerSec).padStart(9)} msg/s ` +
+    `[${p.elapsedSec.toFixed(0).padStart(4)}s]${p.warmingUp ? ' warm-up' : ''} consume ${num(p.msgPerSec).padStart(9)} msg/s ` +
     `${p.mbPerSec.toFixed(2).padStart(8)} MB/s  end-to-end p50 ${ms(l.p50)} ms p99 ${ms(l.p99)} ms`
   );
 }
@@ -110,7 +121,7 @@ export function formatSummary(s: PerfSummary): string {
     .join(', ');
   const lines = [
     `${s.role} ${s.topic}: ${num(s.msgPerSec)} msg/s, ${s.mbPerSec.toFixed(2)} MB/s over ${s.durationSec.toFixed(1)} s, ` +
-      `${s.messageSize}-byte messages`,
+      `${s.messageSize}-byte messages${s.warmUpSec > 0 ? ` (after a ${s.warmUpSec} s warm-up)` : ''}`,
     `  ${counts}`,
     latencyLine('  publish latency (ms)', s.publishLatencyMs),
     latencyLine('  end-to-end (ms)', s.endToEndLatencyMs),

@@ -127,3 +127,38 @@ test('produce driver - payloads are reused only after their send was acknowledge
   t.true(seen.size <= 8, `distinct payloads ${seen.size}`);
   t.is(r.published, sends);
 });
+
+test('produce driver - warm-up sends are made and shown in progress lines but left out of the results', async (t) => {
+  const clock = virtualClock();
+  let sends = 0;
+  const sender: PerfSender = {
+    send: async () => {
+      // The first second is slow (a cold process): each send blocks 5 ms.
+      clock.advance(sends++ < 100 ? 5 : 0.1);
+    },
+  };
+  const r = await runProduce([sender], {
+    rate: 100,
+    messageSize: 16,
+    durationSec: 1,
+    warmUpSec: 1,
+    maxInFlight: 1000,
+    clock,
+  });
+  t.is(sends, 200);
+  t.is(r.warmUpSent, 100);
+  t.is(r.sent, 100);
+  t.is(r.published, 100);
+  t.is(r.publishLatencyMs.count, 100);
+  // None of the warm-up's slow receipts is in the measured latencies.
+  t.true(r.publishLatencyMs.max < 1, `max ${r.publishLatencyMs.max}`);
+  t.true(r.elapsedSec <= 1.1, `elapsed ${r.elapsedSec}`);
+});
+
+test('produce driver - a negative warm-up is refused', async (t) => {
+  const sender: PerfSender = { send: async () => undefined };
+  await t.throwsAsync(
+    runProduce([sender], { rate: 0, messageSize: 16, durationSec: 1, warmUpSec: -1, maxInFlight: 1 }),
+    { message: /warm-up '-1' must be a number of seconds ≥ 0/ },
+  );
+});

@@ -20,7 +20,15 @@ export interface ProduceOptions {
   /** Messages per second over all senders; 0 = as fast as the windows allow. */
   rate: number;
   messageSize: number;
+  /** Measured seconds, after the warm-up. */
   durationSec: number;
+  /**
+   * Send for this many seconds first and leave those sends out of the
+   * results (as OpenMessaging Benchmark's warm-up does): JIT compilation,
+   * the first heap growth and cold caches are not the steady state. The
+   * progress lines show them. Default 0.
+   */
+  warmUpSec?: number;
   /** Sends awaiting their receipt, per sender. */
   maxInFlight: number;
   /** Longest to wait for outstanding receipts after the last send (default 30 s). */
@@ -35,6 +43,8 @@ export interface ProduceOptions {
 
 export interface ProduceProgress {
   elapsedSec: number;
+  /** The interval lies (partly) in the warm-up. */
+  warmingUp: boolean;
   msgPerSec: number;
   mbPerSec: number;
   publishLatencyMs: LatencySummary;
@@ -43,15 +53,17 @@ export interface ProduceProgress {
 }
 
 export interface ProduceResult {
-  /** Sends handed to the senders. */
+  /** Sends handed to the senders after the warm-up. */
   sent: number;
+  /** Sends made during the warm-up (not in any other figure). */
+  warmUpSent: number;
   /** Sends acknowledged. */
   published: number;
   errors: number;
   firstError: string | undefined;
   /** Receipts still missing when the drain timed out. */
   unacknowledged: number;
-  /** From the first intended send to the last receipt. */
+  /** From the first measured intended send (the end of the warm-up) to the last receipt. */
   elapsedSec: number;
   msgPerSec: number;
   mbPerSec: number;
@@ -66,13 +78,15 @@ export function validateProduceOptions(o: ProduceOptions): void {
   }
   if (!(o.durationSec > 0))
     throw new InvalidArgumentError(`duration '${o.durationSec}' must be a positive number of seconds`);
+  if (o.warmUpSec !== undefined && !(Number.isFinite(o.warmUpSec) && o.warmUpSec >= 0))
+    throw new InvalidArgumentError(`warm-up '${o.warmUpSec}' must be a number of seconds ≥ 0`);
   if (!Number.isInteger(o.maxInFlight) || o.maxInFlight < 1) {
     throw new InvalidArgumentError(`max in-flight '${o.maxInFlight}' must be a positive integer`);
   }
 }
 
 /**
- * Drive `senders` for `durationSec`, each on its own schedule (rate / senders,
+ * Drive `senders` for `warmUpSec` + `durationSec`, each on its own schedule (rate / senders,
  * staggered so their sends interleave) and its own bounded window. Publish
  * latency runs from the intended send time to the receipt.
  */
@@ -85,12 +99,17 @@ export async function runProduce(senders: PerfSender[], opts: ProduceOptions): P
   const latency = new LatencyRecorder();
   const start = clock.now();
   const meter = new ThroughputMeter(start);
-  const endAt = start + opts.durationSec * 1000;
+  // Sends scheduled before `measureFrom` are the warm-up: made, shown in progress lines, not counted.
+  const measureFrom = start + (opts.warmUpSec ?? 0) * 1000;
+  const endAt = measureFrom + opts.durationSec * 1000;
   const perSenderRate = opts.rate / senders.length;
   let sent = 0;
+  let warmUpSent = 0;
+  /** Warm-up receipts since the last progress line. */
+  let warmUpReceipts = 0;
   let errors = 0;
   let firstError: string | undefined;
-  let lastReceipt = start;
+  let lastReceipt = measureFrom;
   const windows = senders.map(() => new InFlightWindow(opts.maxInFlight));
 
   const progressTimer = opts.onProgress
@@ -98,11 +117,13 @@ export async function runProduce(senders: PerfSender[], opts: ProduceOptions): P
         const now = clock.now();
         opts.onProgress?.({
           elapsedSec: (now - start) / 1000,
+          warmingUp: warmUpReceipts > 0 || now < measureFrom,
           ...meter.takeInterval(now),
           publishLatencyMs: latency.takeInterval(),
           inFlight: windows.reduce((n, w) => n + w.count, 0),
           errors,
         });
+        warmUpReceipts = 0;
       }, opts.progressIntervalMs ?? 1000)
     : undefined;
 
@@ -114,9 +135,15 @@ export async function runProduce(senders: PerfSender[], opts: ProduceOptions): P
     const onReceipt = (intended: number, payload: Buffer) => () => {
       const now = clock.now();
       payloads.give(payload);
-      latency.record(now - intended);
-      meter.add(1, opts.messageSize);
-      lastReceipt = now;
+      if (intended >= measureFrom) {
+        latency.record(now - intended);
+        meter.add(1, opts.messageSize);
+        lastReceipt = now;
+      } else {
+        latency.recordWarmUp(now - intended);
+        meter.add(1, opts.messageSize, false);
+        warmUpReceipts++;
+      }
       window.release();
     };
     const onFailure = (err: unknown) => {
@@ -137,7 +164,8 @@ export async function runProduce(senders: PerfSender[], opts: ProduceOptions): P
       const intended = schedule.take(now);
       const room = window.acquire();
       if (room) await room;
-      sent++;
+      if (intended >= measureFrom) sent++;
+      else warmUpSent++;
       const payload = payloads.take(clock.epochMs(intended));
       sender.send(payload).then(onReceipt(intended, payload), onFailure);
     }
@@ -154,9 +182,10 @@ export async function runProduce(senders: PerfSender[], opts: ProduceOptions): P
     if (progressTimer) clearInterval(progressTimer);
   }
   const unacknowledged = windows.reduce((n, w) => n + w.count, 0);
-  const elapsedSec = Math.max(1e-3, (lastReceipt - start) / 1000);
+  const elapsedSec = Math.max(1e-3, (lastReceipt - measureFrom) / 1000);
   return {
     sent,
+    warmUpSent,
     published: meter.messages,
     errors,
     firstError,

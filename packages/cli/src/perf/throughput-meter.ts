@@ -1,4 +1,7 @@
-/** Message and byte counts over the whole run and over the current progress interval. */
+/**
+ * Message and byte counts over the whole run and over the current progress
+ * interval; warm-up counts (`counted` false) show in the interval only.
+ */
 export class ThroughputMeter {
   messages = 0;
   bytes = 0;
@@ -10,9 +13,11 @@ export class ThroughputMeter {
     this.intervalStartMs = startMs;
   }
 
-  add(messages: number, bytes: number): void {
-    this.messages += messages;
-    this.bytes += bytes;
+  add(messages: number, bytes: number, counted = true): void {
+    if (counted) {
+      this.messages += messages;
+      this.bytes += bytes;
+    }
     this.intervalMessages += messages;
     this.intervalBytes += bytes;
   }

@@ -49,6 +49,18 @@ test('workload - the cluster topology defaults to 3 bookies, E3 Qw3 Qa2 and a re
   t.deepEqual(w.persistence, { ensembleSize: 3, writeQuorum: 3, ackQuorum: 2 });
   t.is(w.natsReplicas, 3);
   t.is(w.durationSec, 30);
+  t.is(w.warmUpSec, 0);
+});
+
+test('workload - a warm-up is given in seconds or minutes, never both', (t) => {
+  t.is(parseWorkload('warmupDurationSeconds: 5\n', 'w.yaml').warmUpSec, 5);
+  t.is(parseWorkload('warmupDurationMinutes: 1\n', 'w.yaml').warmUpSec, 60);
+  t.throws(() => parseWorkload('warmupDurationSeconds: -1\n', 'w.yaml'), {
+    message: /warmupDurationSeconds must be a number ≥ 0/,
+  });
+  t.throws(() => parseWorkload('warmupDurationMinutes: 1\nwarmupDurationSeconds: 5\n', 'w.yaml'), {
+    message: /give warmupDurationMinutes or warmupDurationSeconds, not both/,
+  });
 });
 
 test('workload - a bad value is refused naming the file, the field and the value', (t) => {

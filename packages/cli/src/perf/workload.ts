@@ -30,6 +30,8 @@ export interface Workload {
   /** Messages per second over all producers of a topic; 0 = as fast as possible. */
   producerRate: number;
   durationSec: number;
+  /** Load before the measured duration, left out of every figure (OMB's warm-up). */
+  warmUpSec: number;
   batchMaxDelayMs: number;
   /** Sends awaiting their receipt, per producer. */
   maxInFlight: number;
@@ -55,6 +57,8 @@ const KEYS = new Set([
   'producerRate',
   'testDurationMinutes',
   'testDurationSeconds',
+  'warmupDurationMinutes',
+  'warmupDurationSeconds',
   'batchMaxDelayMs',
   'maxInFlight',
   'consumerReceiverQueueSize',
@@ -149,16 +153,17 @@ export function parseWorkload(text: string, source: string): Workload {
     fail('bookies', `at least persistence.ensembleSize (${persistence.ensembleSize})`, bookies);
   }
 
-  if (obj.testDurationMinutes !== undefined && obj.testDurationSeconds !== undefined) {
-    throw new InvalidArgumentError(
-      `workload ${source}: give testDurationMinutes or testDurationSeconds, not both`,
-    );
-  }
-  const durationSec =
-    obj.testDurationMinutes !== undefined
-      ? num('testDurationMinutes', 0, 0) * 60
-      : num('testDurationSeconds', 60, 0);
+  /** A duration given as `<prefix>Minutes` or `<prefix>Seconds` (not both), in seconds. */
+  const seconds = (prefix: string, dfltSec: number): number => {
+    const [min, sec] = [`${prefix}Minutes`, `${prefix}Seconds`];
+    if (obj[min] !== undefined && obj[sec] !== undefined) {
+      throw new InvalidArgumentError(`workload ${source}: give ${min} or ${sec}, not both`);
+    }
+    return obj[min] !== undefined ? num(min, 0, 0) * 60 : num(sec, dfltSec, 0);
+  };
+  const durationSec = seconds('testDuration', 60);
   if (!(durationSec > 0)) fail('testDurationSeconds', 'a positive duration', durationSec);
+  const warmUpSec = seconds('warmupDuration', 0);
 
   return {
     name: name as string,
@@ -175,6 +180,7 @@ export function parseWorkload(text: string, source: string): Workload {
     consumerPerSubscription: int('consumerPerSubscription', 1, 1, 64),
     producerRate: num('producerRate', 0, 0),
     durationSec,
+    warmUpSec,
     batchMaxDelayMs: num('batchMaxDelayMs', 1, 0),
     maxInFlight: int('maxInFlight', 5000, 1, 1_000_000),
     consumerReceiverQueueSize: int('consumerReceiverQueueSize', 0, 0, 1_000_000),
