@@ -49,10 +49,23 @@ test('producer - batches messages and resolves ids ledger:entry:index from the r
   t.is(producer.pending, 0);
 });
 
-test('producer - maxDelayMs 0 sends what one event-loop turn queued as one batch', async (t) => {
+test('producer - maxDelayMs 0 sends what one event-loop turn queued as one batch, at the end of that turn', async (t) => {
   const { cluster, client } = await setup(t);
   const producer = await client.createProducer({ topic: 't0', batching: { maxDelayMs: 0 } });
-  t.deepEqual(await Promise.all(['a', 'b', 'c'].map((v) => producer.send(v))), ['7:0:0', '7:0:1', '7:0:2']);
+  // Count the flushes of the open batch (the partition producer's private flushAll).
+  const part = (producer as unknown as { parts: { flushAll(): void }[] }).parts[0]!;
+  const flushAll = part.flushAll.bind(part);
+  let flushes = 0;
+  part.flushAll = () => {
+    flushes++;
+    flushAll();
+  };
+  const sent = Promise.all(['a', 'b', 'c'].map((v) => producer.send(v)));
+  t.is(flushes, 0, 'nothing leaves inside the turn that queued it');
+  // An immediate queued after the sends runs before any timer could have fired.
+  await new Promise((resolve) => setImmediate(resolve));
+  t.is(flushes, 1, 'the batch left at the end of the turn, not after a timer');
+  t.deepEqual(await sent, ['7:0:0', '7:0:1', '7:0:2']);
   t.deepEqual(await producer.send('d'), '7:1:0');
   const entries = cluster.topic('persistent://public/default/t0').entries;
   t.deepEqual(
