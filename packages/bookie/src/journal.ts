@@ -38,8 +38,9 @@ export interface JournalOptions {
   /**
    * Zero-fill a fresh journal file this far ahead of the write position, so
    * that most group writes overwrite allocated blocks of a file whose size
-   * does not change: their flush covers data only and never wait for a file system journal
-   * commit (which other files' metadata, e.g. a checkpoint's, can make slow).
+   * does not change: their flush covers data only and never waits for a
+   * file system journal commit (which other files' metadata, e.g. a
+   * checkpoint's, can make slow).
    * 0 turns it off.
    */
   preallocBytes: number;

@@ -117,20 +117,22 @@ export async function runConsume<M>(receiver: PerfReceiver<M>, opts: ConsumeOpti
       const msg = await receiver.receive(Math.max(1, Math.min(POLL_MS, deadline - now)));
       if (msg === undefined) continue;
       const at = clock.now();
+      const atEpoch = clock.epochMs(at);
       const value = receiver.valueOf(msg);
-      const sentAt = readSendTimestamp(value, clock.epochMs(at));
+      const sentAt = readSendTimestamp(value, atEpoch);
       lastArrival = at;
-      firstSentAt ??= sentAt ?? clock.epochMs(at);
-      const warmUp =
-        warmUpMs > 0 && (sentAt ?? clock.epochMs(at)) < firstSentAt + warmUpMs && firstMeasured === undefined;
+      // Untimed messages place themselves in the warm-up by their arrival.
+      const placedAt = sentAt ?? atEpoch;
+      firstSentAt ??= placedAt;
+      const warmUp = warmUpMs > 0 && firstMeasured === undefined && placedAt < firstSentAt + warmUpMs;
       if (warmUp) {
-        if (sentAt !== undefined) latency.recordWarmUp(clock.epochMs(at) - sentAt);
+        if (sentAt !== undefined) latency.recordWarmUp(atEpoch - sentAt);
         meter.add(1, value.length, false);
         warmUpReceived++;
         warmUpSinceProgress++;
       } else {
         if (sentAt === undefined) untimed++;
-        else latency.record(clock.epochMs(at) - sentAt);
+        else latency.record(atEpoch - sentAt);
         meter.add(1, value.length);
         firstMeasured ??= at;
         last = at;
