@@ -61,7 +61,6 @@ function selectorFor(kind: SubscriptionKind): ConsumerSelector {
  * bare abort() builds a DOMException with a stack trace every time, which
  * showed up at ~1% of a busy standalone's CPU.
  */
-const WAIT_OVER = new Error('dispatch wait over');
 
 /** An entry waiting for (re)delivery; `count` is its batch size when known, so a message of it can be acknowledged. */
 interface ReplayEntry {
@@ -99,7 +98,6 @@ export class Subscription {
   private running: Promise<void> | undefined;
   private wakeUp: (() => void) | undefined;
   private dirty = false;
-  private waitAbort: AbortController | undefined;
   /** shared / key_shared: entries whose deliverAt is in the future wait here (positions only). */
   private readonly delayed: DelayedIndex;
   private delayTimer: { at: number; timer: NodeJS.Timeout } | undefined;
@@ -475,7 +473,6 @@ export class Subscription {
 
   private wake(): void {
     this.dirty = true;
-    this.waitAbort?.abort(WAIT_OVER);
     const w = this.wakeUp;
     this.wakeUp = undefined;
     w?.();
@@ -511,18 +508,15 @@ export class Subscription {
         await new Promise((r) => setImmediate(r));
         continue;
       }
+      let resolveWoken!: () => void;
       const woken = new Promise<void>((r) => {
+        resolveWoken = r;
         this.wakeUp = r;
       });
-      if (outcome === 'no-data') {
-        const ac = new AbortController();
-        this.waitAbort = ac;
-        await Promise.race([this.log.waitForEntryAfter(lastSeen, ac.signal).catch(() => undefined), woken]);
-        ac.abort(WAIT_OVER);
-        this.waitAbort = undefined;
-      } else {
-        await woken;
-      }
+      // Without data the log wakes the loop too; one promise per wait (this runs for every entry a tailing subscription sees).
+      const cancel = outcome === 'no-data' ? this.log.onEntryAfter(lastSeen, resolveWoken) : undefined;
+      await woken;
+      cancel?.();
       this.wakeUp = undefined;
       if (this.consumers.length === 0) return;
     }

@@ -100,6 +100,13 @@ export interface ManagedLog {
   nextPosition(p: Position): Position | undefined;
   /** Resolves when an entry after `p` exists (or the log closes). */
   waitForEntryAfter(p: Position | undefined, signal?: AbortSignal): Promise<void>;
+  /**
+   * Calls `fn` once when an entry after `p` exists or the log closes (at
+   * once if one does now); returns a function that cancels the call. The
+   * allocation-light form of `waitForEntryAfter` for a dispatch loop that
+   * waits after every round.
+   */
+  onEntryAfter(p: Position | undefined, fn: () => void): () => void;
   openCursor(name: string, initial?: InitialPosition): Promise<Cursor>;
   deleteCursor(name: string): Promise<void>;
   cursors(): Cursor[];

@@ -96,6 +96,29 @@ test.serial('managed log - waitForEntryAfter wakes a tailing reader and honours 
   await t.throwsAsync(aborted, { message: 'stop' });
 });
 
+test.serial('managed log - onEntryAfter calls back once per registration and can be cancelled', async (t) => {
+  const log = await rig.factory().open('t/ns/tail-cb');
+  const [p] = await appendAll(log, 0, 1);
+  let now = 0;
+  log.onEntryAfter(undefined, () => now++);
+  t.is(now, 1, 'an entry exists already: called at once');
+  let fired = 0;
+  let cancelledFired = 0;
+  log.onEntryAfter(p, () => fired++);
+  const cancel = log.onEntryAfter(p, () => cancelledFired++);
+  cancel();
+  t.is(fired, 0);
+  await appendAll(log, 1, 2);
+  t.is(fired, 1, 'called once, not per entry');
+  t.is(cancelledFired, 0, 'a cancelled registration is never called');
+  // A callback may register again from inside the call.
+  const [r] = await appendAll(log, 3, 1);
+  let again = 0;
+  log.onEntryAfter(r, () => log.onEntryAfter(r, () => again++));
+  await appendAll(log, 4, 1);
+  t.is(again, 1);
+});
+
 test.serial('managed log - unrecoverable write failure rolls over and loses nothing', async (t) => {
   const log = await rig.factory().open('t/ns/fail', { ensembleSize: 2, writeQuorum: 2, ackQuorum: 2 });
   await appendAll(log, 0, 5);

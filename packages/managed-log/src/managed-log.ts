@@ -23,10 +23,10 @@ const BEFORE_EVERYTHING: Position = { ledgerId: -1, entryId: -1 };
 
 interface Waiter {
   after: Position | undefined;
-  resolve: () => void;
-  reject: (err: unknown) => void;
-  cleanup: () => void;
+  fire: () => void;
 }
+
+const noop = (): void => {};
 
 /** A topic's log: the writer, reader, cursors and maintenance of one open log. */
 export class ManagedLogImpl implements ManagedLog {
@@ -142,22 +142,32 @@ export class ManagedLogImpl implements ManagedLog {
     return this.ctx.entriesAfter(p);
   }
 
+  onEntryAfter(p: Position | undefined, fn: () => void): () => void {
+    if (this.hasEntryAfter(p) || this.ctx.closed || this.ctx.fenced) {
+      fn();
+      return noop;
+    }
+    const waiter: Waiter = { after: p, fire: fn };
+    this.waiters.push(waiter);
+    return () => {
+      const i = this.waiters.indexOf(waiter);
+      if (i >= 0) this.waiters.splice(i, 1);
+    };
+  }
+
   waitForEntryAfter(p: Position | undefined, signal?: AbortSignal): Promise<void> {
     if (this.hasEntryAfter(p) || this.ctx.closed || this.ctx.fenced) return Promise.resolve();
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise<void>((resolve, reject) => {
       const onAbort = () => {
-        this.waiters = this.waiters.filter((w) => w !== waiter);
+        cancel();
         reject(signal!.reason);
       };
-      const waiter: Waiter = {
-        after: p,
-        resolve,
-        reject,
-        cleanup: () => signal?.removeEventListener('abort', onAbort),
-      };
+      const cancel = this.onEntryAfter(p, () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      });
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.waiters.push(waiter);
     });
   }
 
@@ -171,13 +181,11 @@ export class ManagedLogImpl implements ManagedLog {
     if (this.waiters.length === 0) return;
     const done = this.ctx.closed || this.ctx.fenced;
     const keep: Waiter[] = [];
-    for (const w of this.waiters) {
-      if (done || this.hasEntryAfter(w.after)) {
-        w.cleanup();
-        w.resolve();
-      } else keep.push(w);
-    }
+    const due: Waiter[] = [];
+    for (const w of this.waiters) (done || this.hasEntryAfter(w.after) ? due : keep).push(w);
+    // The list is settled before any callback runs: one may register a new waiter.
     this.waiters = keep;
+    for (const w of due) w.fire();
   }
 
   openCursor(name: string, initial: InitialPosition = 'latest'): Promise<Cursor> {

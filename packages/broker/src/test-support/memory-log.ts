@@ -64,6 +64,21 @@ export class MemoryLog {
     return next < this.entries.length ? { ledgerId: 1, entryId: next } : undefined;
   }
 
+  onEntryAfter(p: Position | undefined, fn: () => void): () => void {
+    const last = this.lastPosition();
+    if (last && (!p || comparePositions(last, p) > 0)) {
+      fn();
+      return () => {};
+    }
+    let live = true;
+    this.waiters.push(() => {
+      if (live) fn();
+    });
+    return () => {
+      live = false;
+    };
+  }
+
   waitForEntryAfter(p: Position | undefined, signal?: AbortSignal): Promise<void> {
     const last = this.lastPosition();
     if (last && (!p || comparePositions(last, p) > 0)) return Promise.resolve();
