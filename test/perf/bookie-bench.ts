@@ -10,6 +10,10 @@
  *
  *   npx turbo run build && node --import=tsx test/perf/bookie-bench.ts [seconds-per-run]
  *
+ * `BENCH_SIZES=1024,16384` runs only those entry sizes (bytes). The bookie
+ * takes its settings from `SLUICE_BOOKIE_*` in the environment, e.g.
+ * `SLUICE_BOOKIE_ENTRY_LOG_SYNC_BYTES=8MiB`.
+ *
  * The bookie is a real `sluice bookie` process (compiled, from dist/) with an
  * embedded metadata store, so the load generator does not share its event
  * loop; byte counts come from its /metrics. Runs in a temp dir under
@@ -24,7 +28,9 @@ import type { AddEntriesResponse__Output, BookieServiceClient } from '@sluice/pr
 import { BookieProcess, bookieClient, bookiePorts, testEntry } from '../support/bookie-process.js';
 
 const SECONDS = Number(process.argv[2] ?? 5);
-const SIZES = [1024, 16 * 1024, 128 * 1024];
+const SIZES = process.env.BENCH_SIZES
+  ? process.env.BENCH_SIZES.split(',').map(Number)
+  : [1024, 16 * 1024, 128 * 1024];
 const IN_FLIGHT_BYTES = 16 * 1024 * 1024;
 
 /** Sum of a metric's samples (optionally only the `_sum` / `_count` series) from /metrics. */

@@ -26,6 +26,7 @@ function options(dir: string, over: Partial<BookieStoreOptions> = {}): BookieSto
     entryLogFileBytes: 64 * 1024 * 1024,
     checkpointIntervalMs: 60_000,
     writeCacheBytes: 16 * 1024 * 1024,
+    entryLogSyncBytes: 256 * 1024,
     maxEntryBytes: 1024 * 1024,
     logger: silentLogger,
     metrics: createBookieMetrics(createRegistry(false)),
@@ -445,3 +446,31 @@ test('bookie store - a fresh journal is zero-filled ahead of its writes, and rep
   }
   t.deepEqual(warnings, [], 'zero fill is not reported as a torn tail');
 });
+
+for (const [syncBytes, expectSyncs] of [
+  [64 * 1024, true],
+  [8 * 1024 * 1024, false],
+] as const) {
+  test(`bookie store - the flusher fdatasyncs the entry log every entryLogSyncBytes (${syncBytes / 1024} KiB)`, async (t) => {
+    const dir = await tempDir(t);
+    const metrics = createBookieMetrics(createRegistry(false));
+    const s = await openStore(dir, { entryLogSyncBytes: syncBytes, metrics });
+    t.teardown(() => s.close());
+    // 1 MiB of adds, below the write cache's checkpoint threshold: only the flusher writes the entry log.
+    const outs = await Promise.all(
+      Array.from({ length: 64 }, (_, i) => s.add(entry(4, i, 16 * 1024), false)),
+    );
+    t.true(outs.every((o) => o.status === 'OK'));
+    const deadline = Date.now() + 10_000;
+    while (s.storage.cache.unflushed > 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 10));
+    t.is(s.storage.cache.unflushed, 0, 'the flusher wrote everything');
+    const syncs = (await metrics.entryLogSyncSeconds.get()).values.find((v) =>
+      v.metricName?.endsWith('_count'),
+    )!.value;
+    if (expectSyncs) t.true(syncs >= 10, `${syncs} syncs for 1 MiB at 64 KiB`);
+    else t.is(syncs, 0);
+    const r = await s.read(4, 63);
+    t.true(r.status === 'OK' && r.entry.payload.equals(entry(4, 63, 16 * 1024).payload));
+  });
+}

@@ -34,6 +34,7 @@ export interface BookieStoreOptions {
   entryLogFileBytes: number;
   checkpointIntervalMs: number;
   writeCacheBytes: number;
+  entryLogSyncBytes: number;
   maxEntryBytes: number;
   logger: Logger;
   metrics: BookieMetrics;
@@ -76,6 +77,7 @@ export class BookieStore {
       dir: opts.ledgerDir,
       entryLogFileBytes: opts.entryLogFileBytes,
       writeCacheBytes: opts.writeCacheBytes,
+      entryLogSyncBytes: opts.entryLogSyncBytes,
       logger: opts.logger,
       metrics: opts.metrics,
       onFailure: (err) => this.setReadOnly('io', `ledger storage I/O error: ${err.message}`),

@@ -136,6 +136,7 @@ export class Bookie {
       entryLogFileBytes: cfg.entryLogFileBytes,
       checkpointIntervalMs: cfg.checkpointIntervalMs,
       writeCacheBytes: cfg.writeCacheBytes,
+      entryLogSyncBytes: cfg.entryLogSyncBytes,
       maxEntryBytes: cfg.maxEntryBytes,
       logger,
       metrics: this.metrics,

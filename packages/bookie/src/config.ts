@@ -62,6 +62,16 @@ export const bookieConfigSchema = z.object({
     .default(true),
   /** An entry log file holds at most this many bytes (one larger entry gets a file of its own); a full one is rolled at once. */
   entryLogFileBytes: zSize.default(1024 * 1024 * 1024),
+  /**
+   * The background flusher fdatasyncs the entry log after this many appended
+   * bytes. Small values keep journal fdatasyncs on the same disk from queueing
+   * behind a large entry-log writeback: measured here, p99 add latency at half
+   * the maximum rate fell from 8–27 ms to 4.2–7.2 ms for 16 KiB and 128 KiB
+   * entries going from 8 MiB to 256 KiB. Large values take fewer fdatasyncs:
+   * a standalone at its maximum rate was ~10% faster with 8 MiB. With the
+   * journal on its own disk, large values cost no latency.
+   */
+  entryLogSyncBytes: zSize.default(256 * 1024),
   /** Checkpoint (flush entry logs + index, then trim the journal) at least this often. */
   checkpointIntervalMs: zDuration.default(10_000),
   /** Checkpoint early when the write cache holds this many bytes; adds wait when it holds twice this. */

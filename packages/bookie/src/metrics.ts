@@ -22,6 +22,7 @@ export interface BookieMetrics {
   journalQueue: Gauge;
   journalFilesRecycled: Counter;
   entryLogBytes: Counter;
+  entryLogSyncSeconds: Histogram;
   writeCacheBytes: Gauge;
   checkpointSeconds: Histogram;
   diskUsage: Gauge;
@@ -75,6 +76,11 @@ export function createBookieMetrics(registry: Registry): BookieMetrics {
       'Journal files started by reusing a retired one (no allocation on fdatasync)',
     ),
     entryLogBytes: counter(registry, 'sluice_bookie_entry_log_bytes_total', 'Bytes written to entry logs'),
+    entryLogSyncSeconds: histogram(
+      registry,
+      'sluice_bookie_entry_log_sync_seconds',
+      'Time of a background entry log fdatasync (every entryLogSyncBytes appended)',
+    ),
     writeCacheBytes: gauge(registry, 'sluice_bookie_write_cache_bytes', 'Bytes held in the write cache'),
     checkpointSeconds: histogram(registry, 'sluice_bookie_checkpoint_seconds', 'Checkpoint duration'),
     diskUsage: gauge(registry, 'sluice_bookie_disk_usage_ratio', 'Used fraction of a bookie disk', ['dir']),

@@ -72,6 +72,11 @@ export class WriteCache {
     return this.unflushedBytes > 0;
   }
 
+  /** Bytes of records not yet in an entry log. */
+  get unflushed(): number {
+    return this.unflushedBytes;
+  }
+
   /** Copy `e` in; a later put of the same entry id replaces it for reads. */
   put(e: StoredEntry): void {
     const length = ENTRY_HEADER_BYTES + e.payload.length;
