@@ -324,6 +324,31 @@ test('consumer - receive times out with undefined; close ends iteration', async 
   await t.throwsAsync(consumer.receive(), { message: /closed/ });
 });
 
+test('consumer - receiveBatch waits for the first message, then takes only what is queued, in order', async (t) => {
+  const { client } = await setup(t);
+  const consumer = await client.subscribe({ topic: 'rb', subscription: 's', initialPosition: 'earliest' });
+  t.deepEqual(await consumer.receiveBatch(10, 30), [], 'empty after the timeout');
+  await t.throwsAsync(consumer.receiveBatch(0, 10), { instanceOf: InvalidArgumentError });
+  const producer = await client.createProducer({ topic: 'rb', batching: { maxDelayMs: 0 } });
+  const waiting = consumer.receiveBatch(3);
+  await Promise.all(Array.from({ length: 7 }, (_, i) => producer.send(`m${i}`)));
+  const got: string[] = (await waiting).map((m) => m.value.toString());
+  t.true(got.length >= 1 && got.length <= 3, `${got.length} messages in the first batch`);
+  // Once the rest is queued, one call takes all of it.
+  const queued = consumer as unknown as { queue: unknown[]; queueHead: number };
+  await waitUntil(() => queued.queue.length - queued.queueHead === 7 - got.length);
+  const rest = await consumer.receiveBatch(10, 1000);
+  t.is(rest.length, 7 - got.length);
+  got.push(...rest.map((m) => m.value.toString()));
+  t.deepEqual(
+    got,
+    Array.from({ length: 7 }, (_, i) => `m${i}`),
+  );
+  t.deepEqual(await consumer.receiveBatch(10, 30), [], 'nothing left');
+  await consumer.close();
+  await t.throwsAsync(consumer.receiveBatch(5), { message: /closed/ });
+});
+
 test('partitions - keyed sends land on murmur3(key) % n; a consumer merges every partition', async (t) => {
   const cluster = new FakeCluster();
   cluster.partitions.set('persistent://public/default/pt', 3);

@@ -266,6 +266,30 @@ export class Consumer implements AsyncIterable<Message> {
     return msg;
   }
 
+  /**
+   * Up to `maxMessages` messages: waits up to `timeoutMs` for the first one,
+   * then takes what is already queued, without waiting for more (as Kafka's
+   * `poll`). An empty array after the timeout. Rejects like `receive`. One
+   * promise per batch instead of one per message, for consumers that keep up
+   * with a high rate.
+   */
+  async receiveBatch(maxMessages: number, timeoutMs?: number): Promise<Message[]> {
+    if (!Number.isSafeInteger(maxMessages) || maxMessages < 1) {
+      throw new InvalidArgumentError(`maxMessages ${maxMessages} must be a positive integer`);
+    }
+    const first = await this.next(timeoutMs);
+    if (first === null) return [];
+    if (first === undefined)
+      throw this.failure ?? new ClosedError(`consumer of ${this.subscription} is closed`);
+    const out: Message[] = [first];
+    while (out.length < maxMessages) {
+      const msg = this.takeQueued();
+      if (msg === undefined) break;
+      out.push(msg);
+    }
+    return out;
+  }
+
   async *[Symbol.asyncIterator](): AsyncIterator<Message> {
     for (;;) {
       const msg = await this.next(undefined);
@@ -420,22 +444,28 @@ export class Consumer implements AsyncIterable<Message> {
   /** undefined: closed; null: timed out. Messages from a replaced stream are skipped. */
   private async next(timeoutMs: number | undefined): Promise<ReceivedMessage | undefined | null> {
     for (;;) {
-      let msg: ReceivedMessage | undefined | null;
-      if (this.queueHead < this.queue.length) {
-        msg = this.queue[this.queueHead++];
-        if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
-          this.queue.splice(0, this.queueHead);
-          this.queueHead = 0;
-        }
-      } else if (this.closed) {
-        return undefined;
-      } else {
-        msg = await this.wait(timeoutMs);
-      }
+      const queued = this.takeQueued();
+      if (queued) return queued;
+      if (this.closed) return undefined;
+      const msg = await this.wait(timeoutMs);
       if (msg === undefined || msg === null) return msg;
       const part = this.parts[msg[ORIGIN].slot];
       if (part?.taken(msg)) return msg;
     }
+  }
+
+  /** The next queued message, without waiting; undefined when none is queued. */
+  private takeQueued(): ReceivedMessage | undefined {
+    while (this.queueHead < this.queue.length) {
+      const msg = this.queue[this.queueHead++]!;
+      if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+        this.queue.splice(0, this.queueHead);
+        this.queueHead = 0;
+      }
+      const part = this.parts[msg[ORIGIN].slot];
+      if (part?.taken(msg)) return msg;
+    }
+    return undefined;
   }
 
   private wait(timeoutMs: number | undefined): Promise<ReceivedMessage | undefined | null> {

@@ -101,6 +101,14 @@ function receiverOf(consumer: Consumer): PerfReceiver<Message> {
         throw err;
       }
     },
+    receiveBatch: async (max, timeoutMs) => {
+      try {
+        return await consumer.receiveBatch(max, timeoutMs);
+      } catch (err) {
+        if (err instanceof ClosedError) return [];
+        throw err;
+      }
+    },
     valueOf: (msg) => msg.value,
     ack: (msg) => consumer.ack(msg),
   };

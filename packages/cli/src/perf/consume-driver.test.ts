@@ -105,3 +105,40 @@ test('consume driver - messages sent during the warm-up are acked but left out o
   // From the first measured delivery (1,002 ms) to the last (1,992 ms).
   t.is(r.elapsedSec, 0.99);
 });
+
+test('consume driver - with receiveBatch, every message of a batch is counted, timed and acked', async (t) => {
+  const clock = virtualClock();
+  const payloads = new PayloadFactory(100);
+  // 10 batches of 10 messages; batch k sent at 10k ms and delivered 3 ms later.
+  const batches = Array.from({ length: 10 }, (_, k) =>
+    Array.from({ length: 10 }, () => payloads.make(EPOCH + 10 * k)),
+  );
+  const acked: Buffer[] = [];
+  let singles = 0;
+  const receiver: PerfReceiver<Buffer> = {
+    receive: async () => {
+      singles++;
+      return undefined;
+    },
+    receiveBatch: async (max, timeoutMs) => {
+      t.true(max >= 10);
+      const k = 10 - batches.length;
+      const next = batches.shift();
+      if (!next) {
+        clock.advance(timeoutMs);
+        return [];
+      }
+      clock.advance(Math.max(0, 10 * k + 3 - clock.now()));
+      return next;
+    },
+    valueOf: (m) => m,
+    ack: (m) => acked.push(m),
+  };
+  const r = await runConsume(receiver, { idleTimeoutSec: 1, clock });
+  t.is(singles, 0, 'receive is not used when receiveBatch is there');
+  t.is(r.received, 100);
+  t.is(acked.length, 100);
+  t.is(r.endToEndLatencyMs.count, 100);
+  t.true(Math.abs(r.endToEndLatencyMs.p50 - 3) < 0.01, `p50 ${r.endToEndLatencyMs.p50}`);
+  t.true(Math.abs(r.endToEndLatencyMs.max - 3) < 0.01, `max ${r.endToEndLatencyMs.max}`);
+});

@@ -8,6 +8,8 @@ import { ThroughputMeter } from './throughput-meter.js';
 export interface PerfReceiver<M> {
   /** The next message, or undefined after `timeoutMs` without one. */
   receive(timeoutMs: number): Promise<M | undefined>;
+  /** Up to `max` messages, waiting up to `timeoutMs` for the first; used instead of `receive` when present. */
+  receiveBatch?(max: number, timeoutMs: number): Promise<M[]>;
   valueOf(msg: M): Buffer;
   ack(msg: M): void;
 }
@@ -58,6 +60,8 @@ export interface ConsumeResult {
 
 /** Longest a single receive waits, so the signal and the deadline are noticed promptly. */
 const POLL_MS = 250;
+/** Most messages taken from the client's queue per receive call. */
+const BATCH_MAX = 1000;
 
 /**
  * Receive and acknowledge until the duration, the idle timeout or the signal
@@ -108,36 +112,48 @@ export async function runConsume<M>(receiver: PerfReceiver<M>, opts: ConsumeOpti
       }, opts.progressIntervalMs ?? 1000)
     : undefined;
 
+  const take = (msg: M, at: number, atEpoch: number): void => {
+    const value = receiver.valueOf(msg);
+    const sentAt = readSendTimestamp(value, atEpoch);
+    lastArrival = at;
+    // Untimed messages place themselves in the warm-up by their arrival.
+    const placedAt = sentAt ?? atEpoch;
+    firstSentAt ??= placedAt;
+    const warmUp = warmUpMs > 0 && firstMeasured === undefined && placedAt < firstSentAt + warmUpMs;
+    if (warmUp) {
+      if (sentAt !== undefined) latency.recordWarmUp(atEpoch - sentAt);
+      meter.add(1, value.length, false);
+      warmUpReceived++;
+      warmUpSinceProgress++;
+    } else {
+      if (sentAt === undefined) untimed++;
+      else latency.record(atEpoch - sentAt);
+      meter.add(1, value.length);
+      firstMeasured ??= at;
+      last = at;
+    }
+    receiver.ack(msg);
+  };
+
   try {
     while (opts.signal?.aborted !== true) {
       const now = clock.now();
       const idleDeadline = lastArrival === undefined ? Number.POSITIVE_INFINITY : lastArrival + idleMs;
       const deadline = Math.min(endAt, idleDeadline);
       if (now >= deadline) break;
-      const msg = await receiver.receive(Math.max(1, Math.min(POLL_MS, deadline - now)));
-      if (msg === undefined) continue;
-      const at = clock.now();
-      const atEpoch = clock.epochMs(at);
-      const value = receiver.valueOf(msg);
-      const sentAt = readSendTimestamp(value, atEpoch);
-      lastArrival = at;
-      // Untimed messages place themselves in the warm-up by their arrival.
-      const placedAt = sentAt ?? atEpoch;
-      firstSentAt ??= placedAt;
-      const warmUp = warmUpMs > 0 && firstMeasured === undefined && placedAt < firstSentAt + warmUpMs;
-      if (warmUp) {
-        if (sentAt !== undefined) latency.recordWarmUp(atEpoch - sentAt);
-        meter.add(1, value.length, false);
-        warmUpReceived++;
-        warmUpSinceProgress++;
+      const timeoutMs = Math.max(1, Math.min(POLL_MS, deadline - now));
+      if (receiver.receiveBatch) {
+        const batch = await receiver.receiveBatch(BATCH_MAX, timeoutMs);
+        if (batch.length === 0) continue;
+        const at = clock.now();
+        const atEpoch = clock.epochMs(at);
+        for (const msg of batch) take(msg, at, atEpoch);
       } else {
-        if (sentAt === undefined) untimed++;
-        else latency.record(atEpoch - sentAt);
-        meter.add(1, value.length);
-        firstMeasured ??= at;
-        last = at;
+        const msg = await receiver.receive(timeoutMs);
+        if (msg === undefined) continue;
+        const at = clock.now();
+        take(msg, at, clock.epochMs(at));
       }
-      receiver.ack(msg);
     }
   } finally {
     if (progressTimer) clearInterval(progressTimer);
