@@ -20,6 +20,9 @@ export class BatchOutcome {
   readonly promise: Promise<BatchReceipt>;
   private resolveFn!: (receipt: BatchReceipt) => void;
   private rejectFn!: (err: SluiceError) => void;
+  /** Messages sent with a callback: their batch indexes and callbacks, side by side. */
+  private indexes: number[] | undefined;
+  private callbacks: SendCallback[] | undefined;
 
   constructor() {
     this.promise = new Promise<BatchReceipt>((resolve, reject) => {
@@ -28,14 +31,46 @@ export class BatchOutcome {
     });
   }
 
+  /** Call `cb` with the id of message `index` of this batch (or the error) once it settles. */
+  onSettle(index: number, cb: SendCallback): void {
+    // The callbacks report a refusal; without this, a batch sent only with callbacks would leave its rejected promise unhandled.
+    if (!this.callbacks) this.promise.catch(ignoreRefusal);
+    (this.indexes ??= []).push(index);
+    (this.callbacks ??= []).push(cb);
+  }
+
   resolve(receipt: BatchReceipt): void {
     this.resolveFn(receipt);
+    // One microtask for all callbacks, after the producer's own bookkeeping, as a promise's handlers run.
+    if (this.callbacks) queueMicrotask(() => this.runCallbacks(undefined, receipt));
   }
 
   reject(err: SluiceError): void {
     this.rejectFn(err);
+    if (this.callbacks) queueMicrotask(() => this.runCallbacks(err, undefined));
+  }
+
+  private runCallbacks(err: SluiceError | undefined, receipt: BatchReceipt | undefined): void {
+    const cbs = this.callbacks!;
+    const idx = this.indexes!;
+    for (let i = 0; i < cbs.length; i++) {
+      try {
+        if (err) cbs[i]!(err, undefined);
+        else cbs[i]!(undefined, receipt!.prefix + (receipt!.firstIndex + idx[i]!) + receipt!.suffix);
+      } catch (thrown) {
+        // A throwing callback surfaces as an uncaught exception, as in any Node callback API; the others still run.
+        queueMicrotask(() => {
+          throw thrown;
+        });
+      }
+    }
   }
 }
+
+const ignoreRefusal = (): void => {};
+
+/** Called once per message sent with `Producer.sendWithCallback`: the message id, or the error. */
+export type SendCallback = (err: SluiceError | undefined, messageId: string | undefined) => void;
 
 /**
  * One formatter per batch index, made once and shared by every batch of the

@@ -201,6 +201,35 @@ test('producer - oversized messages and refused batches reject with typed errors
   t.is(await producer.send('fine'), '7:0:0');
 });
 
+test('producer - sendWithCallback calls back once per message with its id or its error, never synchronously', async (t) => {
+  const { broker, client } = await setup(t);
+  const producer = await client.createProducer({
+    topic: 'cb',
+    batching: { maxMessages: 3, maxDelayMs: 1000 },
+  });
+  const viaCallback = (value: Buffer | string) =>
+    new Promise<{ err: unknown; id: string | undefined; sync: boolean }>((resolve) => {
+      let returned = false;
+      producer.sendWithCallback(value, {}, (err, id) => resolve({ err, id, sync: !returned }));
+      returned = true;
+    });
+  const ok = await Promise.all(Array.from({ length: 6 }, (_, i) => viaCallback(`m${i}`)));
+  t.deepEqual(
+    ok.map((r) => r.id),
+    ['7:0:0', '7:0:1', '7:0:2', '7:1:0', '7:1:1', '7:1:2'],
+  );
+  t.true(ok.every((r) => r.err === undefined && !r.sync));
+  const big = await viaCallback(Buffer.alloc(70 * 1024));
+  t.true(big.err instanceof InvalidArgumentError && big.id === undefined && !big.sync);
+  broker.refuse.set(6, { code: 8, errorCode: 'RESOURCE_EXHAUSTED', message: 'backlog quota exceeded' });
+  const refused = await Promise.all([viaCallback('r0'), viaCallback('r1'), viaCallback('r2')]);
+  t.true(refused.every((r) => r.err instanceof ResourceExhaustedError && r.id === undefined));
+  t.is(producer.pending, 0, 'every slot given back');
+  await producer.close();
+  const closed = await viaCallback('late');
+  t.true(closed.err instanceof Error && /closed/.test((closed.err as Error).message) && !closed.sync);
+});
+
 test('consumer - grants the receiver queue, then refills by halves as the app consumes', async (t) => {
   const { broker, client } = await setup(t);
   const producer = await client.createProducer({

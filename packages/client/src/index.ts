@@ -7,6 +7,7 @@ export {
   type TopicStats,
 } from './admin.js';
 export { type BatchEntry, decodeBatch, encodeBatch } from './batch-codec.js';
+export type { SendCallback } from './batch-outcome.js';
 export { SluiceClient, type SluiceClientOptions } from './client.js';
 export { COMPRESSION_TYPES, type CompressionType } from './compression.js';
 export {

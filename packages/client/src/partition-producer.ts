@@ -12,7 +12,7 @@ import {
 import type { MessageId__Output, ProduceResponse__Output, SendReceipt__Output } from '@sluice/proto';
 import type { BatchEntry } from './batch-codec.js';
 import { entrySize } from './batch-codec.js';
-import { BatchOutcome, batchReceipt, messageIdAt } from './batch-outcome.js';
+import { BatchOutcome, batchReceipt, messageIdAt, type SendCallback } from './batch-outcome.js';
 import type { CompressionType } from './compression.js';
 import type { ConnectionPool } from './connection-pool.js';
 import { connectToOwner, endCall, type TopicLookup } from './lookup.js';
@@ -149,21 +149,34 @@ export class PartitionProducer {
 
   /** Queue one message into a reserved slot; resolves to its message id once stored. */
   enqueue(entry: BatchEntry, deliverAt: number): Promise<string> {
+    const placed = this.place(entry, deliverAt);
+    if (placed instanceof Error) return Promise.reject(placed);
+    return placed.outcome.promise.then(messageIdAt(placed.index));
+  }
+
+  /** `enqueue` with a callback instead of a promise per message. */
+  enqueueWithCallback(entry: BatchEntry, deliverAt: number, cb: SendCallback): void {
+    const placed = this.place(entry, deliverAt);
+    if (placed instanceof Error) queueMicrotask(() => cb(placed, undefined));
+    else placed.outcome.onSettle(placed.index, cb);
+  }
+
+  /** Put one message into its open batch (sending the batch when full); an error gives its slot back. */
+  private place(
+    entry: BatchEntry,
+    deliverAt: number,
+  ): { outcome: BatchOutcome; index: number } | SluiceError {
     if (this.failure || this.state === 'closed') {
       this.release(1);
-      return Promise.reject(
-        this.failure ?? new ClosedError(`producer ${this.producerName} on ${this.opts.topic} is closed`),
-      );
+      return this.failure ?? new ClosedError(`producer ${this.producerName} on ${this.opts.topic} is closed`);
     }
     const size = entrySize(entry);
     const limit = this.maxMessageSize - BATCH_OVERHEAD_BYTES;
     if (size > limit) {
       this.release(1);
-      return Promise.reject(
-        new InvalidArgumentError(
-          `message of ${size} bytes exceeds the max message size of ${limit} bytes on ${this.opts.topic}; ` +
-            'split it or raise the namespace max message size',
-        ),
+      return new InvalidArgumentError(
+        `message of ${size} bytes exceeds the max message size of ${limit} bytes on ${this.opts.topic}; ` +
+          'split it or raise the namespace max message size',
       );
     }
     const batchKey = deliverAt > 0 ? `@${deliverAt}` : this.opts.batching.keyBased ? `k:${entry.key}` : '';
@@ -177,14 +190,14 @@ export class PartitionProducer {
       batch = { entries: [], bytes: 0, deliverAt, outcome: new BatchOutcome() };
       this.open.set(batchKey, batch);
     }
-    const sent = batch.outcome.promise.then(messageIdAt(batch.entries.length));
+    const placed = { outcome: batch.outcome, index: batch.entries.length };
     batch.entries.push(entry);
     batch.bytes += size;
     this.openMessages++;
     // Delayed messages travel in batches of their own: deliver_at applies to a whole batch.
     if (deliverAt > 0 || batch.entries.length >= this.opts.batching.maxMessages) this.flushBatch(batchKey);
     else this.armBatchTimer();
-    return sent;
+    return placed;
   }
 
   /** Send every open batch now and wait for all pending messages to be acknowledged or refused. */

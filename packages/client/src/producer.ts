@@ -1,5 +1,6 @@
-import { ClosedError, InvalidArgumentError, type Logger } from '@sluice/common';
+import { ClosedError, InvalidArgumentError, type Logger, type SluiceError } from '@sluice/common';
 import type { BatchEntry } from './batch-codec.js';
+import type { SendCallback } from './batch-outcome.js';
 import { type CompressionType, compressionCodec } from './compression.js';
 import type { ConnectionPool } from './connection-pool.js';
 import type { TopicLookup } from './lookup.js';
@@ -148,29 +149,57 @@ export class Producer {
    */
   send(value: Buffer | string, opts: SendOptions = NO_OPTIONS): Promise<string> {
     // Not an async function: on the hot path that would add a promise and an await per message.
-    let entry: BatchEntry;
-    let deliverAt: number;
+    const entry = this.entryOf(value, opts);
+    if (entry instanceof Error) return Promise.reject(entry);
+    const part = this.parts[this.router.choose(opts.key)]!;
+    const room = part.reserve();
+    return room === undefined
+      ? part.enqueue(entry, entry.deliverAt)
+      : room.then(() => part.enqueue(entry, entry.deliverAt));
+  }
+
+  /**
+   * `send` with a callback instead of a promise, as Kafka's `send(record,
+   * callback)`: `cb(undefined, id)` once stored, `cb(err)` if refused; never
+   * synchronously. Messages of one batch share one settlement, so a producer
+   * at a high rate allocates no promise per message. Waits while the pending
+   * queue is full, as `send` does.
+   */
+  sendWithCallback(value: Buffer | string, opts: SendOptions, cb: SendCallback): void {
+    const entry = this.entryOf(value, opts);
+    if (entry instanceof Error) {
+      queueMicrotask(() => cb(entry, undefined));
+      return;
+    }
+    const part = this.parts[this.router.choose(opts.key)]!;
+    const room = part.reserve();
+    if (room === undefined) part.enqueueWithCallback(entry, entry.deliverAt, cb);
+    else void room.then(() => part.enqueueWithCallback(entry, entry.deliverAt, cb));
+  }
+
+  /** The batch entry for a send, or the error that refuses it. */
+  private entryOf(
+    value: Buffer | string,
+    opts: SendOptions,
+  ): (BatchEntry & { deliverAt: number }) | SluiceError {
     try {
       if (this.closed) throw new ClosedError(`producer on ${this.topic} is closed`);
       const now = Date.now();
-      deliverAt = deliveryTime(opts, now);
-      entry = {
+      const deliverAt = deliveryTime(opts, now);
+      const entry = {
         key: opts.key ?? '',
         value: typeof value === 'string' ? Buffer.from(value, 'utf8') : value,
         properties: opts.properties ?? NO_PROPERTIES,
         eventTime: toMillis(opts.eventTime),
         sendTime: now,
+        deliverAt,
       };
       if (!Buffer.isBuffer(entry.value))
         throw new InvalidArgumentError('message value must be a Buffer or a string');
+      return entry;
     } catch (err) {
-      return Promise.reject(err);
+      return err as SluiceError;
     }
-    const part = this.parts[this.router.choose(opts.key)]!;
-    const room = part.reserve();
-    return room === undefined
-      ? part.enqueue(entry, deliverAt)
-      : room.then(() => part.enqueue(entry, deliverAt));
   }
 
   /** Send open batches now; resolves when every message sent so far is acknowledged or refused. */

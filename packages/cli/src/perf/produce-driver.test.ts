@@ -162,3 +162,30 @@ test('produce driver - a negative warm-up is refused', async (t) => {
     { message: /warm-up '-1' must be a number of seconds ≥ 0/ },
   );
 });
+
+test('produce driver - with sendWithCallback, receipts and refusals come through the callback', async (t) => {
+  const clock = virtualClock();
+  let n = 0;
+  let viaPromise = 0;
+  const sender: PerfSender = {
+    send: async () => {
+      viaPromise++;
+    },
+    sendWithCallback: (_payload, _opts, cb) => {
+      const fail = n++ % 4 === 0;
+      // Receipts arrive 3 ms (virtual) after the send, in a later turn.
+      setImmediate(() => {
+        clock.advance(3);
+        cb(fail ? new Error('quota exceeded') : undefined);
+      });
+    },
+  };
+  const r = await runProduce([sender], { rate: 100, messageSize: 16, durationSec: 1, maxInFlight: 1, clock });
+  t.is(viaPromise, 0, 'send is not used when sendWithCallback is there');
+  t.is(r.sent, 100);
+  t.is(r.errors, 25);
+  t.is(r.published, 75);
+  t.is(r.firstError, 'quota exceeded');
+  t.is(r.publishLatencyMs.count, 75);
+  t.true(r.publishLatencyMs.p50 >= 3, `p50 ${r.publishLatencyMs.p50}`);
+});

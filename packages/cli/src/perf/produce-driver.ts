@@ -14,7 +14,11 @@ export interface PerfSender {
    * not keep it past that point.
    */
   send(payload: Buffer): Promise<unknown>;
+  /** Used instead of `send` when present: `cb(err)` once refused, `cb(undefined)` once stored, never synchronously. */
+  sendWithCallback?(payload: Buffer, opts: Record<string, never>, cb: (err: unknown) => void): void;
 }
+
+const NO_SEND_OPTIONS: Record<string, never> = {};
 
 export interface ProduceOptions {
   /** Messages per second over all senders; 0 = as fast as the windows allow. */
@@ -132,7 +136,7 @@ export async function runProduce(senders: PerfSender[], opts: ProduceOptions): P
   const drive = async (sender: PerfSender, window: InFlightWindow, index: number): Promise<void> => {
     const staggerMs = perSenderRate > 0 ? (index * 1000) / opts.rate : 0;
     const schedule = new RateScheduler(perSenderRate, start + staggerMs);
-    const onReceipt = (intended: number, payload: Buffer) => () => {
+    const receipt = (intended: number, payload: Buffer): void => {
       const now = clock.now();
       payloads.give(payload);
       if (intended >= measureFrom) {
@@ -167,7 +171,14 @@ export async function runProduce(senders: PerfSender[], opts: ProduceOptions): P
       if (intended >= measureFrom) sent++;
       else warmUpSent++;
       const payload = payloads.take(clock.epochMs(intended));
-      sender.send(payload).then(onReceipt(intended, payload), onFailure);
+      if (sender.sendWithCallback) {
+        sender.sendWithCallback(payload, NO_SEND_OPTIONS, (err) => {
+          if (err) onFailure(err);
+          else receipt(intended, payload);
+        });
+      } else {
+        sender.send(payload).then(() => receipt(intended, payload), onFailure);
+      }
     }
   };
 
