@@ -34,9 +34,13 @@ export class BatchOutcome {
   /** Call `cb` with the id of message `index` of this batch (or the error) once it settles. */
   onSettle(index: number, cb: SendCallback): void {
     // The callbacks report a refusal; without this, a batch sent only with callbacks would leave its rejected promise unhandled.
-    if (!this.callbacks) this.promise.catch(ignoreRefusal);
-    (this.indexes ??= []).push(index);
-    (this.callbacks ??= []).push(cb);
+    if (!this.callbacks || !this.indexes) {
+      this.promise.catch(ignoreRefusal);
+      this.callbacks = [];
+      this.indexes = [];
+    }
+    this.indexes.push(index);
+    this.callbacks.push(cb);
   }
 
   resolve(receipt: BatchReceipt): void {
