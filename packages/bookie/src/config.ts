@@ -67,9 +67,10 @@ export const bookieConfigSchema = z.object({
    * bytes. Small values keep journal fdatasyncs on the same disk from queueing
    * behind a large entry-log writeback: measured here, p99 add latency at half
    * the maximum rate fell from 8–27 ms to 4.2–7.2 ms for 16 KiB and 128 KiB
-   * entries going from 8 MiB to 256 KiB. Large values take fewer fdatasyncs:
-   * a standalone at its maximum rate was ~10% faster with 8 MiB. With the
-   * journal on its own disk, large values cost no latency.
+   * entries going from 8 MiB to 256 KiB. Small syncs cost throughput when
+   * the disk is the limit (a standalone at its maximum rate lost ~10%), so
+   * while the flusher is behind (over 4 MiB unflushed) it syncs every 8 MiB
+   * instead. With the journal on its own disk, large values cost no latency.
    */
   entryLogSyncBytes: zSize.default(256 * 1024),
   /** Checkpoint (flush entry logs + index, then trim the journal) at least this often. */

@@ -56,12 +56,6 @@ function selectorFor(kind: SubscriptionKind): ConsumerSelector {
   return new SingleActiveSelector(kind);
 }
 
-/**
- * Reason for ending a dispatch loop's wait for new entries. A constant: a
- * bare abort() builds a DOMException with a stack trace every time, which
- * showed up at ~1% of a busy standalone's CPU.
- */
-
 /** An entry waiting for (re)delivery; `count` is its batch size when known, so a message of it can be acknowledged. */
 interface ReplayEntry {
   position: Position;
