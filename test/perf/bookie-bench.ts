@@ -24,6 +24,7 @@ import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { parseSize } from '@sluice/common';
 import type { AddEntriesResponse__Output, BookieServiceClient } from '@sluice/proto';
 import { BookieProcess, bookieClient, bookiePorts, testEntry } from '../support/bookie-process.js';
 
@@ -32,6 +33,8 @@ const SIZES = process.env.BENCH_SIZES
   ? process.env.BENCH_SIZES.split(',').map(Number)
   : [1024, 16 * 1024, 128 * 1024];
 const IN_FLIGHT_BYTES = 16 * 1024 * 1024;
+/** The bookie's `entryLogSyncBytes` (its default unless set in the environment). */
+const ENTRY_LOG_SYNC_BYTES = parseSize(process.env.SLUICE_BOOKIE_ENTRY_LOG_SYNC_BYTES ?? '256KiB');
 
 /** Sum of a metric's samples (optionally only the `_sum` / `_count` series) from /metrics. */
 async function metricValue(bookie: BookieProcess, name: string, suffix = ''): Promise<number> {
@@ -138,10 +141,13 @@ function paced(
   return new Promise((resolve, reject) => {
     const proto = testEntry(ledgerId, 0, size);
     const call = client.addEntries();
-    const scheduledAt: number[] = [];
-    const latencies: number[] = [];
     const skip = Math.floor(rate * warmup);
     const total = skip + Math.floor(rate * seconds);
+    // Typed arrays sized up front: growing JS arrays of hundreds of thousands
+    // of numbers made this process run full collections mid-measurement.
+    const scheduledAt = new Float64Array(total);
+    const latencies = new Float64Array(total - skip);
+    let measured = 0;
     const start = performance.now();
     let next = 0;
     let done = 0;
@@ -150,7 +156,7 @@ function paced(
       const due = Math.min(total, Math.floor(elapsed * rate));
       const entries = [];
       while (next < due) {
-        scheduledAt.push(start + (next / rate) * 1000);
+        scheduledAt[next] = start + (next / rate) * 1000;
         entries.push({ ...proto, entryId: next++ });
       }
       if (entries.length > 0) call.write({ entries });
@@ -163,13 +169,13 @@ function paced(
           reject(new Error(`add failed: ${r.status} ${r.message}`));
           return;
         }
-        if (r.entryId >= skip) latencies.push(now - scheduledAt[r.entryId]!);
+        if (r.entryId >= skip) latencies[measured++] = now - scheduledAt[r.entryId]!;
         done++;
       }
       if (done === total) call.end();
     });
     call.on('error', reject);
-    call.on('end', () => resolve(latencies));
+    call.on('end', () => resolve(Array.from(latencies.subarray(0, measured))));
     tick();
   });
 }
@@ -197,7 +203,8 @@ async function rawBound(dir: string, groupBytes: number, seconds: number): Promi
  * The disk alone at the paced phase's rate, for its latency floor: every
  * millisecond the bytes that arrived are written and fdatasynced to one file
  * (the journal's share), and appended to a second file fdatasynced in the
- * background every 8 MiB (the entry log's share, as the bookie syncs it).
+ * background every `ENTRY_LOG_SYNC_BYTES` (the entry log's share, as the
+ * bookie syncs it).
  * Returns each entry's time from its scheduled arrival to its group's
  * fdatasync, in ms, after `warmup` seconds.
  */
@@ -238,7 +245,7 @@ async function rawPaced(
       await entryLog.write(buf, 0, bytes, eOff);
       eOff += bytes;
       unsynced += bytes;
-      if (unsynced >= 8 * 1024 * 1024) {
+      if (unsynced >= ENTRY_LOG_SYNC_BYTES) {
         unsynced = 0;
         background = background.then(() => entryLog.datasync());
       }

@@ -47,18 +47,29 @@ export function encodeRecordHeader(
   fileId: number,
 ): Buffer {
   const h = Buffer.allocUnsafe(JOURNAL_HEADER_BYTES);
-  h.writeUInt32LE(JOURNAL_HEADER_BYTES - 8 + payloadLength, 0);
-  h.writeUInt8(rec.type, 8);
-  h.writeUInt8(JOURNAL_FORMAT_VERSION, 9);
-  h.writeUInt16LE(0, 10);
-  writeInt64LE(h, rec.ledgerId, 12);
-  writeInt64LE(h, rec.entryId, 20);
-  writeInt64LE(h, rec.lac, 28);
-  h.writeUInt32LE(rec.payloadCrc >>> 0, 36);
-  writeInt64LE(h, rec.ledgerLength, 40);
-  h.writeUInt32LE(fileId >>> 0, 48);
-  h.writeUInt32LE(crc32c(h.subarray(8, JOURNAL_HEADER_BYTES)), 4);
+  writeRecordHeader(h, 0, rec, payloadLength, fileId);
   return h;
+}
+
+/** `encodeRecordHeader` into `out` at `at` (a group's buffer), without a Buffer of its own. */
+export function writeRecordHeader(
+  out: Buffer,
+  at: number,
+  rec: Omit<JournalRecord, 'payload'>,
+  payloadLength: number,
+  fileId: number,
+): void {
+  out.writeUInt32LE(JOURNAL_HEADER_BYTES - 8 + payloadLength, at);
+  out.writeUInt8(rec.type, at + 8);
+  out.writeUInt8(JOURNAL_FORMAT_VERSION, at + 9);
+  out.writeUInt16LE(0, at + 10);
+  writeInt64LE(out, rec.ledgerId, at + 12);
+  writeInt64LE(out, rec.entryId, at + 20);
+  writeInt64LE(out, rec.lac, at + 28);
+  out.writeUInt32LE(rec.payloadCrc >>> 0, at + 36);
+  writeInt64LE(out, rec.ledgerLength, at + 40);
+  out.writeUInt32LE(fileId >>> 0, at + 48);
+  out.writeUInt32LE(crc32c(out.subarray(at + 8, at + JOURNAL_HEADER_BYTES)), at + 4);
 }
 
 export function fenceRecord(ledgerId: number): JournalRecord {

@@ -15,8 +15,13 @@ export class LedgerState {
   lac = -1;
   lastEntryId = -1;
   readonly entries = new LocationTable();
-  /** Entry ids whose location changed since the last persist (their records are written from `entries`). */
-  dirty: number[] = [];
+  /**
+   * Index records of the locations set since the last persist, encoded as
+   * each was set (by the flusher, spread over the adds), so that a persist
+   * only writes them: encoding a checkpoint's tens of thousands of records
+   * at once held the event loop for tens of milliseconds.
+   */
+  pending = new PendingRecords();
   /** Records in the index file (live or superseded), to know when to rewrite it. */
   fileRecords = 0;
   /**
@@ -55,13 +60,61 @@ export class LedgerState {
  */
 const INDEX_RECORD_BYTES = 32;
 
-function encodeIndexRecord(out: Buffer, at: number, entryId: number, loc: EntryLocation): void {
-  writeInt64LE(out, entryId, at);
-  out.writeUInt32LE(loc.logId, at + 8);
-  writeInt64LE(out, loc.offset, at + 12);
-  out.writeUInt32LE(loc.length, at + 20);
-  out.writeUInt32LE(crc32c(out.subarray(at, at + 24)), at + 24);
-  out.writeUInt32LE(0, at + 28);
+/** One record is built here and copied out: no view or object per record. */
+const scratch = Buffer.alloc(INDEX_RECORD_BYTES);
+const scratchHead = scratch.subarray(0, 24);
+
+function encodeIndexRecord(
+  out: Buffer,
+  at: number,
+  entryId: number,
+  logId: number,
+  offset: number,
+  length: number,
+): void {
+  writeInt64LE(scratch, entryId, 0);
+  scratch.writeUInt32LE(logId, 8);
+  writeInt64LE(scratch, offset, 12);
+  scratch.writeUInt32LE(length, 20);
+  scratch.writeUInt32LE(crc32c(scratchHead), 24);
+  scratch.copy(out, at);
+}
+
+const PENDING_FIRST_CHUNK_RECORDS = 32;
+const PENDING_MAX_CHUNK_RECORDS = 2048;
+
+/**
+ * Encoded index records waiting for a persist, in chunks that start small
+ * (a bookie holds one of these per ledger) and double up to 64 KiB.
+ */
+export class PendingRecords {
+  private chunks: Buffer[] = [];
+  private used = 0;
+  /** Records held. */
+  count = 0;
+
+  add(entryId: number, loc: EntryLocation): void {
+    let last = this.chunks.at(-1);
+    if (!last || this.used === last.length) {
+      const records = last
+        ? Math.min(PENDING_MAX_CHUNK_RECORDS, (last.length / INDEX_RECORD_BYTES) * 2)
+        : PENDING_FIRST_CHUNK_RECORDS;
+      last = Buffer.allocUnsafe(records * INDEX_RECORD_BYTES);
+      this.chunks.push(last);
+      this.used = 0;
+    }
+    encodeIndexRecord(last, this.used, entryId, loc.logId, loc.offset, loc.length);
+    this.used += INDEX_RECORD_BYTES;
+    this.count++;
+  }
+
+  /** The records as buffers to write, in the order they were added. */
+  buffers(): Buffer[] {
+    const out = this.chunks.slice(0, -1);
+    const last = this.chunks.at(-1);
+    if (last) out.push(last.subarray(0, this.used));
+    return out;
+  }
 }
 
 /** Index records encoded per event-loop turn by `persist`. */
@@ -196,7 +249,7 @@ export class LedgerIndex {
     if (old) this.liveBytes.set(old.logId, (this.liveBytes.get(old.logId) ?? 0) - old.length);
     this.liveBytes.set(loc.logId, (this.liveBytes.get(loc.logId) ?? 0) + loc.length);
     if (entryId > l.lastEntryId) l.lastEntryId = entryId;
-    if (dirty) l.dirty.push(entryId);
+    if (dirty) l.pending.add(entryId, loc);
   }
 
   /**
@@ -207,36 +260,47 @@ export class LedgerIndex {
   async persist(): Promise<void> {
     let created = false;
     for (const l of this.ledgers.values()) {
-      if (l.dirty.length === 0) continue;
+      const pending = l.pending;
+      if (pending.count === 0) continue;
+      l.pending = new PendingRecords();
       const path = join(this.indexDir, `${l.ledgerId}.idx`);
-      const rewrite = l.fileRecords + l.dirty.length > 2 * l.entries.size + 1024;
-      // An id set twice since the last persist is written twice with its
-      // current location: the later record supersedes, and both agree.
-      const records = rewrite ? l.entries.ids() : l.dirty;
-      l.dirty = [];
-      const buf = Buffer.allocUnsafe(records.length * INDEX_RECORD_BYTES);
-      for (let i = 0; i < records.length; i++) {
-        const entryId = records[i]!;
-        encodeIndexRecord(buf, i * INDEX_RECORD_BYTES, entryId, l.entries.get(entryId)!);
-        // Seconds of adds are tens of thousands of records: encode them in
-        // slices so that a checkpoint never stalls adds on this event loop.
-        if ((i + 1) % ENCODE_SLICE_RECORDS === 0) await setImmediatePromise();
-      }
-      if (rewrite) {
+      if (l.fileRecords + pending.count > 2 * l.entries.size + 1024) {
+        // Mostly superseded records: rewrite the file from the live locations.
+        const ids = l.entries.ids();
+        const buf = Buffer.allocUnsafe(ids.length * INDEX_RECORD_BYTES);
+        for (let i = 0; i < ids.length; i++) {
+          const loc = l.entries.get(ids[i]!)!;
+          encodeIndexRecord(buf, i * INDEX_RECORD_BYTES, ids[i]!, loc.logId, loc.offset, loc.length);
+          // A large ledger is hundreds of thousands of records: encode them
+          // in slices so that a rewrite never stalls adds on this event loop.
+          if ((i + 1) % ENCODE_SLICE_RECORDS === 0) await setImmediatePromise();
+        }
         await writeFileAtomic(path, buf);
-        l.fileRecords = records.length;
-        l.durableRecords = records.length;
+        l.fileRecords = ids.length;
+        l.durableRecords = ids.length;
         continue;
       }
+      // An id set twice since the last persist has two records: the later
+      // one supersedes on load.
       const fh = await open(path, 'a');
       try {
         if ((await fh.stat()).size === 0) created = true;
-        await fh.write(buf, 0, buf.length);
+        const bufs = pending.buffers();
+        const bytes = pending.count * INDEX_RECORD_BYTES;
+        const { bytesWritten } = await fh.writev(bufs);
+        if (bytesWritten !== bytes) {
+          throw Object.assign(
+            new Error(`short index write: ${bytesWritten} of ${bytes} bytes (disk full?)`),
+            {
+              code: 'ENOSPC',
+            },
+          );
+        }
         await fh.datasync();
       } finally {
         await fh.close();
       }
-      l.fileRecords += records.length;
+      l.fileRecords += pending.count;
       l.durableRecords = l.fileRecords;
     }
     if (created) await fsyncDir(this.indexDir);
