@@ -239,7 +239,6 @@ export class Journal {
     const bytes = JOURNAL_HEADER_BYTES + rec.payload.length;
     this.pending.push({ rec, bytes, done });
     this.pendingBytes += bytes;
-    this.opts.metrics.journalQueue.set(this.pending.length);
     this.schedule();
   }
 
@@ -317,7 +316,6 @@ export class Journal {
     const bytes = this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
-    this.opts.metrics.journalQueue.set(0);
     try {
       if (this.offset > 0 && this.offset + bytes > this.opts.fileBytes) await this.openFile(this.fileId + 1);
       const fh = this.fh!;
@@ -354,6 +352,7 @@ export class Journal {
       this.fail(err as Error, group);
     } finally {
       this.writing = false;
+      this.opts.metrics.journalQueue.set(this.pending.length);
       if (this.failure) this.fail(this.failure, []);
       else this.schedule();
       if (!this.writing && this.pending.length === 0) for (const w of this.idleWaiters.splice(0)) w();

@@ -68,7 +68,8 @@ export function createBookieMetrics(registry: Registry): BookieMetrics {
     journalQueue: gauge(
       registry,
       'sluice_bookie_journal_queue_records',
-      'Records waiting for the next group commit',
+      // Set once per group (a gauge set allocates): not per add.
+      'Records waiting for the next group commit, sampled as each group commit completes',
     ),
     journalFilesRecycled: counter(
       registry,
