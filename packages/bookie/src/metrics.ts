@@ -1,6 +1,8 @@
 import {
   type Counter,
+  type CountingHistogram,
   counter,
+  countingHistogram,
   Gauge,
   gauge,
   type Histogram,
@@ -12,7 +14,8 @@ import {
 export interface BookieMetrics {
   addsTotal: Counter;
   addBytesTotal: Counter;
-  addLatencySeconds: Histogram;
+  /** Observed per add: allocation-free. */
+  addLatencySeconds: CountingHistogram;
   readsTotal: Counter;
   readBytesTotal: Counter;
   journalFsyncSeconds: Histogram;
@@ -38,7 +41,7 @@ export function createBookieMetrics(registry: Registry): BookieMetrics {
   return {
     addsTotal: counter(registry, 'sluice_bookie_adds_total', 'Entries added, by outcome', ['status']),
     addBytesTotal: counter(registry, 'sluice_bookie_add_bytes_total', 'Payload bytes of acknowledged adds'),
-    addLatencySeconds: histogram(
+    addLatencySeconds: countingHistogram(
       registry,
       'sluice_bookie_add_latency_seconds',
       'Add latency (arrival to ack)',
