@@ -117,7 +117,7 @@ export class PendingRecords {
   }
 }
 
-/** Index records encoded per event-loop turn by `persist`. */
+/** Index records encoded per event-loop turn when `persist` rewrites an index file. */
 const ENCODE_SLICE_RECORDS = 4096;
 
 const INDEX_RE = /^(\d+)\.idx$/;

@@ -98,13 +98,10 @@ export interface ManagedLog {
   read(from: Position, maxEntries: number): Promise<LogEntry[]>;
   /** Position immediately after `p` (crossing ledgers), or undefined if past the end. */
   nextPosition(p: Position): Position | undefined;
-  /** Resolves when an entry after `p` exists (or the log closes). */
-  waitForEntryAfter(p: Position | undefined, signal?: AbortSignal): Promise<void>;
   /**
    * Calls `fn` once when an entry after `p` exists or the log closes (at
-   * once if one does now); returns a function that cancels the call. The
-   * allocation-light form of `waitForEntryAfter` for a dispatch loop that
-   * waits after every round.
+   * once if one does now); returns a function that cancels the call. A
+   * callback, not a promise: a tailing dispatch loop waits after every round.
    */
   onEntryAfter(p: Position | undefined, fn: () => void): () => void;
   openCursor(name: string, initial?: InitialPosition): Promise<Cursor>;

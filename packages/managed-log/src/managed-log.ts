@@ -155,22 +155,6 @@ export class ManagedLogImpl implements ManagedLog {
     };
   }
 
-  waitForEntryAfter(p: Position | undefined, signal?: AbortSignal): Promise<void> {
-    if (this.hasEntryAfter(p) || this.ctx.closed || this.ctx.fenced) return Promise.resolve();
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    return new Promise<void>((resolve, reject) => {
-      const onAbort = () => {
-        cancel();
-        reject(signal!.reason);
-      };
-      const cancel = this.onEntryAfter(p, () => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
-      });
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
-  }
-
   private hasEntryAfter(p: Position | undefined): boolean {
     const last = this.ctx.lastPosition();
     if (!last) return false;

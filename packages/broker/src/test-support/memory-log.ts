@@ -79,15 +79,6 @@ export class MemoryLog {
     };
   }
 
-  waitForEntryAfter(p: Position | undefined, signal?: AbortSignal): Promise<void> {
-    const last = this.lastPosition();
-    if (last && (!p || comparePositions(last, p) > 0)) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      this.waiters.push(resolve);
-      signal?.addEventListener('abort', () => resolve(), { once: true });
-    });
-  }
-
   async openCursor(name: string, initial: 'earliest' | 'latest' = 'latest'): Promise<Cursor> {
     let c = this.cursorMap.get(name);
     if (!c) {
