@@ -35,6 +35,10 @@ const SIZES = process.env.BENCH_SIZES
 const IN_FLIGHT_BYTES = 16 * 1024 * 1024;
 /** The bookie's `entryLogSyncBytes` (its default unless set in the environment). */
 const ENTRY_LOG_SYNC_BYTES = parseSize(process.env.SLUICE_BOOKIE_ENTRY_LOG_SYNC_BYTES ?? '256KiB');
+/** The bookie's `entryLogDirectBytes`: entries this large are written once (0: never). */
+const DIRECT_BYTES = parseSize(process.env.SLUICE_BOOKIE_ENTRY_LOG_DIRECT_BYTES ?? '16KiB');
+/** An ADD_REF journal record: header + location. */
+const REF_RECORD_BYTES = 52 + 24;
 
 /** Sum of a metric's samples (optionally only the `_sum` / `_count` series) from /metrics. */
 async function metricValue(bookie: BookieProcess, name: string, suffix = ''): Promise<number> {
@@ -204,7 +208,9 @@ async function rawBound(dir: string, groupBytes: number, seconds: number): Promi
  * millisecond the bytes that arrived are written and fdatasynced to one file
  * (the journal's share), and appended to a second file fdatasynced in the
  * background every `ENTRY_LOG_SYNC_BYTES` (the entry log's share, as the
- * bookie syncs it).
+ * bookie syncs it). For entries the bookie writes once (`direct`), the
+ * bytes are written and fdatasynced to the second file while a reference
+ * per entry is written and fdatasynced to the first, side by side.
  * Returns each entry's time from its scheduled arrival to its group's
  * fdatasync, in ms, after `warmup` seconds.
  */
@@ -214,6 +220,7 @@ async function rawPaced(
   rate: number,
   seconds: number,
   warmup: number,
+  direct: boolean,
 ): Promise<number[]> {
   const journal = await open(join(dir, 'raw-journal.bin'), 'w');
   const entryLog = await open(join(dir, 'raw-entry-log.bin'), 'w');
@@ -236,12 +243,23 @@ async function rawPaced(
       }
       const bytes = (due - sent) * size;
       const buf = bytes <= chunk.length ? chunk.subarray(0, bytes) : Buffer.alloc(bytes, 7);
-      await journal.write(buf, 0, bytes, jOff);
-      await journal.datasync();
-      jOff += bytes;
+      if (direct) {
+        const refs = (due - sent) * REF_RECORD_BYTES;
+        await Promise.all([
+          journal.write(buf, 0, refs, jOff).then(() => journal.datasync()),
+          entryLog.write(buf, 0, bytes, eOff).then(() => entryLog.datasync()),
+        ]);
+        jOff += refs;
+        eOff += bytes;
+      } else {
+        await journal.write(buf, 0, bytes, jOff);
+        await journal.datasync();
+        jOff += bytes;
+      }
       const done = performance.now();
       for (let k = sent; k < due; k++) if (k >= skip) latencies.push(done - (start + (k / rate) * 1000));
       sent = due;
+      if (direct) continue;
       await entryLog.write(buf, 0, bytes, eOff);
       eOff += bytes;
       unsynced += bytes;
@@ -288,7 +306,15 @@ try {
       const journal = (await metricValue(bookie, 'sluice_bookie_journal_bytes_total')) - j0;
       const groups = await metricValue(bookie, 'sluice_bookie_journal_group_bytes', '_count');
       const groupSum = await metricValue(bookie, 'sluice_bookie_journal_group_bytes', '_sum');
-      const avgGroup = Math.max(4096, Math.round(groupSum / Math.max(1, groups)));
+      // The raw bound writes groups the size of those that carried the
+      // payload: journal groups, or for entries written once the entry log's
+      // (one fdatasync per group).
+      const direct = DIRECT_BYTES > 0 && size >= DIRECT_BYTES;
+      const syncs = await metricValue(bookie, 'sluice_bookie_entry_log_sync_seconds', '_count');
+      const avgGroup = Math.max(
+        4096,
+        Math.round(direct ? entryLog / Math.max(1, syncs) : groupSum / Math.max(1, groups)),
+      );
       const payload = acked * size;
       const h0 = await histogramBuckets(bookie, 'sluice_bookie_add_latency_seconds');
       const latencies = await paced(client, 200 + i, size, acked / secs / 2, SECONDS, 2);
@@ -296,7 +322,7 @@ try {
       // Arrival → durable inside the bookie (warm-up included), to the bucket.
       const inside = `≤ ${bucketQuantileMs(h0, h1, 0.5)} / ≤ ${bucketQuantileMs(h0, h1, 0.99)}`;
       const raw = await rawBound(dir, avgGroup, SECONDS);
-      const floor = await rawPaced(dir, size, acked / secs / 2, SECONDS, 2);
+      const floor = await rawPaced(dir, size, acked / secs / 2, SECONDS, 2, direct);
       const written = (journal + entryLog) / secs;
       rows.push(
         `| ${size / 1024} KiB | ${Math.round(acked / secs)} | ${mb(payload / secs)} | ${mb(written)} | ${((journal + entryLog) / payload).toFixed(2)} | ${mb(raw)} (${(avgGroup / 1024).toFixed(0)} KiB groups) | ${((written / raw) * 100).toFixed(0)}% | ${pct(latencies, 50).toFixed(2)} / ${pct(latencies, 99).toFixed(2)} | ${inside} | ${pct(floor, 50).toFixed(2)} / ${pct(floor, 99).toFixed(2)} |`,

@@ -2,7 +2,14 @@ import { crc32c, type Logger } from '@sluice/common';
 import type { EntryStatusName } from '@sluice/proto';
 import type { StoredEntry } from './entry-log.js';
 import { Journal } from './journal.js';
-import { fenceRecord, JOURNAL_HEADER_BYTES, type JournalRecord, RecordType } from './journal-record.js';
+import {
+  fenceRecord,
+  JOURNAL_HEADER_BYTES,
+  type JournalRecord,
+  RecordType,
+  refLocation,
+  refRecord,
+} from './journal-record.js';
 import { LedgerStorage, type ReadResult } from './ledger-storage.js';
 import type { BookieMetrics } from './metrics.js';
 
@@ -35,6 +42,8 @@ export interface BookieStoreOptions {
   checkpointIntervalMs: number;
   writeCacheBytes: number;
   entryLogSyncBytes: number;
+  /** Entries of at least this many payload bytes are written once (see the bookie config); 0: never. */
+  entryLogDirectBytes: number;
   maxEntryBytes: number;
   logger: Logger;
   metrics: BookieMetrics;
@@ -88,9 +97,25 @@ export class BookieStore {
   async open(): Promise<void> {
     const from = await this.storage.open();
     let replayed = 0;
+    let unwritten = 0;
     const count = await this.journal.replay(from, async (rec, end) => {
       if (rec.type === RecordType.FENCE) this.storage.applyFence(rec.ledgerId);
-      else if (rec.type === RecordType.ADD) {
+      else if (rec.type === RecordType.ADD_REF) {
+        const loc = refLocation(rec.payload);
+        const meta = {
+          ledgerId: rec.ledgerId,
+          entryId: rec.entryId,
+          lac: rec.lac,
+          crc32c: rec.payloadCrc,
+          ledgerLength: rec.ledgerLength,
+        };
+        // Past the end of its log the entry never became durable, so its add
+        // was never acknowledged. Bytes that are there are verified on read.
+        if (await this.storage.holds(loc)) {
+          this.storage.applyStored(meta, loc);
+          replayed++;
+        } else unwritten++;
+      } else if (rec.type === RecordType.ADD) {
         this.storage.applyAdd({
           ledgerId: rec.ledgerId,
           entryId: rec.entryId,
@@ -107,6 +132,12 @@ export class BookieStore {
     await this.journal.start();
     // The checkpoint arms the checkpoint timer.
     await this.checkpoint();
+    if (unwritten > 0) {
+      this.opts.logger.warn(
+        { unwritten },
+        'journal named entries whose direct write never completed (adds that were not acknowledged); skipped',
+      );
+    }
     this.opts.logger.info({ from, records: count, entries: replayed }, 'journal replayed');
   }
 
@@ -222,6 +253,11 @@ export class BookieStore {
   }
 
   private append(e: AddRequest, done: (o: Outcome) => void): void {
+    const direct = this.opts.entryLogDirectBytes;
+    if (direct > 0 && e.payload.length >= direct) {
+      this.appendDirect(e, done);
+      return;
+    }
     // One object is both the journal record and, once durable, what the write cache copies in.
     const crc = e.crc32c >>> 0;
     const entry: JournalRecord & StoredEntry = {
@@ -244,6 +280,38 @@ export class BookieStore {
       if (this.storage.cacheBytes > this.opts.writeCacheBytes) this.triggerCheckpoint();
       done(OK);
     });
+  }
+
+  /**
+   * A large entry is written once: straight to the direct entry log, with an
+   * ADD_REF record in the journal queued in this same turn (so it keeps its
+   * order against FENCE records). Both I/Os run side by side; the add is
+   * applied and acknowledged when both are durable.
+   */
+  private appendDirect(e: AddRequest, done: (o: Outcome) => void): void {
+    const entry: StoredEntry = {
+      ledgerId: e.ledgerId,
+      entryId: e.entryId,
+      lac: e.lac,
+      crc32c: e.crc32c >>> 0,
+      ledgerLength: e.ledgerLength,
+      payload: e.payload,
+    };
+    let waiting = 2;
+    let failure: Error | undefined;
+    const settle = (err: Error | undefined) => {
+      if (err) failure ??= err;
+      if (--waiting > 0) return;
+      if (failure) {
+        this.setReadOnly('io', `I/O error: ${failure.message}`);
+        done(this.refuseAdds() ?? { status: 'IO_ERROR', message: failure.message });
+        return;
+      }
+      this.storage.applyStored(entry, loc);
+      done(OK);
+    };
+    const loc = this.storage.appendDirect(entry, settle);
+    this.journal.append(refRecord({ ...entry, payloadCrc: entry.crc32c }, loc), settle);
   }
 
   /** Fence a ledger durably; returns its LAC and last entry after the fence. */
@@ -269,8 +337,13 @@ export class BookieStore {
         if (this.fencing.get(ledgerId) === pending) this.fencing.delete(ledgerId);
       });
     }
+    // Adds written once that were queued before the fence may still be in
+    // their entry-log write after the FENCE record is durable: they are
+    // acknowledged, so the answer must count them.
+    const written = this.storage.direct.barrier();
     // A second fence of the same ledger waits for the first one's record too.
     const err = durable ? await durable : undefined;
+    await written;
     if (err) {
       this.setReadOnly('io', `journal I/O error: ${err.message}`);
       return {

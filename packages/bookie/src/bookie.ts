@@ -137,6 +137,7 @@ export class Bookie {
       checkpointIntervalMs: cfg.checkpointIntervalMs,
       writeCacheBytes: cfg.writeCacheBytes,
       entryLogSyncBytes: cfg.entryLogSyncBytes,
+      entryLogDirectBytes: cfg.entryLogDirectBytes,
       maxEntryBytes: cfg.maxEntryBytes,
       logger,
       metrics: this.metrics,

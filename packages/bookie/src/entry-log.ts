@@ -119,6 +119,9 @@ export class EntryLogs {
   private writer: FileHandle | undefined;
   private writerId = 0;
   private writerOffset = 0;
+  private lastId = 0;
+  /** Logs other writers (the direct log) are still appending to. */
+  private readonly othersActive = new Set<number>();
   private unsynced: FileHandle[] = [];
   private readers = new Map<number, ReadHandle>();
   /** Size of every log file, for the live-fraction accounting of compaction. */
@@ -131,6 +134,44 @@ export class EntryLogs {
 
   get currentLogId(): number {
     return this.writerId;
+  }
+
+  /** A log being appended to (never compacted or deleted). */
+  isActive(id: number): boolean {
+    return id === this.writerId || this.othersActive.has(id);
+  }
+
+  /**
+   * Create a new, empty log for another writer (the direct log) with an id
+   * after every existing one; `fh` resolves once the file's directory entry
+   * is durable. The id is known at once; the log stays active until
+   * `release`.
+   */
+  create(): { id: number; fh: Promise<FileHandle> } {
+    const id = ++this.lastId;
+    this.othersActive.add(id);
+    this.sizes.set(id, 0);
+    const fh = (async () => {
+      const f = await open(join(this.dir, fileName(id)), 'wx');
+      try {
+        await fsyncDir(this.dir);
+      } catch (err) {
+        await f.close();
+        throw err;
+      }
+      return f;
+    })();
+    return { id, fh };
+  }
+
+  /** Another writer appended up to `size` bytes of log `id`. */
+  grew(id: number, size: number): void {
+    this.sizes.set(id, size);
+  }
+
+  /** Another writer is done with log `id` (its appends are durable). */
+  release(id: number): void {
+    this.othersActive.delete(id);
   }
 
   /**
@@ -154,10 +195,12 @@ export class EntryLogs {
       } else this.sizes.set(id, size);
     }
     if (removed) await fsyncDir(this.dir);
-    await this.roll(max + 1);
+    this.lastId = max;
+    await this.roll();
   }
 
-  private async roll(id: number): Promise<void> {
+  private async roll(): Promise<void> {
+    const id = ++this.lastId;
     const fh = await open(join(this.dir, fileName(id)), 'wx');
     await fsyncDir(this.dir);
     if (this.writer) this.unsynced.push(this.writer);
@@ -179,7 +222,7 @@ export class EntryLogs {
     const locations: EntryLocation[] = [];
     let i = 0;
     while (i < records.length) {
-      if (this.writerOffset >= this.fileBytes) await this.roll(this.writerId + 1);
+      if (this.writerOffset >= this.fileBytes) await this.roll();
       const buffers: Buffer[] = [];
       let offset = this.writerOffset;
       while (i < records.length) {
@@ -193,12 +236,12 @@ export class EntryLogs {
         i++;
       }
       if (buffers.length === 0) {
-        await this.roll(this.writerId + 1);
+        await this.roll();
         continue;
       }
       await this.write(buffers, offset);
     }
-    if (this.writerOffset >= this.fileBytes) await this.roll(this.writerId + 1);
+    if (this.writerOffset >= this.fileBytes) await this.roll();
     return locations;
   }
 
@@ -225,6 +268,16 @@ export class EntryLogs {
       await fh.close();
     }
     await this.writer?.datasync();
+  }
+
+  /** Size of log `id` on disk (0 when it does not exist). */
+  async fileSize(id: number): Promise<number> {
+    try {
+      return (await stat(join(this.dir, fileName(id)))).size;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+      throw err;
+    }
   }
 
   /** Read the raw record at `loc` (header included). */
@@ -265,7 +318,7 @@ export class EntryLogs {
 
   /** Delete a log that nothing points to any more; reads in flight finish first. */
   async delete(id: number): Promise<void> {
-    if (id === this.writerId) throw new Error(`entry log ${id} is being written and cannot be deleted`);
+    if (this.isActive(id)) throw new Error(`entry log ${id} is being written and cannot be deleted`);
     await unlink(join(this.dir, fileName(id)));
     await fsyncDir(this.dir);
     this.sizes.delete(id);

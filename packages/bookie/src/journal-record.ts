@@ -25,7 +25,13 @@ import { writeInt64LE } from './int64.js';
 export const JOURNAL_HEADER_BYTES = 52;
 export const JOURNAL_FORMAT_VERSION = 2;
 
-export const RecordType = { ADD: 1, FENCE: 2 } as const;
+/**
+ * ADD carries the entry's payload. ADD_REF carries where an entry written
+ * straight to an entry log lies (see `refRecord`): the entry is durable
+ * there before its add is acknowledged, so the journal needs only the
+ * pointer.
+ */
+export const RecordType = { ADD: 1, FENCE: 2, ADD_REF: 3 } as const;
 export type RecordType = (typeof RecordType)[keyof typeof RecordType];
 
 export interface JournalRecord {
@@ -84,6 +90,42 @@ export function fenceRecord(ledgerId: number): JournalRecord {
   };
 }
 
+/**
+ * Payload of an ADD_REF record (little endian):
+ *
+ *   u32 logId | u64 offset | u32 length | u32 crc32c(bytes 0..16) | u32 0
+ *
+ * The header CRC does not cover payloads, so the location has its own.
+ */
+export const REF_PAYLOAD_BYTES = 24;
+
+/** The ADD_REF record of an entry stored at `loc` of an entry log. */
+export function refRecord(
+  e: Omit<JournalRecord, 'type' | 'payload'>,
+  loc: { logId: number; offset: number; length: number },
+): JournalRecord {
+  const payload = Buffer.allocUnsafe(REF_PAYLOAD_BYTES);
+  payload.writeUInt32LE(loc.logId, 0);
+  writeInt64LE(payload, loc.offset, 4);
+  payload.writeUInt32LE(loc.length, 12);
+  payload.writeUInt32LE(crc32c(payload.subarray(0, 16)), 16);
+  payload.writeUInt32LE(0, 20);
+  return { ...e, type: RecordType.ADD_REF, payload };
+}
+
+/** The entry log location an intact ADD_REF payload names. */
+export function refLocation(payload: Buffer): { logId: number; offset: number; length: number } {
+  return {
+    logId: payload.readUInt32LE(0),
+    offset: Number(payload.readBigUInt64LE(4)),
+    length: payload.readUInt32LE(12),
+  };
+}
+
+function refIntact(payload: Buffer): boolean {
+  return payload.length === REF_PAYLOAD_BYTES && crc32c(payload.subarray(0, 16)) === payload.readUInt32LE(16);
+}
+
 export type DecodeResult =
   | { ok: true; record: JournalRecord; size: number }
   | { ok: false; reason: 'short' | 'crc' | 'payload-crc' | 'length' | 'version' | 'stale' | 'zero' };
@@ -123,6 +165,7 @@ export function decodeRecord(
   const payloadCrc = buf.readUInt32LE(offset + 36);
   const payload = buf.subarray(offset + JOURNAL_HEADER_BYTES, offset + size);
   if (type === RecordType.ADD && crc32c(payload) !== payloadCrc) return { ok: false, reason: 'payload-crc' };
+  if (type === RecordType.ADD_REF && !refIntact(payload)) return { ok: false, reason: 'payload-crc' };
   return {
     ok: true,
     size,

@@ -1,5 +1,13 @@
 import { ClosedError, type Logger } from '@sluice/common';
-import { type EntryLocation, EntryLogs, type ReadOutcome, type StoredEntry } from './entry-log.js';
+import { DirectLog } from './direct-log.js';
+import {
+  ENTRY_HEADER_BYTES,
+  type EntryLocation,
+  EntryLogs,
+  type ReadOutcome,
+  type StoredEntry,
+  writeEntryHeader,
+} from './entry-log.js';
 import { comparePositions, type JournalPosition } from './journal.js';
 import { LedgerIndex, type LedgerState } from './ledger-index.js';
 import { sameLocation } from './location-table.js';
@@ -47,6 +55,7 @@ export class LedgerStorage {
   readonly index: LedgerIndex;
   readonly logs: EntryLogs;
   readonly cache: WriteCache;
+  readonly direct: DirectLog;
   private chain: Promise<unknown> = Promise.resolve();
   private flushScheduled = false;
   private readonly now: () => number;
@@ -74,6 +83,7 @@ export class LedgerStorage {
     // promoted, and V8 ran a full collection every ~250 ms to free them.
     this.cache = new WriteCache(WRITE_CACHE_CHUNK_BYTES, 2 * opts.writeCacheBytes + WRITE_CACHE_CHUNK_BYTES);
     this.logs = new EntryLogs(opts.dir, opts.entryLogFileBytes);
+    this.direct = new DirectLog(this.logs, opts.entryLogFileBytes, opts.metrics, (err) => this.fail(err));
     this.now = opts.now ?? Date.now;
     this.syncBytes = opts.entryLogSyncBytes;
     this.flushBatchBytes = Math.min(FLUSH_BATCH_BYTES, opts.entryLogSyncBytes);
@@ -89,6 +99,32 @@ export class LedgerStorage {
 
   get failed(): Error | undefined {
     return this.failure;
+  }
+
+  /**
+   * Write an entry once, straight to the direct log; returns where it goes
+   * at once, and `done` runs once it is durable there. Apply it with
+   * `applyStored` after its journal ADD_REF record is durable too.
+   */
+  appendDirect(e: StoredEntry, done: (err: Error | undefined) => void): EntryLocation {
+    const header = Buffer.allocUnsafe(ENTRY_HEADER_BYTES);
+    writeEntryHeader(header, 0, e, e.payload.length);
+    return this.direct.append(header, e.payload, done);
+  }
+
+  /** Apply an entry already durable at `loc` of an entry log (no cache copy, no flush). */
+  applyStored(e: Omit<StoredEntry, 'payload'>, loc: EntryLocation): void {
+    const l = this.ledgerOrCreate(e.ledgerId);
+    l.noteEntry(e.entryId, e.lac);
+    this.index.setLocation(l, e.entryId, loc);
+  }
+
+  /**
+   * Whether the bytes of `loc` reached its log (replay of an ADD_REF: a
+   * record past the end of its file was never durable, so never acknowledged).
+   */
+  async holds(loc: EntryLocation): Promise<boolean> {
+    return (await this.logs.fileSize(loc.logId)) >= loc.offset + loc.length;
   }
 
   /** Run `fn` after every earlier entry log / index task. */
@@ -175,7 +211,11 @@ export class LedgerStorage {
    * then record `pos` so that replay starts there.
    */
   checkpoint(pos: JournalPosition): Promise<void> {
+    // Taken in the caller's turn, with `pos`: entries written once whose
+    // ADD_REF records lie before `pos` are applied when it resolves.
+    const written = this.direct.barrier();
     return this.serial(async () => {
+      await written;
       if (this.failure) throw this.failure;
       // Never move the recorded position backwards: journal files before it may be gone.
       const at = comparePositions(pos, this.lastCheckpoint) < 0 ? this.lastCheckpoint : pos;
@@ -237,7 +277,7 @@ export class LedgerStorage {
   compactionCandidates(threshold: number): number[] {
     const out: number[] = [];
     for (const [logId, size] of this.logs.sizes) {
-      if (logId === this.logs.currentLogId || size === 0) continue;
+      if (this.logs.isActive(logId) || size === 0) continue;
       const live = this.index.liveBytes.get(logId) ?? 0;
       if (live / size < threshold) out.push(logId);
     }
@@ -291,6 +331,7 @@ export class LedgerStorage {
   }
 
   async close(): Promise<void> {
+    await this.direct.closeAll();
     await this.serial(async () => {
       this.closed = true;
       await this.logs.close();

@@ -83,7 +83,7 @@ export function createBookieMetrics(registry: Registry): BookieMetrics {
     entryLogSyncSeconds: histogram(
       registry,
       'sluice_bookie_entry_log_sync_seconds',
-      'Time of a background entry log fdatasync (every entryLogSyncBytes appended)',
+      'Time of an entry log fdatasync (background flusher: every entryLogSyncBytes; entries written once: one per group)',
     ),
     writeCacheBytes: gauge(registry, 'sluice_bookie_write_cache_bytes', 'Bytes held in the write cache'),
     checkpointSeconds: histogram(registry, 'sluice_bookie_checkpoint_seconds', 'Checkpoint duration'),

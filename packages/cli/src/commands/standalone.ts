@@ -1,9 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
-import { Bookie } from '@sluice/bookie';
+import { Bookie, bookieConfigSchema } from '@sluice/bookie';
 import { BrokerRuntime } from '@sluice/broker';
-import { createLogger, createRegistry, InvalidArgumentError } from '@sluice/common';
+import { createLogger, createRegistry, InvalidArgumentError, loadConfig } from '@sluice/common';
 import { EmbeddedMetadataStore } from '@sluice/metadata';
 import type { Command } from 'commander';
 import { onSignals } from './broker.js';
@@ -46,7 +46,9 @@ function freeLoopbackPort(): Promise<number> {
 export function registerStandaloneCommand(program: Command): void {
   program
     .command('standalone')
-    .description('run metadata, a bookie and a broker in one process (data under --data-dir)')
+    .description(
+      'run metadata, a bookie and a broker in one process (data under --data-dir; bookie storage settings from SLUICE_BOOKIE_* env)',
+    )
     .option('--data-dir <dir>', 'where everything is stored', './data')
     .option('--port <port>', 'broker gRPC port', '6650')
     .option('--http-port <port>', 'broker HTTP port (/metrics, /healthz, /readyz)', '8080')
@@ -72,14 +74,20 @@ export function registerStandaloneCommand(program: Command): void {
         mkdirSync(join(dataDir, 'offload'), { recursive: true });
         metadata = await EmbeddedMetadataStore.open({ dataDir: join(dataDir, 'metadata'), logger });
         bookie = new Bookie({
-          config: {
-            metadata: `embedded://${join(dataDir, 'metadata')}`,
-            dataDir: join(dataDir, 'bookie'),
-            port: bookiePort,
-            httpPort: -1,
-            bindHost: '127.0.0.1',
-            advertiseAddress: `127.0.0.1:${bookiePort}`,
-          },
+          // Storage settings (journal, entry logs, caches) come from
+          // SLUICE_BOOKIE_* as for `sluice bookie`; where it lives and
+          // listens is the standalone's.
+          config: loadConfig(bookieConfigSchema, {
+            flags: {
+              metadata: `embedded://${join(dataDir, 'metadata')}`,
+              dataDir: join(dataDir, 'bookie'),
+              port: bookiePort,
+              httpPort: -1,
+              bindHost: '127.0.0.1',
+              advertiseAddress: `127.0.0.1:${bookiePort}`,
+            },
+            envPrefix: 'SLUICE_BOOKIE_',
+          }),
           metadataStore: metadata,
           registry,
           logger: logger.child({ c: 'bookie' }),

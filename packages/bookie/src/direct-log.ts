@@ -1,0 +1,201 @@
+import type { FileHandle } from 'node:fs/promises';
+import type { EntryLocation, EntryLogs } from './entry-log.js';
+import type { BookieMetrics } from './metrics.js';
+
+type Done = (err: Error | undefined) => void;
+
+interface LogFile {
+  id: number;
+  /** Opened (and its directory entry made durable) in the background. */
+  fh: Promise<FileHandle>;
+  /** Bytes reserved so far. */
+  reserved: number;
+  /** Groups still to be written to this file, oldest first. */
+  pendingWrites: number;
+  retired: boolean;
+}
+
+interface Queued {
+  file: LogFile;
+  offset: number;
+  header: Buffer;
+  payload: Buffer;
+  done: Done;
+}
+
+/**
+ * The entry log of large entries, which are written once: an entry goes
+ * straight to this log and is fdatasynced with its group, while the journal
+ * gets only a small ADD_REF record pointing at it (the two I/Os run side by
+ * side; the add is acknowledged when both are durable). The journal plus
+ * entry log path writes every byte twice, which halves what one disk can
+ * take at high throughput.
+ *
+ * A location is reserved synchronously when the add arrives, so the ADD_REF
+ * record is queued in the journal in the add's own turn and keeps its order
+ * against FENCE records. Writes are grouped like the journal's: while one
+ * group is in flight the next gathers, then goes out as one `writev` and
+ * one `fdatasync` per file. The next file is opened ahead of need, so a
+ * roll never stalls the reservation.
+ *
+ * After a crash, an ADD_REF whose bytes never reached the log (the file is
+ * shorter than the record's end) belongs to an add that was never
+ * acknowledged; replay skips it. Bytes that did land are verified on every
+ * read, as all entry log records are.
+ */
+export class DirectLog {
+  private file: LogFile | undefined;
+  private next: LogFile | undefined;
+  private queue: Queued[] = [];
+  private writing = false;
+  private failure: Error | undefined;
+  /** Appends so far, and how many of them have had their `done` run. */
+  private appended = 0;
+  private settled = 0;
+  private barriers: { at: number; resolve: () => void }[] = [];
+
+  constructor(
+    private readonly logs: EntryLogs,
+    private readonly fileBytes: number,
+    private readonly metrics: BookieMetrics,
+    /** Called once when a write or sync fails (the bookie must stop taking adds). */
+    private readonly onFailure: (err: Error) => void,
+  ) {}
+
+  get failed(): Error | undefined {
+    return this.failure;
+  }
+
+  private openFile(): LogFile {
+    const { id, fh } = this.logs.create();
+    // A failed open surfaces when a group awaits it; keep it from going unhandled before that.
+    fh.catch(() => undefined);
+    return { id, fh, reserved: 0, pendingWrites: 0, retired: false };
+  }
+
+  /**
+   * Reserve where a record of `header` + `payload` goes and queue its write;
+   * `done` runs once it is durable or failed. The location is final.
+   */
+  append(header: Buffer, payload: Buffer, done: Done): EntryLocation {
+    const length = header.length + payload.length;
+    let file = this.file;
+    if (!file || (file.reserved > 0 && file.reserved + length > this.fileBytes)) {
+      if (file) this.retire(file);
+      file = this.next ?? this.openFile();
+      this.file = file;
+      this.next = this.openFile();
+    }
+    const offset = file.reserved;
+    file.reserved += length;
+    file.pendingWrites++;
+    this.appended++;
+    this.queue.push({ file, offset, header, payload, done });
+    this.schedule();
+    return { logId: file.id, offset, length };
+  }
+
+  private retire(file: LogFile): void {
+    file.retired = true;
+    if (file.pendingWrites === 0) void this.close(file);
+  }
+
+  private async close(file: LogFile): Promise<void> {
+    try {
+      await (await file.fh).close();
+    } catch {
+      // A file that failed to open has nothing to close.
+    }
+    this.logs.release(file.id);
+  }
+
+  private schedule(): void {
+    if (this.writing || this.queue.length === 0) return;
+    this.writing = true;
+    setImmediate(() => void this.flush());
+  }
+
+  private async flush(): Promise<void> {
+    const group = this.queue;
+    this.queue = [];
+    try {
+      if (this.failure) throw this.failure;
+      // Reservations are sequential, so each file's share is one contiguous run.
+      const runs = new Map<LogFile, Queued[]>();
+      for (const q of group) {
+        const run = runs.get(q.file);
+        if (run) run.push(q);
+        else runs.set(q.file, [q]);
+      }
+      let bytes = 0;
+      await Promise.all(
+        [...runs].map(async ([file, run]) => {
+          const fh = await file.fh;
+          const buffers: Buffer[] = [];
+          let want = 0;
+          for (const q of run) {
+            buffers.push(q.header);
+            if (q.payload.length > 0) buffers.push(q.payload);
+            want += q.header.length + q.payload.length;
+          }
+          const at = run[0]!.offset;
+          const { bytesWritten } = await fh.writev(buffers, at);
+          if (bytesWritten !== want) {
+            throw Object.assign(
+              new Error(`short entry log write: ${bytesWritten} of ${want} bytes (disk full?)`),
+              { code: 'ENOSPC' },
+            );
+          }
+          const t0 = performance.now();
+          await fh.datasync();
+          this.metrics.entryLogSyncSeconds.observe((performance.now() - t0) / 1000);
+          this.logs.grew(file.id, at + want);
+          bytes += want;
+        }),
+      );
+      this.metrics.entryLogBytes.inc(bytes);
+      for (const q of group) q.done(undefined);
+    } catch (err) {
+      // Linux may drop the pages of a failed write or fdatasync: never retry,
+      // fail everything queued and every later append.
+      if (!this.failure) {
+        this.failure = err as Error;
+        this.onFailure(this.failure);
+      }
+      for (const q of group) q.done(this.failure);
+    } finally {
+      for (const q of group) {
+        if (--q.file.pendingWrites === 0 && q.file.retired) void this.close(q.file);
+      }
+      this.settled += group.length;
+      this.barriers = this.barriers.filter((b) => {
+        if (b.at > this.settled) return true;
+        b.resolve();
+        return false;
+      });
+      this.writing = false;
+      this.schedule();
+    }
+  }
+
+  /**
+   * Resolves once every append made before the call has had its `done` run
+   * (durable or failed), however busy the log stays afterwards. A
+   * checkpoint waits for it: an ADD_REF record before the checkpoint's
+   * journal position may name an entry whose write is still in flight, and
+   * that entry must be applied (indexed) before the checkpoint lets replay
+   * skip its record.
+   */
+  barrier(): Promise<void> {
+    if (this.settled >= this.appended) return Promise.resolve();
+    return new Promise((resolve) => this.barriers.push({ at: this.appended, resolve }));
+  }
+
+  /** Finish queued writes and close the files. */
+  async closeAll(): Promise<void> {
+    await this.barrier();
+    for (const f of [this.file, this.next]) if (f) await this.close(f);
+    this.file = undefined;
+    this.next = undefined;
+  }
+}
