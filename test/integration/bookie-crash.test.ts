@@ -58,13 +58,19 @@ function addUntilBroken(client: BookieServiceClient, ledgerId: number, size: num
 }
 
 // 4 KiB entries go through the journal and the write cache; 64 KiB ones are
-// written once (entry log + a journal reference).
+// written once (entry log + a journal reference) here.
 for (const size of [4096, 64 * 1024]) {
   test(`bookie crash - kill -9 during a stream of ${size / 1024} KiB adds loses no acknowledged entry`, async (t) => {
     const dir = await tempDir(t);
     const metadata = testMetadataUrl(`bookie-crash-${size}`);
     const ports = await bookiePorts();
-    const env = { CHECKPOINT_INTERVAL_MS: '250', JOURNAL_FILE_BYTES: '2M', ENTRY_LOG_FILE_BYTES: '2M' };
+    const env = {
+      CHECKPOINT_INTERVAL_MS: '250',
+      JOURNAL_FILE_BYTES: '2M',
+      ENTRY_LOG_FILE_BYTES: '2M',
+      // Large entries are written once whatever the journal's backlog.
+      ENTRY_LOG_DIRECT_BACKLOG_BYTES: '0',
+    };
     const b1 = await BookieProcess.start({ metadata, dataDir: dir, ...ports, env });
     t.teardown(() => b1.kill('SIGKILL'));
     const c1 = bookieClient(b1.address);

@@ -98,51 +98,60 @@ test('bookie disk - over the usage threshold the bookie turns read-only and back
   );
 });
 
-test('bookie disk - a real ENOSPC stops adds for good (no fsync retry) and loses nothing acknowledged', async (t) => {
-  const bookies: BookieProcess[] = [];
-  const dir = await smallDisk(t, '6m', () => bookies);
-  const metadata = testMetadataUrl('bookie-enospc');
-  // Thresholds at 100%: only the real error can stop this bookie.
-  const env = { DISK_USAGE_THRESHOLD: '1', DISK_USAGE_LWM_THRESHOLD: '0.99', CHECKPOINT_INTERVAL_MS: '200' };
-  const ports = await bookiePorts();
-  const b1 = await BookieProcess.start({ metadata, dataDir: join(dir, 'data'), ...ports, env });
-  bookies.push(b1);
-  const c1 = bookieClient(b1.address);
-  t.teardown(() => c1.close());
-  const { totalBytes } = await info(c1);
-  await fill(join(dir, 'ballast'), 1024 * 1024, totalBytes);
+// 32 KiB entries one at a time go through the journal; with no backlog
+// threshold they are written once (entry log + journal reference).
+for (const once of [false, true]) {
+  test(`bookie disk - a real ENOSPC stops adds for good (no fsync retry) and loses nothing acknowledged${once ? ' (entries written once)' : ''}`, async (t) => {
+    const bookies: BookieProcess[] = [];
+    const dir = await smallDisk(t, '6m', () => bookies);
+    const metadata = testMetadataUrl(`bookie-enospc-${once}`);
+    // Thresholds at 100%: only the real error can stop this bookie.
+    const env: Record<string, string> = {
+      DISK_USAGE_THRESHOLD: '1',
+      DISK_USAGE_LWM_THRESHOLD: '0.99',
+      CHECKPOINT_INTERVAL_MS: '200',
+    };
+    if (once) env.ENTRY_LOG_DIRECT_BACKLOG_BYTES = '0';
+    const ports = await bookiePorts();
+    const b1 = await BookieProcess.start({ metadata, dataDir: join(dir, 'data'), ...ports, env });
+    bookies.push(b1);
+    const c1 = bookieClient(b1.address);
+    t.teardown(() => c1.close());
+    const { totalBytes } = await info(c1);
+    await fill(join(dir, 'ballast'), 1024 * 1024, totalBytes);
 
-  const acked: number[] = [];
-  let failure: AddResult__Output | undefined;
-  for (let i = 0; i < 200 && !failure; i++) {
-    const [r] = await addAll(c1, [{ entries: [testEntry(50, i, 32 * 1024)] }]);
-    if (r!.status === 'ENTRY_STATUS_OK') acked.push(i);
-    else failure = r;
-  }
-  t.truthy(failure, 'the disk never filled');
-  t.is(failure!.status, 'ENTRY_STATUS_IO_ERROR');
-  t.regex(failure!.message, /ENOSPC|disk full|no space/i);
-  t.true(acked.length > 0);
-  t.true((await info(c1)).readOnly);
+    const acked: number[] = [];
+    let failure: AddResult__Output | undefined;
+    for (let i = 0; i < 200 && !failure; i++) {
+      const [r] = await addAll(c1, [{ entries: [testEntry(50, i, 32 * 1024)] }]);
+      if (r!.status === 'ENTRY_STATUS_OK') acked.push(i);
+      else failure = r;
+    }
+    t.truthy(failure, 'the disk never filled');
+    t.is(failure!.status, 'ENTRY_STATUS_IO_ERROR');
+    t.regex(failure!.message, /ENOSPC|disk full|no space/i);
+    t.true(acked.length > 0);
+    t.true((await info(c1)).readOnly);
 
-  await rm(join(dir, 'ballast'));
-  const [later] = await addAll(c1, [{ entries: [testEntry(50, 1000, 1024)] }]);
-  t.is(later!.status, 'ENTRY_STATUS_IO_ERROR', 'a failed journal is never written again');
-  t.true((await readEntry(c1, 50, acked[0]!)).status === 'ENTRY_STATUS_OK', 'reads still served');
+    await rm(join(dir, 'ballast'));
+    const [later] = await addAll(c1, [{ entries: [testEntry(50, 1000, 1024)] }]);
+    t.is(later!.status, 'ENTRY_STATUS_IO_ERROR', 'a failed journal is never written again');
+    t.true((await readEntry(c1, 50, acked[0]!)).status === 'ENTRY_STATUS_OK', 'reads still served');
 
-  b1.kill('SIGKILL');
-  await b1.exited;
-  const b2 = await BookieProcess.start({ metadata, dataDir: join(dir, 'data'), ...ports, env });
-  bookies.push(b2);
-  const c2 = bookieClient(b2.address);
-  t.teardown(() => c2.close());
-  for (const i of acked) {
-    const r = await readEntry(c2, 50, i);
-    t.true(
-      r.status === 'ENTRY_STATUS_OK' && r.entry?.payload.equals(testEntry(50, i, 32 * 1024).payload),
-      `50:${i}`,
-    );
-  }
-  const [fresh] = await addAll(c2, [{ entries: [testEntry(50, acked.length, 1024)] }]);
-  t.is(fresh!.status, 'ENTRY_STATUS_OK');
-});
+    b1.kill('SIGKILL');
+    await b1.exited;
+    const b2 = await BookieProcess.start({ metadata, dataDir: join(dir, 'data'), ...ports, env });
+    bookies.push(b2);
+    const c2 = bookieClient(b2.address);
+    t.teardown(() => c2.close());
+    for (const i of acked) {
+      const r = await readEntry(c2, 50, i);
+      t.true(
+        r.status === 'ENTRY_STATUS_OK' && r.entry?.payload.equals(testEntry(50, i, 32 * 1024).payload),
+        `50:${i}`,
+      );
+    }
+    const [fresh] = await addAll(c2, [{ entries: [testEntry(50, acked.length, 1024)] }]);
+    t.is(fresh!.status, 'ENTRY_STATUS_OK');
+  });
+}

@@ -28,6 +28,8 @@ function options(dir: string, over: Partial<BookieStoreOptions> = {}): BookieSto
     writeCacheBytes: 16 * 1024 * 1024,
     entryLogSyncBytes: 256 * 1024,
     entryLogDirectBytes: 16 * 1024,
+    // Large entries are written once whatever the journal's backlog.
+    entryLogDirectBacklogBytes: 0,
     maxEntryBytes: 1024 * 1024,
     logger: silentLogger,
     metrics: createBookieMetrics(createRegistry(false)),
@@ -601,4 +603,22 @@ test('bookie store - a checkpoint taken while a large entry is still being writt
   await s.abort();
   s = await openStore(dir);
   for (let i = 0; i < 8; i++) t.is((await s.read(8, i)).status, 'OK', `entry ${i}`);
+});
+
+test('bookie store - large entries are written once only while the journal is backlogged', async (t) => {
+  const dir = await tempDir(t);
+  const metrics = createBookieMetrics(createRegistry(false));
+  const s = await openStore(dir, { metrics, entryLogDirectBacklogBytes: 512 * 1024 });
+  t.teardown(() => s.close());
+  t.is((await s.add(entry(9, 0, LARGE), false)).status, 'OK');
+  t.is(await counterValue(metrics.entriesWrittenOnce), 0, 'a lone add goes through the journal');
+  // A burst in one turn: once a full group waits behind the journal's write, the rest are written once.
+  const outs = await Promise.all(Array.from({ length: 64 }, (_, i) => s.add(entry(9, i + 1, LARGE), false)));
+  t.true(outs.every((o) => o.status === 'OK'));
+  const once = await counterValue(metrics.entriesWrittenOnce);
+  t.true(once > 0 && once < 64, `${once} of 64 written once`);
+  for (let i = 0; i <= 64; i++) {
+    const r = await s.read(9, i);
+    t.true(r.status === 'OK' && r.entry.payload.equals(entry(9, i, LARGE).payload), `entry ${i}`);
+  }
 });

@@ -44,6 +44,8 @@ export interface BookieStoreOptions {
   entryLogSyncBytes: number;
   /** Entries of at least this many payload bytes are written once (see the bookie config); 0: never. */
   entryLogDirectBytes: number;
+  /** ...while at least this many journal bytes wait behind the group being written (0: always). */
+  entryLogDirectBacklogBytes: number;
   maxEntryBytes: number;
   logger: Logger;
   metrics: BookieMetrics;
@@ -254,7 +256,11 @@ export class BookieStore {
 
   private append(e: AddRequest, done: (o: Outcome) => void): void {
     const direct = this.opts.entryLogDirectBytes;
-    if (direct > 0 && e.payload.length >= direct) {
+    if (
+      direct > 0 &&
+      e.payload.length >= direct &&
+      this.journal.backlogBytes >= this.opts.entryLogDirectBacklogBytes
+    ) {
       this.appendDirect(e, done);
       return;
     }
@@ -308,6 +314,7 @@ export class BookieStore {
         return;
       }
       this.storage.applyStored(entry, loc);
+      this.opts.metrics.entriesWrittenOnce.inc();
       done(OK);
     };
     const loc = this.storage.appendDirect(entry, settle);

@@ -138,6 +138,7 @@ export class Bookie {
       writeCacheBytes: cfg.writeCacheBytes,
       entryLogSyncBytes: cfg.entryLogSyncBytes,
       entryLogDirectBytes: cfg.entryLogDirectBytes,
+      entryLogDirectBacklogBytes: cfg.entryLogDirectBacklogBytes,
       maxEntryBytes: cfg.maxEntryBytes,
       logger,
       metrics: this.metrics,

@@ -74,17 +74,25 @@ export const bookieConfigSchema = z.object({
    */
   entryLogSyncBytes: zSize.default(256 * 1024),
   /**
-   * Entries of at least this many payload bytes are written once: straight
-   * to an entry log of their own, fdatasynced with their group, with only a
-   * small reference record in the journal (the two writes run side by side;
-   * the add is acknowledged when both are durable). Smaller entries go
-   * through the journal and the write cache and are written twice, which
-   * costs less per entry for them. Large entries written once halve the
-   * bytes a disk takes per payload byte; they are read from the entry log
-   * (the OS page cache) rather than the write cache. 0 writes every entry
-   * twice.
+   * Entries of at least this many payload bytes are written once while the
+   * disk is the limit (see `entryLogDirectBacklogBytes`): straight to an
+   * entry log of their own, fdatasynced with their group, with only a small
+   * reference record in the journal (the two writes run side by side; the
+   * add is acknowledged when both are durable). That halves the bytes the
+   * disk takes per payload byte. Otherwise entries go through the journal
+   * and the write cache and are written twice, which costs less latency: the
+   * journal overwrites recycled files, while each fdatasync of a growing
+   * entry log also commits the file system's journal. Entries written once
+   * are read from the entry log (the OS page cache), not the write cache.
+   * 0 writes every entry twice.
    */
   entryLogDirectBytes: zSize.default(16 * 1024),
+  /**
+   * Large entries are written once while at least this many journal bytes
+   * wait behind the group being written, i.e. while the journal (the disk)
+   * does not keep up; 0 writes them once always.
+   */
+  entryLogDirectBacklogBytes: zSize.default(512 * 1024),
   /** Checkpoint (flush entry logs + index, then trim the journal) at least this often. */
   checkpointIntervalMs: zDuration.default(10_000),
   /** Checkpoint early when the write cache holds this many bytes; adds wait when it holds twice this. */

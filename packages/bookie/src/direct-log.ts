@@ -4,6 +4,9 @@ import type { BookieMetrics } from './metrics.js';
 
 type Done = (err: Error | undefined) => void;
 
+/** Groups whose fdatasync may be in flight at once (one syncing while the next is written and synced). */
+const MAX_SYNCING_GROUPS = 2;
+
 interface LogFile {
   id: number;
   /** Opened (and its directory entry made durable) in the background. */
@@ -47,7 +50,12 @@ export class DirectLog {
   private file: LogFile | undefined;
   private next: LogFile | undefined;
   private queue: Queued[] = [];
+  /** A group's `writev` is in progress (the next group waits for it). */
   private writing = false;
+  /** Groups written whose fdatasync is in flight or that wait for an older group to settle. */
+  private syncing = 0;
+  /** Settles when the newest group has: groups settle in order. */
+  private previous: Promise<void> = Promise.resolve();
   private failure: Error | undefined;
   /** Appends so far, and how many of them have had their `done` run. */
   private appended = 0;
@@ -110,72 +118,109 @@ export class DirectLog {
   }
 
   private schedule(): void {
-    if (this.writing || this.queue.length === 0) return;
+    if (this.writing || this.syncing >= MAX_SYNCING_GROUPS || this.queue.length === 0) return;
     this.writing = true;
     setImmediate(() => void this.flush());
   }
 
+  /**
+   * Write one group, then let the next group's `writev` run while this
+   * one's fdatasync is in flight (copying into the page cache overlaps the
+   * disk's work); groups still settle in order, so a `done` never runs
+   * before an older group's.
+   */
   private async flush(): Promise<void> {
     const group = this.queue;
     this.queue = [];
-    try {
-      if (this.failure) throw this.failure;
-      // Reservations are sequential, so each file's share is one contiguous run.
-      const runs = new Map<LogFile, Queued[]>();
-      for (const q of group) {
-        const run = runs.get(q.file);
-        if (run) run.push(q);
-        else runs.set(q.file, [q]);
+    const prior = this.previous;
+    let settledThis!: () => void;
+    this.previous = new Promise((resolve) => {
+      settledThis = resolve;
+    });
+    let error = this.failure;
+    let written: { file: LogFile; fh: FileHandle; end: number; bytes: number }[] = [];
+    if (!error) {
+      try {
+        // Reservations are sequential, so each file's share is one contiguous run.
+        const runs = new Map<LogFile, Queued[]>();
+        for (const q of group) {
+          const run = runs.get(q.file);
+          if (run) run.push(q);
+          else runs.set(q.file, [q]);
+        }
+        written = await Promise.all(
+          [...runs].map(async ([file, run]) => {
+            const fh = await file.fh;
+            const buffers: Buffer[] = [];
+            let bytes = 0;
+            for (const q of run) {
+              buffers.push(q.header);
+              if (q.payload.length > 0) buffers.push(q.payload);
+              bytes += q.header.length + q.payload.length;
+            }
+            const at = run[0]!.offset;
+            const { bytesWritten } = await fh.writev(buffers, at);
+            if (bytesWritten !== bytes) {
+              throw Object.assign(
+                new Error(`short entry log write: ${bytesWritten} of ${bytes} bytes (disk full?)`),
+                { code: 'ENOSPC' },
+              );
+            }
+            return { file, fh, end: at + bytes, bytes };
+          }),
+        );
+      } catch (err) {
+        error = err as Error;
       }
-      let bytes = 0;
-      await Promise.all(
-        [...runs].map(async ([file, run]) => {
-          const fh = await file.fh;
-          const buffers: Buffer[] = [];
-          let want = 0;
-          for (const q of run) {
-            buffers.push(q.header);
-            if (q.payload.length > 0) buffers.push(q.payload);
-            want += q.header.length + q.payload.length;
-          }
-          const at = run[0]!.offset;
-          const { bytesWritten } = await fh.writev(buffers, at);
-          if (bytesWritten !== want) {
-            throw Object.assign(
-              new Error(`short entry log write: ${bytesWritten} of ${want} bytes (disk full?)`),
-              { code: 'ENOSPC' },
-            );
-          }
-          const t0 = performance.now();
-          await fh.datasync();
-          this.metrics.entryLogSyncSeconds.observe((performance.now() - t0) / 1000);
-          this.logs.grew(file.id, at + want);
-          bytes += want;
-        }),
-      );
-      this.metrics.entryLogBytes.inc(bytes);
-      for (const q of group) q.done(undefined);
-    } catch (err) {
+    }
+    this.writing = false;
+    this.syncing++;
+    this.schedule();
+    if (!error) {
+      try {
+        await Promise.all(
+          written.map(async ({ fh }) => {
+            const t0 = performance.now();
+            await fh.datasync();
+            this.metrics.entryLogSyncSeconds.observe((performance.now() - t0) / 1000);
+          }),
+        );
+      } catch (err) {
+        error = err as Error;
+      }
+    }
+    await prior;
+    this.syncing--;
+    // An older group failed: this one is never acknowledged either.
+    error ??= this.failure;
+    if (error) {
       // Linux may drop the pages of a failed write or fdatasync: never retry,
       // fail everything queued and every later append.
       if (!this.failure) {
-        this.failure = err as Error;
-        this.onFailure(this.failure);
+        this.failure = error;
+        this.onFailure(error);
       }
       for (const q of group) q.done(this.failure);
-    } finally {
-      for (const q of group) {
-        if (--q.file.pendingWrites === 0 && q.file.retired) void this.close(q.file);
+    } else {
+      let bytes = 0;
+      for (const w of written) {
+        this.logs.grew(w.file.id, w.end);
+        bytes += w.bytes;
       }
-      this.settled += group.length;
-      this.barriers = this.barriers.filter((b) => {
-        if (b.at > this.settled) return true;
-        b.resolve();
-        return false;
-      });
-      this.writing = false;
-      this.schedule();
+      this.metrics.entryLogBytes.inc(bytes);
+      for (const q of group) q.done(undefined);
     }
+    for (const q of group) {
+      if (--q.file.pendingWrites === 0 && q.file.retired) void this.close(q.file);
+    }
+    this.settled += group.length;
+    this.barriers = this.barriers.filter((b) => {
+      if (b.at > this.settled) return true;
+      b.resolve();
+      return false;
+    });
+    settledThis();
+    this.schedule();
   }
 
   /**

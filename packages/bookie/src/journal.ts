@@ -110,6 +110,11 @@ export class Journal {
 
   constructor(private readonly opts: JournalOptions) {}
 
+  /** Bytes queued behind the group being written (0 while idle). */
+  get backlogBytes(): number {
+    return this.writing ? this.pendingBytes : 0;
+  }
+
   get failed(): Error | undefined {
     return this.failure;
   }

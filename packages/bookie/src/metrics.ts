@@ -25,6 +25,7 @@ export interface BookieMetrics {
   journalQueue: Gauge;
   journalFilesRecycled: Counter;
   entryLogBytes: Counter;
+  entriesWrittenOnce: Counter;
   entryLogSyncSeconds: Histogram;
   writeCacheBytes: Gauge;
   checkpointSeconds: Histogram;
@@ -80,6 +81,11 @@ export function createBookieMetrics(registry: Registry): BookieMetrics {
       'Journal files started by reusing a retired one (no allocation on fdatasync)',
     ),
     entryLogBytes: counter(registry, 'sluice_bookie_entry_log_bytes_total', 'Bytes written to entry logs'),
+    entriesWrittenOnce: counter(
+      registry,
+      'sluice_bookie_entries_written_once_total',
+      'Entries written once, straight to an entry log with a reference in the journal (entryLogDirectBytes)',
+    ),
     entryLogSyncSeconds: histogram(
       registry,
       'sluice_bookie_entry_log_sync_seconds',
