@@ -100,6 +100,8 @@ export class BookieStore {
     const from = await this.storage.open();
     let replayed = 0;
     let unwritten = 0;
+    // Log sizes do not change during replay: one stat per log, not per reference.
+    const logSizes = new Map<number, Promise<number>>();
     const count = await this.journal.replay(from, async (rec, end) => {
       if (rec.type === RecordType.FENCE) this.storage.applyFence(rec.ledgerId);
       else if (rec.type === RecordType.ADD_REF) {
@@ -113,7 +115,12 @@ export class BookieStore {
         };
         // Past the end of its log the entry never became durable, so its add
         // was never acknowledged. Bytes that are there are verified on read.
-        if (await this.storage.holds(loc)) {
+        let size = logSizes.get(loc.logId);
+        if (size === undefined) {
+          size = this.storage.logs.fileSize(loc.logId);
+          logSizes.set(loc.logId, size);
+        }
+        if ((await size) >= loc.offset + loc.length) {
           this.storage.applyStored(meta, loc);
           replayed++;
         } else unwritten++;

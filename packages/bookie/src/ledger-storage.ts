@@ -119,14 +119,6 @@ export class LedgerStorage {
     this.index.setLocation(l, e.entryId, loc);
   }
 
-  /**
-   * Whether the bytes of `loc` reached its log (replay of an ADD_REF: a
-   * record past the end of its file was never durable, so never acknowledged).
-   */
-  async holds(loc: EntryLocation): Promise<boolean> {
-    return (await this.logs.fileSize(loc.logId)) >= loc.offset + loc.length;
-  }
-
   /** Run `fn` after every earlier entry log / index task. */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const p = this.chain.then(() => {
