@@ -11,8 +11,9 @@
  * adds in flight are bounded (`maxInFlightBytesPerStream`, the service's
  * per-stream bound), and a bounded number of adds may wait beyond that.
  *
- * Payloads are not copied on the way in: the journal writes the writer's
- * buffer (the write cache copies it once it is durable). Ledger writers
+ * Payloads are not copied on the way in: the journal (or, for a large
+ * entry written once, the direct entry log) writes the writer's buffer;
+ * the write cache copies journaled entries once they are durable. Ledger writers
  * never change a payload after `addEntry` (an ensemble change resends the
  * same buffer). Reads hand out views of the cache's memory (a chunk that
  * served a read is never reused); readers do not change the entries they get.
