@@ -68,7 +68,8 @@ for (const size of [4096, 64 * 1024]) {
       CHECKPOINT_INTERVAL_MS: '250',
       JOURNAL_FILE_BYTES: '2M',
       ENTRY_LOG_FILE_BYTES: '2M',
-      // Large entries are written once whatever the journal's backlog.
+      // Entries of 16 KiB and more are written once whatever the journal's backlog.
+      ENTRY_LOG_DIRECT_BYTES: '16K',
       ENTRY_LOG_DIRECT_BACKLOG_BYTES: '0',
     };
     const b1 = await BookieProcess.start({ metadata, dataDir: dir, ...ports, env });

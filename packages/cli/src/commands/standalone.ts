@@ -18,6 +18,9 @@ interface StandaloneFlags {
   metricsPerTopic?: boolean;
 }
 
+/** The standalone's `entryLogDirectBytes` (`sluice bookie` defaults to 0). */
+const STANDALONE_DIRECT_BYTES = 16 * 1024;
+
 function port(text: string, what: string): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < 0 || n > 65535) {
@@ -85,6 +88,12 @@ export function registerStandaloneCommand(program: Command): void {
               httpPort: -1,
               bindHost: '127.0.0.1',
               advertiseAddress: `127.0.0.1:${bookiePort}`,
+              // One process on one disk: large entries are written once
+              // under load (see `entryLogDirectBytes`), unless the env says otherwise.
+              entryLogDirectBytes:
+                process.env.SLUICE_BOOKIE_ENTRY_LOG_DIRECT_BYTES === undefined
+                  ? STANDALONE_DIRECT_BYTES
+                  : undefined,
             },
             envPrefix: 'SLUICE_BOOKIE_',
           }),
