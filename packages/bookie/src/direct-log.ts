@@ -37,9 +37,10 @@ interface Queued {
  * A location is reserved synchronously when the add arrives, so the ADD_REF
  * record is queued in the journal in the add's own turn and keeps its order
  * against FENCE records. Writes are grouped like the journal's: while one
- * group is in flight the next gathers, then goes out as one `writev` and
- * one `fdatasync` per file. The next file is opened ahead of need, so a
- * roll never stalls the reservation.
+ * group is being written the next gathers, then goes out as one `writev`
+ * and one `fdatasync` per file, the `writev` overlapping the previous
+ * group's fdatasync. The next file is opened ahead of need, so a roll never
+ * stalls the reservation.
  *
  * After a crash, an ADD_REF whose bytes never reached the log (the file is
  * shorter than the record's end) belongs to an add that was never
@@ -69,10 +70,6 @@ export class DirectLog {
     /** Called once when a write or sync fails (the bookie must stop taking adds). */
     private readonly onFailure: (err: Error) => void,
   ) {}
-
-  get failed(): Error | undefined {
-    return this.failure;
-  }
 
   private openFile(): LogFile {
     const { id, fh } = this.logs.create();
