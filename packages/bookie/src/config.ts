@@ -78,16 +78,17 @@ export const bookieConfigSchema = z.object({
    * journal is backlogged (see `entryLogDirectBacklogBytes`): straight to an
    * entry log of their own, fdatasynced with their group, with only a small
    * reference record in the journal (the two writes run side by side; the
-   * add is acknowledged when both are durable). That halves the bytes the
-   * disk takes per payload byte when journal and entry logs share it, at
+   * add is acknowledged when both are durable). Each such entry costs the
+   * disk half the bytes when journal and entry logs share it, at
    * the cost of an fdatasync per group on a growing file (a file-system
    * journal commit each) instead of page-cache writes. Entries written once
    * are read from the entry log (the OS page cache), not the write cache.
    * 0 (the default for `sluice bookie`) writes every entry twice, which is
    * the better trade with the journal on its own disk and measured ~10%
    * more throughput for three CPU-bound bookies sharing one disk; `sluice
-   * standalone` defaults to 16 KiB (one disk: half the device bytes, the
-   * same throughput, a third of the p99 at its maximum rate).
+   * standalone` defaults to 16 KiB (one disk: 1.56 bytes written per
+   * payload byte at its maximum rate instead of 2.42, the same throughput,
+   * a third of the publish p99 there).
    */
   entryLogDirectBytes: zSize.default(0),
   /**
