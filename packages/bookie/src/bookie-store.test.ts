@@ -5,7 +5,7 @@ import { crc32c, createRegistry, silentLogger } from '@sluice/common';
 import test from 'ava';
 import { BookieStore, type BookieStoreOptions } from './bookie-store.js';
 import { ENTRY_HEADER_BYTES } from './entry-log.js';
-import { JOURNAL_HEADER_BYTES } from './journal-record.js';
+import { JOURNAL_HEADER_BYTES, REF_PAYLOAD_BYTES } from './journal-record.js';
 import { createBookieMetrics } from './metrics.js';
 
 async function tempDir(t: { teardown: (fn: () => Promise<void>) => void }): Promise<string> {
@@ -517,7 +517,7 @@ test('bookie store - large entries are written once: a reference in the journal,
   t.true(outs.every((o) => o.status === 'OK'));
   const journal = (await counterValue(metrics.journalBytes)) - journal0;
   const entryLog = await counterValue(metrics.entryLogBytes);
-  t.is(journal, 20 * (JOURNAL_HEADER_BYTES + 24), 'the journal holds only references');
+  t.is(journal, 20 * (JOURNAL_HEADER_BYTES + REF_PAYLOAD_BYTES), 'the journal holds only references');
   t.is(entryLog, 20 * (ENTRY_HEADER_BYTES + LARGE), 'each entry is written once, to an entry log');
   t.is(s.storage.cache.bytes, 0, 'large entries skip the write cache');
   const r = await s.read(3, 11);

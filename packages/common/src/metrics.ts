@@ -44,11 +44,6 @@ export function histogram(
   );
 }
 
-/** What a hot path needs of a histogram. */
-export interface Observer {
-  observe(value: number): void;
-}
-
 /**
  * A histogram without labels whose `observe` only bumps typed-array
  * counters, for per-add and per-message paths: prom-client's `observe`
@@ -57,7 +52,7 @@ export interface Observer {
  * Scrapes expose it exactly as a prom-client histogram with the same
  * buckets (cumulative `_bucket` series, `_sum`, `_count`).
  */
-export class CountingHistogram implements Observer {
+export class CountingHistogram {
   readonly type = 'histogram';
   readonly aggregator = 'sum';
   private readonly bounds: Float64Array;

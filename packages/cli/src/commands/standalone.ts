@@ -1,9 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
-import { Bookie, bookieConfigSchema } from '@sluice/bookie';
+import { Bookie, type BookieConfig, bookieConfigSchema } from '@sluice/bookie';
 import { BrokerRuntime } from '@sluice/broker';
-import { createLogger, createRegistry, InvalidArgumentError, loadConfig } from '@sluice/common';
+import { createLogger, createRegistry, envName, InvalidArgumentError, loadConfig } from '@sluice/common';
 import { EmbeddedMetadataStore } from '@sluice/metadata';
 import type { Command } from 'commander';
 import { onSignals } from './broker.js';
@@ -19,7 +19,36 @@ interface StandaloneFlags {
 }
 
 /** The standalone's `entryLogDirectBytes` (`sluice bookie` defaults to 0). */
-const STANDALONE_DIRECT_BYTES = 16 * 1024;
+export const STANDALONE_DIRECT_BYTES = 16 * 1024;
+
+/**
+ * The in-process bookie's settings: storage ones (journal, entry logs,
+ * caches) from `SLUICE_BOOKIE_*` as for `sluice bookie`, over the
+ * standalone's own default of writing large entries once (one process on
+ * one disk, see `entryLogDirectBytes`); where it lives and listens is the
+ * standalone's.
+ */
+export function standaloneBookieConfig(
+  dataDir: string,
+  bookiePort: number,
+  env: NodeJS.ProcessEnv = process.env,
+): BookieConfig {
+  const prefix = 'SLUICE_BOOKIE_';
+  return loadConfig(bookieConfigSchema, {
+    env,
+    envPrefix: prefix,
+    flags: {
+      metadata: `embedded://${join(dataDir, 'metadata')}`,
+      dataDir: join(dataDir, 'bookie'),
+      port: bookiePort,
+      httpPort: -1,
+      bindHost: '127.0.0.1',
+      advertiseAddress: `127.0.0.1:${bookiePort}`,
+      entryLogDirectBytes:
+        env[envName(prefix, 'entryLogDirectBytes')] === undefined ? STANDALONE_DIRECT_BYTES : undefined,
+    },
+  });
+}
 
 function port(text: string, what: string): number {
   const n = Number(text);
@@ -77,26 +106,7 @@ export function registerStandaloneCommand(program: Command): void {
         mkdirSync(join(dataDir, 'offload'), { recursive: true });
         metadata = await EmbeddedMetadataStore.open({ dataDir: join(dataDir, 'metadata'), logger });
         bookie = new Bookie({
-          // Storage settings (journal, entry logs, caches) come from
-          // SLUICE_BOOKIE_* as for `sluice bookie`; where it lives and
-          // listens is the standalone's.
-          config: loadConfig(bookieConfigSchema, {
-            flags: {
-              metadata: `embedded://${join(dataDir, 'metadata')}`,
-              dataDir: join(dataDir, 'bookie'),
-              port: bookiePort,
-              httpPort: -1,
-              bindHost: '127.0.0.1',
-              advertiseAddress: `127.0.0.1:${bookiePort}`,
-              // One process on one disk: large entries are written once
-              // under load (see `entryLogDirectBytes`), unless the env says otherwise.
-              entryLogDirectBytes:
-                process.env.SLUICE_BOOKIE_ENTRY_LOG_DIRECT_BYTES === undefined
-                  ? STANDALONE_DIRECT_BYTES
-                  : undefined,
-            },
-            envPrefix: 'SLUICE_BOOKIE_',
-          }),
+          config: standaloneBookieConfig(dataDir, bookiePort),
           metadataStore: metadata,
           registry,
           logger: logger.child({ c: 'bookie' }),
