@@ -98,8 +98,8 @@ test('bookie disk - over the usage threshold the bookie turns read-only and back
   );
 });
 
-// 32 KiB entries go through the journal by default; with a 16 KiB
-// threshold and no backlog one they are written once (entry log + journal reference).
+// 32 KiB entries are written once by default (entry log + journal
+// reference); with writing once off they go through the journal.
 for (const once of [false, true]) {
   test(`bookie disk - a real ENOSPC stops adds for good (no fsync retry) and loses nothing acknowledged${once ? ' (entries written once)' : ''}`, async (t) => {
     const bookies: BookieProcess[] = [];
@@ -111,7 +111,12 @@ for (const once of [false, true]) {
       DISK_USAGE_LWM_THRESHOLD: '0.99',
       CHECKPOINT_INTERVAL_MS: '200',
     };
-    if (once) Object.assign(env, { ENTRY_LOG_DIRECT_BYTES: '16K', ENTRY_LOG_DIRECT_BACKLOG_BYTES: '0' });
+    Object.assign(
+      env,
+      once
+        ? { ENTRY_LOG_DIRECT_BYTES: '16K', ENTRY_LOG_DIRECT_BACKLOG_BYTES: '0' }
+        : { ENTRY_LOG_DIRECT_BYTES: '0' },
+    );
     const ports = await bookiePorts();
     const b1 = await BookieProcess.start({ metadata, dataDir: join(dir, 'data'), ...ports, env });
     bookies.push(b1);

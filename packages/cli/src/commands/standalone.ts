@@ -3,7 +3,7 @@ import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { Bookie, type BookieConfig, bookieConfigSchema } from '@sluice/bookie';
 import { BrokerRuntime } from '@sluice/broker';
-import { createLogger, createRegistry, envName, InvalidArgumentError, loadConfig } from '@sluice/common';
+import { createLogger, createRegistry, InvalidArgumentError, loadConfig } from '@sluice/common';
 import { EmbeddedMetadataStore } from '@sluice/metadata';
 import type { Command } from 'commander';
 import { onSignals } from './broker.js';
@@ -18,15 +18,10 @@ interface StandaloneFlags {
   metricsPerTopic?: boolean;
 }
 
-/** The standalone's `entryLogDirectBytes` (`sluice bookie` defaults to 0). */
-export const STANDALONE_DIRECT_BYTES = 16 * 1024;
-
 /**
  * The in-process bookie's settings: storage ones (journal, entry logs,
- * caches) from `SLUICE_BOOKIE_*` as for `sluice bookie`, over the
- * standalone's own default of writing large entries once (one process on
- * one disk, see `entryLogDirectBytes`); where it lives and listens is the
- * standalone's.
+ * caches) from `SLUICE_BOOKIE_*` with `sluice bookie`'s defaults; where it
+ * lives and listens is the standalone's.
  */
 export function standaloneBookieConfig(
   dataDir: string,
@@ -44,8 +39,6 @@ export function standaloneBookieConfig(
       httpPort: -1,
       bindHost: '127.0.0.1',
       advertiseAddress: `127.0.0.1:${bookiePort}`,
-      entryLogDirectBytes:
-        env[envName(prefix, 'entryLogDirectBytes')] === undefined ? STANDALONE_DIRECT_BYTES : undefined,
     },
   });
 }
