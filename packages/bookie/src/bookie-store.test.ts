@@ -200,6 +200,39 @@ test('bookie store - dropping a ledger and compacting keeps other entries readab
   }
 });
 
+test('bookie store - entries written once: a dropped ledger is compacted out of the direct logs, the rest stays readable', async (t) => {
+  const dir = await tempDir(t);
+  const size = 20 * 1024;
+  const metrics = createBookieMetrics(createRegistry(false));
+  const s = await openStore(dir, { entryLogFileBytes: 256 * 1024, metrics });
+  for (let i = 0; i < 30; i++) {
+    t.is((await s.add(entry(30, i, size), false)).status, 'OK');
+    t.is((await s.add(entry(31, i, size), false)).status, 'OK');
+  }
+  t.is((await metrics.entriesWrittenOnce.get()).values[0]?.value, 60, 'every add took the direct path');
+  await s.checkpoint();
+  const before = [...s.storage.logs.sizes.keys()].length;
+  await s.storage.dropLedger(30, () => s.position());
+  const candidates = s.storage.compactionCandidates(0.6);
+  t.true(candidates.length >= 2, `candidates: ${candidates.join(',')}`);
+  let compacted = 0;
+  for (const id of candidates) compacted += await s.storage.compact(id, () => s.position());
+  t.is(compacted, candidates.length);
+  t.true([...s.storage.logs.sizes.keys()].length < before, 'logs holding only ledger 30 are gone');
+  for (let i = 0; i < 30; i++) {
+    const r = await s.read(31, i);
+    t.true(r.status === 'OK' && r.entry.payload.equals(entry(31, i, size).payload), `31:${i}`);
+  }
+  await s.close();
+  const s2 = await openStore(dir);
+  t.teardown(() => s2.close());
+  t.is((await s2.read(30, 0)).status, 'NO_LEDGER');
+  for (let i = 0; i < 30; i++) {
+    const r = await s2.read(31, i);
+    t.true(r.status === 'OK' && r.entry.payload.equals(entry(31, i, size).payload), `31:${i} after restart`);
+  }
+});
+
 test('bookie store - the ledger length of each entry is kept in the cache, the entry log and across journal replay', async (t) => {
   const dir = await tempDir(t);
   const lengthOf = async (s: BookieStore, entryId: number) => {
