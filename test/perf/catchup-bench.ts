@@ -1,12 +1,14 @@
 /**
  * Catch-up benchmark (not a test): build a backlog at the producer's max
  * rate with no consumer, then read it from the earliest message on fresh
- * subscriptions, one consumer at a time, for each receiver queue size given.
+ * subscriptions, one consumer at a time, for each receiver queue size given
+ * (`default`: the client's own, which on an exclusive subscription grows
+ * while messages are small).
  * Runs the topology a workload file names (standalone, or etcd + bookies +
  * brokers as real processes) and prints a Markdown table.
  *
  *   npx turbo run build && node --import=tsx test/perf/catchup-bench.ts \
- *     test/perf/workloads/cluster-3bookies-1kb-max.yaml [backlog-seconds=15] [queue sizes=1000,10000] [runs=2]
+ *     test/perf/workloads/cluster-3bookies-1kb-max.yaml [backlog-seconds=15] [queue sizes=default,1000,10000] [runs=3]
  *
  * Consumers run interleaved (q1, q2, q1, q2, ...) against the same backlog,
  * so each size sees the same data and a similar machine.
@@ -16,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadWorkload, type PerfSummary } from '../../packages/cli/src/perf/index.js';
 import { Proc } from './harness/processes.js';
+import { stat } from './harness/report.js';
 import { SLUICE_BIN, startSluice } from './harness/sluice-topology.js';
 import { createBenchTopics } from './harness/trial.js';
 
@@ -28,8 +31,14 @@ if (!workloadPath) {
 }
 const w = loadWorkload(workloadPath);
 const backlogSec = Number(backlogArg ?? 15);
-const queues = (queuesArg ?? '1000,10000').split(',').map(Number);
-const runs = Number(runsArg ?? 2);
+const queues = (queuesArg ?? 'default,1000,10000').split(',');
+for (const q of queues) {
+  if (q !== 'default' && !(Number.isInteger(Number(q)) && Number(q) > 0)) {
+    console.error(`receiver queue size '${q}' must be a positive integer or 'default'`);
+    process.exit(2);
+  }
+}
+const runs = Number(runsArg ?? 3);
 
 const root = await mkdtemp(join(process.env.BENCH_DIR ?? tmpdir(), 'sluice-catchup-'));
 const topology = await startSluice(w, root);
@@ -53,7 +62,7 @@ try {
   const published = backlog.counts.published ?? 0;
   console.error(`[catchup] backlog: ${published} messages at ${Math.round(backlog.msgPerSec)} msg/s`);
 
-  const results = new Map<number, number[]>(queues.map((q) => [q, []]));
+  const results = new Map<string, number[]>(queues.map((q) => [q, []]));
   for (let run = 0; run < runs; run++) {
     for (const q of queues) {
       const consume = sluice(`perf consume q${q}`, [
@@ -62,7 +71,7 @@ try {
         topic!,
         `--subscription=catchup-q${q}-${run}`,
         '--from=earliest',
-        `--receiver-queue-size=${q}`,
+        ...(q === 'default' ? [] : [`--receiver-queue-size=${q}`]),
         '--idle-timeout=3',
         '--json',
       ]);
@@ -75,14 +84,14 @@ try {
     }
   }
 
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   console.log(`# catch-up: ${w.name}, backlog ${published} × ${w.messageSize} B\n`);
   console.log('| receiver queue | runs | catch-up msg/s (median) | range |');
   console.log('| --- | --- | --- | --- |');
   for (const [q, xs] of results) {
-    const lo = Math.round(Math.min(...xs));
-    const hi = Math.round(Math.max(...xs));
-    console.log(`| ${q} | ${xs.length} | ${Math.round(median(xs)).toLocaleString('en')} | ${lo}–${hi} |`);
+    const { median, min, max } = stat(xs);
+    console.log(
+      `| ${q} | ${xs.length} | ${Math.round(median).toLocaleString('en')} | ${Math.round(min)}–${Math.round(max)} |`,
+    );
   }
 } finally {
   await topology.stop();
