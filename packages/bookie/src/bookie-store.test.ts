@@ -2,7 +2,7 @@ import { type FileHandle, mkdtemp, open, readdir, rm, stat, truncate } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32c, createRegistry, silentLogger } from '@sluice/common';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { BookieStore, type BookieStoreOptions } from './bookie-store.js';
 import { ENTRY_HEADER_BYTES } from './entry-log.js';
 import { JOURNAL_HEADER_BYTES, REF_PAYLOAD_BYTES } from './journal-record.js';
@@ -172,6 +172,20 @@ test('bookie store - bad input gets a clear INVALID status', async (t) => {
   t.is((await s.add(entry(1, 0), false)).status, 'OK');
 });
 
+/** Every entry 0..count-1 of `ledgerId` reads back OK with the payload `entry` made. */
+async function assertReadsBack(
+  t: ExecutionContext,
+  s: BookieStore,
+  ledgerId: number,
+  count: number,
+  size: number,
+) {
+  for (let i = 0; i < count; i++) {
+    const r = await s.read(ledgerId, i);
+    t.true(r.status === 'OK' && r.entry.payload.equals(entry(ledgerId, i, size).payload), `${ledgerId}:${i}`);
+  }
+}
+
 test('bookie store - dropping a ledger and compacting keeps other entries readable and frees the log', async (t) => {
   const dir = await tempDir(t);
   const s = await openStore(dir, { entryLogFileBytes: 64 * 1024 });
@@ -194,10 +208,7 @@ test('bookie store - dropping a ledger and compacting keeps other entries readab
   const s2 = await openStore(dir);
   t.teardown(() => s2.close());
   t.is((await s2.read(10, 3)).status, 'NO_LEDGER');
-  for (let i = 0; i < 40; i++) {
-    const r = await s2.read(11, i);
-    t.true(r.status === 'OK' && r.entry.payload.equals(entry(11, i, 2000).payload));
-  }
+  await assertReadsBack(t, s2, 11, 40, 2000);
 });
 
 test('bookie store - entries written once: a dropped ledger is compacted out of the direct logs, the rest stays readable', async (t) => {
@@ -219,18 +230,12 @@ test('bookie store - entries written once: a dropped ledger is compacted out of 
   for (const id of candidates) compacted += await s.storage.compact(id, () => s.position());
   t.is(compacted, candidates.length);
   t.true([...s.storage.logs.sizes.keys()].length < before, 'logs holding only ledger 30 are gone');
-  for (let i = 0; i < 30; i++) {
-    const r = await s.read(31, i);
-    t.true(r.status === 'OK' && r.entry.payload.equals(entry(31, i, size).payload), `31:${i}`);
-  }
+  await assertReadsBack(t, s, 31, 30, size);
   await s.close();
   const s2 = await openStore(dir);
   t.teardown(() => s2.close());
   t.is((await s2.read(30, 0)).status, 'NO_LEDGER');
-  for (let i = 0; i < 30; i++) {
-    const r = await s2.read(31, i);
-    t.true(r.status === 'OK' && r.entry.payload.equals(entry(31, i, size).payload), `31:${i} after restart`);
-  }
+  await assertReadsBack(t, s2, 31, 30, size);
 });
 
 test('bookie store - the ledger length of each entry is kept in the cache, the entry log and across journal replay', async (t) => {

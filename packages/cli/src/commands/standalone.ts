@@ -28,10 +28,9 @@ export function standaloneBookieConfig(
   bookiePort: number,
   env: NodeJS.ProcessEnv = process.env,
 ): BookieConfig {
-  const prefix = 'SLUICE_BOOKIE_';
   return loadConfig(bookieConfigSchema, {
     env,
-    envPrefix: prefix,
+    envPrefix: 'SLUICE_BOOKIE_',
     flags: {
       metadata: `embedded://${join(dataDir, 'metadata')}`,
       dataDir: join(dataDir, 'bookie'),
