@@ -59,6 +59,61 @@ test('ack set - matches a model under random adds and clears', (t) => {
   t.pass();
 });
 
+test('ack set - matches a model far into a ledger, with acks below the window and a sliding mark-delete', (t) => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 0, max: 5_000_000 }),
+      fc.array(fc.tuple(fc.integer({ min: 0, max: 3000 }), fc.boolean()), { maxLength: 400 }),
+      (start, ops) => {
+        const s = new AckSet();
+        const model = new Set<number>();
+        for (const [offset, clear] of ops) {
+          const e = start + offset;
+          if (clear) {
+            s.clearUpTo(9, e);
+            for (const m of [...model]) if (m <= e) model.delete(m);
+          } else {
+            s.add(9, e);
+            model.add(e);
+          }
+        }
+        for (let e = start; e <= start + 3000; e++) if (s.has(9, e) !== model.has(e)) return false;
+        let ranges = 0;
+        for (const [, runs] of s.ranges()) {
+          ranges += runs.length;
+          for (const [a, b] of runs) for (let e = a; e <= b; e++) if (!model.has(e)) return false;
+        }
+        return s.size === model.size && s.rangeCount === ranges;
+      },
+    ),
+  );
+  t.pass();
+});
+
+test('ack set - in-order acks deep into a ledger hold a few words, and a sliding window keeps its size', (t) => {
+  const s = new AckSet();
+  for (let e = 2_000_000; e < 2_100_000; e++) {
+    s.add(4, e);
+    s.clearUpTo(4, e);
+  }
+  t.is(s.size, 0);
+  s.add(4, 2_100_000);
+  t.true(s.heldBytes <= 16, `one ack deep into a ledger holds ${s.heldBytes} bytes`);
+  // Acks arrive out of order within 1,000 entries while the mark-delete trails them.
+  const w = new AckSet();
+  let markDelete = 999_999;
+  for (let e = 1_000_000; e < 1_300_000; e += 2) {
+    w.add(5, e + 1);
+    w.add(5, e);
+    if (e - markDelete > 1000) {
+      markDelete = e - 1000;
+      w.clearUpTo(5, markDelete);
+    }
+  }
+  t.true(w.size > 900 && w.size <= 1002, `holds ${w.size}`);
+  t.true(w.heldBytes <= 1024, `a window of ~1,000 entries holds ${w.heldBytes} bytes`);
+});
+
 test('cursor state - 100k scattered acks and partial batches round-trip exactly, compactly', async (t) => {
   const acks = new AckSet();
   let seed = 42;
