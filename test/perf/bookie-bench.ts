@@ -27,6 +27,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Client, ClientDuplexStream } from '@grpc/grpc-js';
 import { parseSize } from '@sluice/common';
 import {
+  ADD_ENTRIES_PATH,
   type BookieServiceClient,
   type DecodedAddEntriesResponse,
   decodeAddEntriesResponse,
@@ -44,8 +45,6 @@ const IN_FLIGHT_BYTES = 16 * 1024 * 1024;
 const ENTRY_LOG_SYNC_BYTES = parseSize(process.env.SLUICE_BOOKIE_ENTRY_LOG_SYNC_BYTES ?? '256KiB');
 /** An ADD_REF journal record: header + location. */
 const REF_RECORD_BYTES = 52 + 24;
-
-const ADD_ENTRIES_PATH = '/sluice.v1.BookieService/AddEntries';
 
 /**
  * An AddEntries stream with the wire codec the ledger client uses (each

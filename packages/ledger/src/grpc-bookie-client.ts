@@ -38,6 +38,7 @@ import type {
   ReadLacResponse__Output,
 } from '@sluice/proto';
 import {
+  ADD_ENTRIES_PATH,
   decodeAddEntriesResponse,
   decodeReadEntriesResponse,
   loadProto,
@@ -137,8 +138,6 @@ function fromWire(e: Entry__Output): WireEntry {
  * the generated protobufjs one: each entry is encoded once for its whole
  * write set, and results decode without protobufjs objects.
  */
-const ADD_ENTRIES_PATH = '/sluice.v1.BookieService/AddEntries';
-
 type AddStream = ClientDuplexStream<AddBatch, DecodedAddEntriesResponse>;
 
 /**

@@ -74,6 +74,9 @@ function sumLengths(parts: readonly Buffer[]): number {
   return n;
 }
 
+/** gRPC method path of the stream this codec encodes (for `makeBidiStreamRequest`). */
+export const ADD_ENTRIES_PATH = '/sluice.v1.BookieService/AddEntries';
+
 /**
  * One Entry, encoded once, ready to be placed into any number of
  * AddEntriesRequests: `head` holds the request's field-1 tag and length and
