@@ -20,6 +20,7 @@ function options(dir: string, over: Partial<BookieStoreOptions> = {}): BookieSto
     ledgerDir: join(dir, 'ledgers'),
     journalGroupBytes: 512 * 1024,
     journalGroupWaitMs: 1,
+    journalMaxWritesInFlight: 2,
     journalFileBytes: 64 * 1024 * 1024,
     journalSync: true,
     journalPreallocBytes: 64 * 1024,

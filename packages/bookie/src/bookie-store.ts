@@ -35,6 +35,7 @@ export interface BookieStoreOptions {
   ledgerDir: string;
   journalGroupBytes: number;
   journalGroupWaitMs: number;
+  journalMaxWritesInFlight: number;
   journalFileBytes: number;
   journalSync: boolean;
   journalPreallocBytes: number;
@@ -80,6 +81,7 @@ export class BookieStore {
       fileBytes: opts.journalFileBytes,
       sync: opts.journalSync,
       preallocBytes: opts.journalPreallocBytes,
+      maxWritesInFlight: opts.journalMaxWritesInFlight,
       maxRecordBytes: opts.maxEntryBytes + JOURNAL_HEADER_BYTES,
       logger: opts.logger,
       metrics: opts.metrics,

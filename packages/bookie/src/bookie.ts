@@ -130,6 +130,7 @@ export class Bookie {
       ledgerDir: this.ledgerDir,
       journalGroupBytes: cfg.journalGroupBytes,
       journalGroupWaitMs: cfg.journalGroupWaitMs,
+      journalMaxWritesInFlight: cfg.journalMaxWritesInFlight,
       journalFileBytes: cfg.journalFileBytes,
       journalSync: cfg.journalSync,
       journalPreallocBytes: cfg.journalPreallocBytes,

@@ -50,6 +50,14 @@ export const bookieConfigSchema = z.object({
    * ~25% more device writes at low rates. 0 turns it off.
    */
   journalPreallocBytes: zSize.default(0),
+  /**
+   * Journal group writes in flight at once. With 2 (the default), adds that
+   * arrive while a group is being flushed get their own write at once
+   * instead of waiting for that flush to finish first: the flushes overlap
+   * on the device, so an add waits about one flush, not up to two. Groups
+   * are still acknowledged in order. 1 writes one group at a time.
+   */
+  journalMaxWritesInFlight: z.coerce.number().int().min(1).max(8).default(2),
   /** A journal file rolls to a new one after this many bytes. */
   journalFileBytes: zSize.default(256 * 1024 * 1024),
   /**

@@ -45,6 +45,15 @@ export interface JournalOptions {
    * 0 turns it off.
    */
   preallocBytes: number;
+  /**
+   * Group writes in flight at once (≥ 1). With 2, a group that gathers
+   * while a write is in flight starts its own write at once instead of
+   * waiting for the earlier one to finish: the two flushes overlap in the
+   * kernel, so an add waits about one flush, not up to two. Callbacks still
+   * run in append order, and a group is acknowledged only once every group
+   * before it is durable too (replay stops at the first torn record).
+   */
+  maxWritesInFlight: number;
   maxRecordBytes: number;
   logger: Logger;
   metrics: BookieMetrics;
@@ -69,6 +78,15 @@ interface Pending {
   done: DurableCallback;
 }
 
+/** A group whose write was issued, in issue order. */
+interface Write {
+  group: Pending[];
+  /** The journal position right after the group. */
+  end: JournalPosition;
+  /** Its writev returned (successfully or not). */
+  completed: boolean;
+}
+
 const FILE_RE = /^journal-(\d{16})\.log$/;
 const SPARE_RE = /^journal-spare-\d{16}\.log$/;
 /** Retired journal files kept for reuse (each up to `fileBytes` of disk). */
@@ -81,9 +99,10 @@ function zeros(n: number): Buffer {
 const fileName = (id: number) => `journal-${String(id).padStart(16, '0')}.log`;
 
 /**
- * The write-ahead log. Adds are group-committed: while one durable write is
- * in flight the next group gathers, and an idle journal waits at most
- * `groupWaitMs` (or until `groupBytes` are pending) before writing. A failed
+ * The write-ahead log. Adds are group-committed: while `maxWritesInFlight`
+ * durable writes are in flight the next group gathers, and otherwise the
+ * journal waits at most `groupWaitMs` (or until `groupBytes` are pending)
+ * before writing. Groups complete in the order they were written. A failed
  * write poisons the journal for good: after a failed flush Linux may have
  * dropped the dirty pages, so retrying could ack data that is gone.
  */
@@ -96,10 +115,13 @@ export class Journal {
   /** Set once a fill came up short (disk nearly full): no more fill in this file. */
   private fillStopped = false;
   private pending: Pending[] = [];
-  /** Reused for groups of small records (see `encodeGroup`). */
-  private groupBuffer = Buffer.alloc(0);
+  /** Buffers for groups of small records not in use by a write (see `encodeGroup`). */
+  private readonly groupBuffers: Buffer[] = [];
   private pendingBytes = 0;
-  private writing = false;
+  /** Writes issued and not yet settled, oldest first. */
+  private readonly writes: Write[] = [];
+  /** A file roll is under way: no write starts until it is done. */
+  private rolling = false;
   private timer: NodeJS.Timeout | undefined;
   private immediate: NodeJS.Immediate | undefined;
   private failure: Error | undefined;
@@ -110,9 +132,9 @@ export class Journal {
 
   constructor(private readonly opts: JournalOptions) {}
 
-  /** Bytes queued behind the group being written (0 while idle). */
+  /** Bytes queued behind the groups being written (0 while idle). */
   get backlogBytes(): number {
-    return this.writing ? this.pendingBytes : 0;
+    return this.writes.length > 0 ? this.pendingBytes : 0;
   }
 
   get failed(): Error | undefined {
@@ -248,14 +270,18 @@ export class Journal {
   }
 
   /**
-   * While a write is in flight the next group gathers by itself, so an idle
+   * While writes are in flight the next group gathers by itself, so an idle
    * journal need not wait for company: by default it writes at the end of
    * the current event-loop turn (every add decoded from the same gRPC
-   * messages shares the group). A positive `groupWaitMs` waits that long
-   * instead, trading latency for fewer fsyncs on a slow disk.
+   * messages shares the group), and so does a journal with a free write
+   * slot. A positive `groupWaitMs` waits that long instead, trading latency
+   * for fewer fsyncs on a slow disk.
    */
   private schedule(): void {
-    if (this.writing || this.pending.length === 0) return;
+    if (this.failure || this.rolling || this.pending.length === 0) return;
+    if (this.writes.length >= this.opts.maxWritesInFlight) return;
+    // A file roll waits until the writes into the current file have settled.
+    if (this.writes.length > 0 && this.needsRoll()) return;
     if (this.pendingBytes >= this.opts.groupBytes) {
       this.clearTimer();
       void this.flush();
@@ -275,6 +301,10 @@ export class Journal {
     }
   }
 
+  private needsRoll(): boolean {
+    return this.offset > 0 && this.offset + this.pendingBytes > this.opts.fileBytes;
+  }
+
   private clearTimer(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
@@ -283,55 +313,75 @@ export class Journal {
   }
 
   /**
-   * A group's records as buffers to write. Small records are copied, headers
-   * and payloads, into one reused buffer: many small iovecs cost more
-   * main-thread time to hand to libuv than one memcpy, and a fresh buffer
-   * per group was ~50 MB/s of external memory at 50k adds/s, which drives
-   * V8's full collections. Large payloads are passed as they are (no copy).
+   * A group's records as buffers to write, and the group buffer it used (to
+   * give back once the write settles). Small records are copied, headers and
+   * payloads, into one reused buffer: many small iovecs cost more main-thread
+   * time to hand to libuv than one memcpy, and a fresh buffer per group was
+   * ~50 MB/s of external memory at 50k adds/s, which drives V8's full
+   * collections. Large payloads are passed as they are (no copy).
    */
-  private encodeGroup(group: Pending[], bytes: number): Buffer[] {
+  private encodeGroup(
+    group: Pending[],
+    bytes: number,
+    fileId: number,
+  ): { out: Buffer[]; used: Buffer | undefined } {
     if (bytes >= group.length * SMALL_RECORD_BYTES) {
-      const buffers: Buffer[] = [];
+      const out: Buffer[] = [];
       for (const { rec } of group) {
-        buffers.push(encodeRecordHeader(rec, rec.payload.length, this.fileId));
-        if (rec.payload.length > 0) buffers.push(rec.payload);
+        out.push(encodeRecordHeader(rec, rec.payload.length, fileId));
+        if (rec.payload.length > 0) out.push(rec.payload);
       }
-      return buffers;
+      return { out, used: undefined };
     }
-    let buf = this.groupBuffer;
-    if (buf.length < bytes) {
-      buf = Buffer.allocUnsafe(Math.max(bytes, 2 * buf.length));
-      // Kept for the next groups only up to a bound: a huge group once must not pin its buffer.
-      if (buf.length <= MAX_GROUP_BUFFER_BYTES) this.groupBuffer = buf;
-    }
+    let buf = this.groupBuffers.pop();
+    if (!buf || buf.length < bytes)
+      buf = Buffer.allocUnsafe(Math.max(bytes, 2 * (buf?.length ?? 0), 64 * 1024));
     let at = 0;
     for (const { rec } of group) {
-      writeRecordHeader(buf, at, rec, rec.payload.length, this.fileId);
+      writeRecordHeader(buf, at, rec, rec.payload.length, fileId);
       at += JOURNAL_HEADER_BYTES;
       at += rec.payload.copy(buf, at);
     }
-    return [buf.subarray(0, bytes)];
+    return { out: [buf.subarray(0, bytes)], used: buf };
   }
 
   private async flush(): Promise<void> {
-    if (this.writing || this.pending.length === 0) return;
-    this.writing = true;
+    if (this.failure || this.rolling || this.pending.length === 0) return;
+    if (this.writes.length >= this.opts.maxWritesInFlight) return;
     this.clearTimer();
+    if (this.needsRoll()) {
+      // Rolled only with nothing in flight; the last write to settle schedules again.
+      if (this.writes.length > 0) return;
+      this.rolling = true;
+      try {
+        await this.openFile(this.fileId + 1);
+      } catch (err) {
+        this.fail(err as Error);
+        return;
+      } finally {
+        this.rolling = false;
+        if (this.failure || this.pending.length === 0) this.notifyIdle();
+      }
+      if (this.failure || this.pending.length === 0) return;
+    }
     const group = this.pending;
     const bytes = this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
+    const fh = this.fh!;
+    const at = this.offset;
+    // Headers are encoded here: they name the file the group lands in.
+    const { out, used } = this.encodeGroup(group, bytes, this.fileId);
+    // Past the allocated end, the same write zero-fills the next stretch:
+    // the file grows (a metadata commit) once per stretch, not per group.
+    const fill = this.zeroFill(at + bytes, bytes);
+    if (fill > 0) out.push(zeros(fill));
+    this.offset = at + bytes;
+    const write: Write = { group, end: { fileId: this.fileId, offset: at + bytes }, completed: false };
+    this.writes.push(write);
     try {
-      if (this.offset > 0 && this.offset + bytes > this.opts.fileBytes) await this.openFile(this.fileId + 1);
-      const fh = this.fh!;
-      // Headers are encoded here: they name the file the group lands in.
-      const out = this.encodeGroup(group, bytes);
-      // Past the allocated end, the same write zero-fills the next stretch:
-      // the file grows (a metadata commit) once per stretch, not per group.
-      const fill = this.zeroFill(this.offset + bytes, bytes);
-      if (fill > 0) out.push(zeros(fill));
       const t0 = performance.now();
-      const { bytesWritten } = await fh.writev(out, this.offset);
+      const { bytesWritten } = await fh.writev(out, at);
       // With `sync` the writev returned once the group was durable (O_DSYNC).
       if (this.opts.sync) this.opts.metrics.journalFsyncSeconds.observe((performance.now() - t0) / 1000);
       // The fill is best effort: a nearly full disk may take the records but
@@ -346,21 +396,44 @@ export class Journal {
           },
         );
       }
-      this.offset += bytes;
-      this.allocated = Math.max(this.allocated, this.offset + filled);
+      this.allocated = Math.max(this.allocated, at + bytes + filled);
       this.opts.metrics.journalGroupBytes.observe(bytes);
       this.opts.metrics.journalGroupRecords.observe(group.length);
       this.opts.metrics.journalBytes.inc(bytes + filled);
-      for (const p of group) p.done(undefined);
-      this.syncedPosition = { fileId: this.fileId, offset: this.offset };
     } catch (err) {
-      this.fail(err as Error, group);
+      this.fail(err as Error);
     } finally {
-      this.writing = false;
+      write.completed = true;
+      if (
+        used &&
+        used.length <= MAX_GROUP_BUFFER_BYTES &&
+        this.groupBuffers.length < this.opts.maxWritesInFlight
+      )
+        this.groupBuffers.push(used);
+      this.settle();
       this.opts.metrics.journalQueue.set(this.pending.length);
-      if (this.failure) this.fail(this.failure, []);
-      else this.schedule();
-      if (!this.writing && this.pending.length === 0) for (const w of this.idleWaiters.splice(0)) w();
+      this.schedule();
+      this.notifyIdle();
+    }
+  }
+
+  private notifyIdle(): void {
+    if (this.writes.length === 0 && this.pending.length === 0 && !this.rolling)
+      for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /**
+   * Run the callbacks of the oldest writes that have completed, in order:
+   * a group is acknowledged only once every group before it is durable. After
+   * a failure every group still unsettled gets the error, even one whose own
+   * write went through.
+   */
+  private settle(): void {
+    while (this.writes.length > 0 && this.writes[0].completed) {
+      const { group, end } = this.writes.shift()!;
+      const err = this.failure;
+      if (!err) this.syncedPosition = end;
+      for (const p of group) p.done(err);
     }
   }
 
@@ -376,7 +449,8 @@ export class Journal {
     return Math.min(ahead, Math.max(0, this.opts.fileBytes - end));
   }
 
-  private fail(err: Error, group: Pending[]): void {
+  /** Poison the journal: queued records fail now, writes in flight as they settle. */
+  private fail(err: Error): void {
     if (!this.failure) {
       this.failure = err;
       this.opts.logger.error(
@@ -384,15 +458,16 @@ export class Journal {
         'journal write or fsync failed; this bookie accepts no more adds until restarted',
       );
     }
+    this.clearTimer();
     const rest = this.pending;
     this.pending = [];
     this.pendingBytes = 0;
-    for (const p of [...group, ...rest]) p.done(this.failure);
+    for (const p of rest) p.done(this.failure);
   }
 
   /** Resolves once nothing is queued or in flight. */
   idle(): Promise<void> {
-    if (!this.writing && this.pending.length === 0) return Promise.resolve();
+    if (this.writes.length === 0 && this.pending.length === 0 && !this.rolling) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 

@@ -1,0 +1,219 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { crc32c, createRegistry, silentLogger } from '@sluice/common';
+import test, { type ExecutionContext } from 'ava';
+import {
+  Journal,
+  type JournalOptions,
+  type JournalPosition,
+  type Journal as JournalType,
+} from './journal.js';
+import { type JournalRecord, RecordType } from './journal-record.js';
+import { createBookieMetrics } from './metrics.js';
+
+async function tempDir(t: ExecutionContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'journal-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function journal(dir: string, over: Partial<JournalOptions> = {}): Journal {
+  return new Journal({
+    dir,
+    groupBytes: 512 * 1024,
+    groupWaitMs: 0,
+    fileBytes: 64 * 1024 * 1024,
+    sync: true,
+    preallocBytes: 0,
+    maxWritesInFlight: 2,
+    maxRecordBytes: 1024 * 1024,
+    logger: silentLogger,
+    metrics: createBookieMetrics(createRegistry(false)),
+    ...over,
+  });
+}
+
+function record(entryId: number, size = 100): JournalRecord {
+  const payload = Buffer.alloc(size, entryId % 251);
+  return {
+    type: RecordType.ADD,
+    ledgerId: 7,
+    entryId,
+    lac: entryId - 1,
+    payloadCrc: crc32c(payload),
+    ledgerLength: 0,
+    payload,
+  };
+}
+
+type Writev = (buffers: Buffer[], position: number) => Promise<{ bytesWritten: number }>;
+
+/**
+ * Intercept the journal files' writev (the current one and any it rolls to):
+ * `gate(n)` decides, per write (0, 1, ...), what happens before (or instead
+ * of) the real write.
+ */
+function interceptWrites(
+  j: JournalType,
+  gate: (n: number, real: () => ReturnType<Writev>) => ReturnType<Writev>,
+) {
+  let n = 0;
+  const wrap = (fh: { writev: Writev } | undefined) => {
+    if (!fh) return fh;
+    const real = fh.writev.bind(fh);
+    fh.writev = (buffers, position) => gate(n++, () => real(buffers, position));
+    return fh;
+  };
+  let current = wrap((j as unknown as { fh: { writev: Writev } }).fh);
+  Object.defineProperty(j, 'fh', {
+    get: () => current,
+    set: (fh) => {
+      current = wrap(fh);
+    },
+  });
+}
+
+/** A promise with its resolve function. */
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+test('with two writes in flight, a later group is written before the earlier one settles, and callbacks still run in append order', async (t) => {
+  const dir = await tempDir(t);
+  const j = journal(dir);
+  await j.start();
+  const release = deferred();
+  const issued: number[] = [];
+  interceptWrites(j, async (n, real) => {
+    issued.push(n);
+    // The first group's write is held back until the second one has been issued.
+    if (n === 0) await release.promise;
+    return real();
+  });
+  const order: number[] = [];
+  const positions: JournalPosition[] = [];
+  const done = (id: number) => (err: Error | undefined) => {
+    t.is(err, undefined);
+    order.push(id);
+    positions.push({ ...j.syncedPosition });
+  };
+  j.append(record(0), done(0));
+  await new Promise((r) => setImmediate(r));
+  j.append(record(1), done(1));
+  j.append(record(2), done(2));
+  // The second group goes out while the first is still in flight.
+  for (let i = 0; i < 50 && issued.length < 2; i++) await new Promise((r) => setTimeout(r, 2));
+  t.deepEqual(issued, [0, 1]);
+  t.deepEqual(order, [], 'nothing is acknowledged before the first group is durable');
+  release.resolve();
+  await j.idle();
+  t.deepEqual(order, [0, 1, 2]);
+  // The synced position only moves forward, and a callback runs before it passes its record.
+  t.true(positions[0].offset < positions[2].offset);
+  t.is(positions[1].offset, positions[2].offset, 'records 1 and 2 shared a group');
+  await j.close();
+
+  const replayed: number[] = [];
+  await journal(dir).replay({ fileId: 0, offset: 0 }, (rec) => {
+    replayed.push(rec.entryId);
+  });
+  t.deepEqual(replayed, [0, 1, 2]);
+});
+
+test('a failed earlier write fails the later group too, even though its own write went through', async (t) => {
+  const dir = await tempDir(t);
+  const j = journal(dir);
+  await j.start();
+  const release = deferred();
+  interceptWrites(j, async (n, real) => {
+    if (n === 0) {
+      await release.promise;
+      throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
+    }
+    return real();
+  });
+  const outcomes: [number, string | undefined][] = [];
+  const done = (id: number) => (err: Error | undefined) => outcomes.push([id, err?.message]);
+  j.append(record(0), done(0));
+  await new Promise((r) => setImmediate(r));
+  j.append(record(1), done(1));
+  await new Promise((r) => setTimeout(r, 20));
+  t.deepEqual(outcomes, [], 'the second group waits for the first');
+  release.resolve();
+  await j.idle();
+  t.deepEqual(outcomes, [
+    [0, 'EIO: i/o error, write'],
+    [1, 'EIO: i/o error, write'],
+  ]);
+  t.is(j.failed?.message, 'EIO: i/o error, write');
+  // The journal stays poisoned: no retry of a failed flush.
+  const late = await new Promise<Error | undefined>((r) => j.append(record(2), r));
+  t.is(late?.message, 'EIO: i/o error, write');
+  await j.close();
+});
+
+test('a file roll waits for the writes in flight, and every record replays in order across files', async (t) => {
+  const dir = await tempDir(t);
+  // Small files: most groups roll.
+  const j = journal(dir, { fileBytes: 4 * 1024 });
+  await j.start();
+  let inFlight = 0;
+  let maxInFlight = 0;
+  /** A write began in another file while writes to the previous one were in flight. */
+  let overlappedRoll = false;
+  let lastFile = -1;
+  interceptWrites(j, async (_n, real) => {
+    const file = (j as unknown as { fileId: number }).fileId;
+    if (file !== lastFile && inFlight > 0) overlappedRoll = true;
+    lastFile = file;
+    inFlight++;
+    maxInFlight = Math.max(maxInFlight, inFlight);
+    try {
+      await new Promise((r) => setTimeout(r, 1));
+      return await real();
+    } finally {
+      inFlight--;
+    }
+  });
+  const acked: number[] = [];
+  const all: Promise<void>[] = [];
+  for (let i = 0; i < 200; i++) {
+    all.push(
+      new Promise((resolve, reject) =>
+        j.append(record(i, 700), (err) => {
+          if (err) reject(err);
+          else {
+            acked.push(i);
+            resolve();
+          }
+        }),
+      ),
+    );
+    await new Promise((r) => setTimeout(r, i % 2));
+  }
+  await Promise.all(all);
+  await j.close();
+  t.deepEqual(
+    acked,
+    Array.from({ length: 200 }, (_, i) => i),
+  );
+  const files = (await j.listFileIds()).length;
+  t.true(files > 10, `the journal rolled (${files} files)`);
+  t.true(maxInFlight <= 2);
+  t.false(overlappedRoll, 'no write to a new file while the old one had writes in flight');
+
+  const replayed: number[] = [];
+  await journal(dir).replay({ fileId: 0, offset: 0 }, (rec) => {
+    t.true(rec.payload.equals(record(rec.entryId, 700).payload));
+    replayed.push(rec.entryId);
+  });
+  t.deepEqual(
+    replayed,
+    Array.from({ length: 200 }, (_, i) => i),
+  );
+});
