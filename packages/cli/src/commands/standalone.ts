@@ -22,6 +22,14 @@ interface StandaloneFlags {
  * The in-process bookie's settings: storage ones (journal, entry logs,
  * caches) from `SLUICE_BOOKIE_*` with `sluice bookie`'s defaults; where it
  * lives and listens is the standalone's.
+ *
+ * One default differs: the journal writes one group at a time unless
+ * `SLUICE_BOOKIE_JOURNAL_MAX_WRITES_IN_FLIGHT` says otherwise. A second
+ * write in flight buys a dedicated bookie add latency and throughput when
+ * the disk is its limit, but here the bookie shares its process's CPU with
+ * the broker, which is the limit at high rates: measured at 50k msg/s,
+ * two in flight cost the standalone 5.6% more CPU (docs/performance.md,
+ * eleventh pass).
  */
 export function standaloneBookieConfig(
   dataDir: string,
@@ -38,6 +46,7 @@ export function standaloneBookieConfig(
       httpPort: -1,
       bindHost: '127.0.0.1',
       advertiseAddress: `127.0.0.1:${bookiePort}`,
+      journalMaxWritesInFlight: env.SLUICE_BOOKIE_JOURNAL_MAX_WRITES_IN_FLIGHT === undefined ? 1 : undefined,
     },
   });
 }
