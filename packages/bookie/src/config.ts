@@ -35,8 +35,9 @@ export const bookieConfigSchema = z.object({
   /**
    * Journal group commit: how long an idle journal waits for more adds to
    * share its fdatasync. 0 writes at the end of the current event-loop turn;
-   * adds that arrive while a write is in flight still share the next one, so
-   * a busy bookie groups anyway and the fsync rate stays bounded by the disk.
+   * adds that arrive while `journalMaxWritesInFlight` writes are in flight
+   * still share the next one, so a busy bookie groups anyway and the fsync
+   * rate stays bounded by the disk.
    * A positive value adds that wait (≥ 1 ms, more under CPU load) to adds on
    * an idle journal, in exchange for fewer fsyncs when many lone adds arrive
    * in separate turns on a slow (e.g. spinning) disk.
