@@ -217,3 +217,24 @@ test('a file roll waits for the writes in flight, and every record replays in or
     Array.from({ length: 200 }, (_, i) => i),
   );
 });
+
+test('a callback that throws does not keep the rest of its group, or later groups, from being acknowledged', async (t) => {
+  const dir = await tempDir(t);
+  const j = journal(dir);
+  await j.start();
+  const acked: number[] = [];
+  j.append(record(0), () => {
+    throw new Error('caller bug');
+  });
+  j.append(record(1), (err) => {
+    if (!err) acked.push(1);
+  });
+  await j.idle();
+  j.append(record(2), (err) => {
+    if (!err) acked.push(2);
+  });
+  await j.idle();
+  t.deepEqual(acked, [1, 2]);
+  t.is(j.failed, undefined);
+  await j.close();
+});

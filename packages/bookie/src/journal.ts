@@ -433,7 +433,16 @@ export class Journal {
       const { group, end } = this.writes.shift()!;
       const err = this.failure;
       if (!err) this.syncedPosition = end;
-      for (const p of group) p.done(err);
+      for (const p of group) this.complete(p, err);
+    }
+  }
+
+  /** Run one record's callback; one that throws is a caller's bug, logged, and must not stall the journal. */
+  private complete(p: Pending, err: Error | undefined): void {
+    try {
+      p.done(err);
+    } catch (thrown) {
+      this.opts.logger.error({ err: thrown }, 'a journal record callback threw; the journal goes on');
     }
   }
 
@@ -462,7 +471,7 @@ export class Journal {
     const rest = this.pending;
     this.pending = [];
     this.pendingBytes = 0;
-    for (const p of rest) p.done(this.failure);
+    for (const p of rest) this.complete(p, this.failure);
   }
 
   /** Resolves once nothing is queued or in flight. */
