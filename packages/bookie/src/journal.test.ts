@@ -3,12 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32c, createRegistry, silentLogger } from '@sluice/common';
 import test, { type ExecutionContext } from 'ava';
-import {
-  Journal,
-  type JournalOptions,
-  type JournalPosition,
-  type Journal as JournalType,
-} from './journal.js';
+import { Journal, type JournalOptions, type JournalPosition } from './journal.js';
 import { type JournalRecord, RecordType } from './journal-record.js';
 import { createBookieMetrics } from './metrics.js';
 
@@ -55,7 +50,7 @@ type Writev = (buffers: Buffer[], position: number) => Promise<{ bytesWritten: n
  * of) the real write.
  */
 function interceptWrites(
-  j: JournalType,
+  j: Journal,
   gate: (n: number, real: () => ReturnType<Writev>) => ReturnType<Writev>,
 ) {
   let n = 0;
