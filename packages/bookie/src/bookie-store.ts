@@ -47,6 +47,8 @@ export interface BookieStoreOptions {
   entryLogDirectBytes: number;
   /** ...while at least this many journal bytes wait behind the group being written (0: always). */
   entryLogDirectBacklogBytes: number;
+  /** Write entries that are written once with O_DIRECT where the file system takes it. */
+  entryLogDirectIo?: boolean;
   maxEntryBytes: number;
   logger: Logger;
   metrics: BookieMetrics;
@@ -91,6 +93,7 @@ export class BookieStore {
       entryLogFileBytes: opts.entryLogFileBytes,
       writeCacheBytes: opts.writeCacheBytes,
       entryLogSyncBytes: opts.entryLogSyncBytes,
+      entryLogDirectIo: opts.entryLogDirectIo,
       logger: opts.logger,
       metrics: opts.metrics,
       onFailure: (err) => this.setReadOnly('io', `ledger storage I/O error: ${err.message}`),
@@ -115,14 +118,15 @@ export class BookieStore {
           crc32c: rec.payloadCrc,
           ledgerLength: rec.ledgerLength,
         };
-        // Past the end of its log the entry never became durable, so its add
-        // was never acknowledged. Bytes that are there are verified on read.
+        // Past the end of its log (or in its zero padding) the entry never
+        // became durable, so its add was never acknowledged. Bytes that are
+        // there are verified on read.
         let size = logSizes.get(loc.logId);
         if (size === undefined) {
           size = this.storage.logs.fileSize(loc.logId);
           logSizes.set(loc.logId, size);
         }
-        if ((await size) >= loc.offset + loc.length) {
+        if (await this.storage.logs.wasWritten(loc, await size)) {
           this.storage.applyStored(meta, loc);
           replayed++;
         } else unwritten++;

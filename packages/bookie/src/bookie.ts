@@ -140,6 +140,7 @@ export class Bookie {
       entryLogSyncBytes: cfg.entryLogSyncBytes,
       entryLogDirectBytes: cfg.entryLogDirectBytes,
       entryLogDirectBacklogBytes: cfg.entryLogDirectBacklogBytes,
+      entryLogDirectIo: cfg.entryLogDirectIo,
       maxEntryBytes: cfg.maxEntryBytes,
       logger,
       metrics: this.metrics,

@@ -107,6 +107,19 @@ export const bookieConfigSchema = z.object({
    * not keep up; 0 (the default) writes them once always.
    */
   entryLogDirectBacklogBytes: zSize.default(0),
+  /**
+   * Write the entries that are written once (`entryLogDirectBytes`) with
+   * O_DIRECT, bypassing the page cache, where the file system takes it
+   * (tmpfs does not; the bookie then logs a warning and writes through the
+   * page cache). Each group is copied into page-aligned memory and written
+   * in whole 4 KiB blocks. Measured on this 2-core VM: 0.55–1.2 s of CPU
+   * per GB written through the page cache against ~0.1 s with O_DIRECT.
+   * Entries read back later come from the disk, not the page cache.
+   */
+  entryLogDirectIo: z
+    .union([z.boolean(), z.enum(['true', 'false'])])
+    .transform((v) => v === true || v === 'true')
+    .default(true),
   /** Checkpoint (flush entry logs + index, then trim the journal) at least this often. */
   checkpointIntervalMs: zDuration.default(10_000),
   /** Checkpoint early when the write cache holds this many bytes; adds wait when it holds twice this. */

@@ -1,4 +1,5 @@
 import type { FileHandle } from 'node:fs/promises';
+import { alignDown, alignUp, allocAligned, DIRECT_IO_ALIGN } from './direct-io.js';
 import type { EntryLocation, EntryLogs } from './entry-log.js';
 import type { BookieMetrics } from './metrics.js';
 
@@ -16,6 +17,12 @@ interface LogFile {
   /** Groups still to be written to this file, oldest first. */
   pendingWrites: number;
   retired: boolean;
+  /** Opened with O_DIRECT: writes go out aligned from `DirectLog.staging`. */
+  directIo: boolean;
+  /** End of the bytes written so far. */
+  written: number;
+  /** With O_DIRECT, a copy of the file's last partial block (`written` modulo the alignment). */
+  tail: Buffer | undefined;
 }
 
 interface Queued {
@@ -62,6 +69,10 @@ export class DirectLog {
   private appended = 0;
   private settled = 0;
   private barriers: { at: number; resolve: () => void }[] = [];
+  /** Page-aligned memory a group is copied into for an O_DIRECT write. */
+  private staging: Buffer | undefined;
+  /** Open new files with O_DIRECT (see `useDirectIo`). */
+  private directIo = false;
 
   constructor(
     private readonly logs: EntryLogs,
@@ -71,11 +82,34 @@ export class DirectLog {
     private readonly onFailure: (err: Error) => void,
   ) {}
 
+  /**
+   * Write files opened from now on with O_DIRECT: a group is copied into
+   * page-aligned memory and written in whole blocks, bypassing the page
+   * cache. A buffered write of this log's ~80 MB/s per bookie spent more CPU
+   * in the kernel's copy into the page cache than anything else a
+   * three-bookie cluster on two cores did; a copy in user space and a DMA
+   * cost a fraction of it. Only for a file system that takes O_DIRECT
+   * (`directIoWorks`).
+   */
+  useDirectIo(on: boolean): void {
+    this.directIo = on;
+  }
+
   private openFile(): LogFile {
-    const { id, fh } = this.logs.create();
+    const directIo = this.directIo;
+    const { id, fh } = this.logs.create(directIo);
     // A failed open surfaces when a group awaits it; keep it from going unhandled before that.
     fh.catch(() => undefined);
-    return { id, fh, reserved: 0, pendingWrites: 0, retired: false };
+    return {
+      id,
+      fh,
+      reserved: 0,
+      pendingWrites: 0,
+      retired: false,
+      directIo,
+      written: 0,
+      tail: directIo ? Buffer.alloc(DIRECT_IO_ALIGN) : undefined,
+    };
   }
 
   /**
@@ -135,7 +169,7 @@ export class DirectLog {
       settledThis = resolve;
     });
     let error = this.failure;
-    let written: { file: LogFile; fh: FileHandle; end: number; bytes: number }[] = [];
+    const written: { file: LogFile; fh: FileHandle; end: number; bytes: number }[] = [];
     if (!error) {
       try {
         // Reservations are sequential, so each file's share is one contiguous run.
@@ -145,27 +179,11 @@ export class DirectLog {
           if (run) run.push(q);
           else runs.set(q.file, [q]);
         }
-        written = await Promise.all(
-          [...runs].map(async ([file, run]) => {
-            const fh = await file.fh;
-            const buffers: Buffer[] = [];
-            let bytes = 0;
-            for (const q of run) {
-              buffers.push(q.header);
-              if (q.payload.length > 0) buffers.push(q.payload);
-              bytes += q.header.length + q.payload.length;
-            }
-            const at = run[0]!.offset;
-            const { bytesWritten } = await fh.writev(buffers, at);
-            if (bytesWritten !== bytes) {
-              throw Object.assign(
-                new Error(`short entry log write: ${bytesWritten} of ${bytes} bytes (disk full?)`),
-                { code: 'ENOSPC' },
-              );
-            }
-            return { file, fh, end: at + bytes, bytes };
-          }),
-        );
+        // One run at a time: O_DIRECT runs share the staging memory.
+        for (const [file, run] of runs) {
+          const fh = await file.fh;
+          written.push({ file, fh, ...(await this.writeRun(file, fh, run)) });
+        }
       } catch (err) {
         error = err as Error;
       }
@@ -221,6 +239,52 @@ export class DirectLog {
   }
 
   /**
+   * Write a run of records that continues `file` where its last write
+   * ended; returns the end of the records and the bytes handed to the disk.
+   */
+  private async writeRun(
+    file: LogFile,
+    fh: FileHandle,
+    run: Queued[],
+  ): Promise<{ end: number; bytes: number }> {
+    const at = run[0]!.offset;
+    if (at !== file.written)
+      throw new Error(`entry log ${file.id}: write at ${at} does not continue ${file.written}`);
+    let records = 0;
+    for (const q of run) records += q.header.length + q.payload.length;
+    const end = at + records;
+    let bytes = records;
+    if (file.directIo) {
+      // Whole blocks from the one holding `at`: the start of that block (the
+      // end of earlier records) is written again with the same bytes, and
+      // the last block is padded with zeros that the next run overwrites.
+      const start = alignDown(at);
+      bytes = alignUp(end) - start;
+      if (!this.staging || this.staging.length < bytes) this.staging = allocAligned(bytes);
+      const buf = this.staging;
+      let p = file.tail!.copy(buf, 0, 0, at - start);
+      for (const q of run) {
+        p += q.header.copy(buf, p);
+        p += q.payload.copy(buf, p);
+      }
+      buf.fill(0, p, bytes);
+      const { bytesWritten } = await fh.write(buf, 0, bytes, start);
+      if (bytesWritten !== bytes) throw shortWrite(bytesWritten, bytes);
+      buf.copy(file.tail!, 0, alignDown(end) - start, end - start);
+    } else {
+      const buffers: Buffer[] = [];
+      for (const q of run) {
+        buffers.push(q.header);
+        if (q.payload.length > 0) buffers.push(q.payload);
+      }
+      const { bytesWritten } = await fh.writev(buffers, at);
+      if (bytesWritten !== bytes) throw shortWrite(bytesWritten, bytes);
+    }
+    file.written = end;
+    return { end, bytes };
+  }
+
+  /**
    * Resolves once every append made before the call has had its `done` run
    * (durable or failed), however busy the log stays afterwards. A
    * checkpoint waits for it: an ADD_REF record before the checkpoint's
@@ -240,4 +304,10 @@ export class DirectLog {
     this.file = undefined;
     this.next = undefined;
   }
+}
+
+function shortWrite(written: number, bytes: number): Error {
+  return Object.assign(new Error(`short entry log write: ${written} of ${bytes} bytes (disk full?)`), {
+    code: 'ENOSPC',
+  });
 }

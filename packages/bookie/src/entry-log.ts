@@ -1,6 +1,7 @@
 import { type FileHandle, mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32c, fsyncDir } from '@sluice/common';
+import { DIRECT_IO_CREATE_FLAGS } from './direct-io.js';
 import { writeInt64LE } from './int64.js';
 
 /**
@@ -145,14 +146,15 @@ export class EntryLogs {
    * Create a new, empty log for another writer (the direct log) with an id
    * after every existing one; `fh` resolves once the file's directory entry
    * is durable. The id is known at once; the log stays active until
-   * `release`.
+   * `release`. With `directIo` the file is opened with O_DIRECT: writes
+   * must then be aligned (see direct-io.ts).
    */
-  create(): { id: number; fh: Promise<FileHandle> } {
+  create(directIo = false): { id: number; fh: Promise<FileHandle> } {
     const id = ++this.lastId;
     this.othersActive.add(id);
     this.sizes.set(id, 0);
     const fh = (async () => {
-      const f = await open(join(this.dir, fileName(id)), 'wx');
+      const f = await open(join(this.dir, fileName(id)), directIo ? DIRECT_IO_CREATE_FLAGS : 'wx', 0o666);
       try {
         await fsyncDir(this.dir);
       } catch (err) {
@@ -305,6 +307,18 @@ export class EntryLogs {
       h.users--;
       if (h.deleted && h.users === 0) await this.closeReader(loc.logId, h);
     }
+  }
+
+  /**
+   * Whether the record at `loc` was ever written: its log reaches past it
+   * and its header is not zeros. An O_DIRECT log pads its last block with
+   * zeros, so a record of a write that never happened can lie inside the
+   * file. What was written is verified on every read.
+   */
+  async wasWritten(loc: EntryLocation, logSize: number): Promise<boolean> {
+    if (logSize < loc.offset + loc.length) return false;
+    const head = await this.readRaw({ ...loc, length: Math.min(loc.length, ENTRY_HEADER_BYTES) });
+    return head.some((b) => b !== 0);
   }
 
   async read(loc: EntryLocation, ledgerId: number, entryId: number): Promise<ReadOutcome> {

@@ -1,4 +1,5 @@
 import { ClosedError, type Logger } from '@sluice/common';
+import { directIoWorks } from './direct-io.js';
 import { DirectLog } from './direct-log.js';
 import {
   ENTRY_HEADER_BYTES,
@@ -20,6 +21,8 @@ export interface LedgerStorageOptions {
   writeCacheBytes: number;
   /** fdatasync the entry log after this many appended bytes (see `entryLogSyncBytes` in the bookie config). */
   entryLogSyncBytes: number;
+  /** Write the direct log with O_DIRECT where the file system takes it (see `entryLogDirectIo` in the bookie config). */
+  entryLogDirectIo?: boolean;
   logger: Logger;
   metrics: BookieMetrics;
   now?: () => number;
@@ -93,6 +96,15 @@ export class LedgerStorage {
   async open(): Promise<JournalPosition> {
     const from = await this.index.load(this.now());
     await this.logs.open();
+    if (this.opts.entryLogDirectIo) {
+      const works = await directIoWorks(this.opts.dir);
+      if (!works)
+        this.opts.logger.warn(
+          { dir: this.opts.dir },
+          'this file system refuses O_DIRECT: entry logs are written through the page cache',
+        );
+      this.direct.useDirectIo(works);
+    }
     this.lastCheckpoint = from;
     return from;
   }
