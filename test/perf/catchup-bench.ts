@@ -16,6 +16,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SluiceClient } from '@sluice/client';
 import { loadWorkload, type PerfSummary } from '../../packages/cli/src/perf/index.js';
 import { Proc } from './harness/processes.js';
 import { stat } from './harness/report.js';
@@ -44,6 +45,22 @@ const root = await mkdtemp(join(process.env.BENCH_DIR ?? tmpdir(), 'sluice-catch
 const topology = await startSluice(w, root);
 try {
   const [topic] = await createBenchTopics({ ...w, topics: 1 }, topology.serviceUrl);
+  // Every subscription the runs read with exists before the backlog does:
+  // retention deletes ledgers every subscription has consumed, so one
+  // created later would find only what the earlier runs had not yet
+  // consumed when the log's maintenance last ran (it then reads that and
+  // waits for the rest).
+  const subscription = (q: string, run: number) => `catchup-q${q}-${run}`;
+  const admin = new SluiceClient({ serviceUrl: topology.serviceUrl });
+  try {
+    for (let run = 0; run < runs; run++) {
+      for (const q of queues) {
+        await admin.admin.createSubscription(topic!, subscription(q, run), { initialPosition: 'earliest' });
+      }
+    }
+  } finally {
+    await admin.close();
+  }
   const url = `--url=${topology.serviceUrl}`;
   const sluice = (name: string, args: string[]) =>
     new Proc(name, process.execPath, [SLUICE_BIN, ...args, url]);
@@ -69,7 +86,7 @@ try {
         'perf',
         'consume',
         topic!,
-        `--subscription=catchup-q${q}-${run}`,
+        `--subscription=${subscription(q, run)}`,
         '--from=earliest',
         ...(q === 'default' ? [] : [`--receiver-queue-size=${q}`]),
         '--idle-timeout=3',
