@@ -34,6 +34,7 @@ import {
   EncodedEntry,
   encodeAddEntriesRequest,
 } from '@sluice/proto';
+import { alignUp, allocAligned, DIRECT_IO_CREATE_FLAGS } from '../../packages/bookie/src/direct-io.js';
 import { BookieProcess, bookieClient, bookiePorts, testEntry } from '../support/bookie-process.js';
 
 const SECONDS = Number(process.argv[2] ?? 5);
@@ -220,10 +221,15 @@ function paced(
   });
 }
 
-/** Plain write + fdatasync of `groupBytes` per group for `seconds`: the disk's bound. */
-async function rawBound(dir: string, groupBytes: number, seconds: number): Promise<number> {
-  const fh = await open(join(dir, 'raw.bin'), 'w');
-  const buf = Buffer.alloc(groupBytes, 7);
+/**
+ * Plain write + fdatasync of `groupBytes` per group for `seconds`: the disk's
+ * bound. `direct`: the same with O_DIRECT from page-aligned memory, as the
+ * bookie writes its entry logs, without the page cache's copy.
+ */
+async function rawBound(dir: string, groupBytes: number, seconds: number, direct = false): Promise<number> {
+  const size = direct ? alignUp(groupBytes) : groupBytes;
+  const fh = await open(join(dir, 'raw.bin'), direct ? DIRECT_IO_CREATE_FLAGS : 'w');
+  const buf = direct ? allocAligned(size).subarray(0, size).fill(7) : Buffer.alloc(size, 7);
   const deadline = Date.now() + seconds * 1000;
   let written = 0;
   try {
@@ -360,13 +366,19 @@ try {
       const h1 = await histogramBuckets(bookie, 'sluice_bookie_add_latency_seconds');
       // Arrival → durable inside the bookie (warm-up included), to the bucket.
       const inside = `≤ ${bucketQuantileMs(h0, h1, 0.5)} / ≤ ${bucketQuantileMs(h0, h1, 0.99)}`;
-      const raw = await rawBound(dir, avgGroup, SECONDS);
       // The floor models the path most paced adds took.
       const pacedOnce = (await metricValue(bookie, 'sluice_bookie_entries_written_once_total')) - once0;
+      // The disk alone, with the bookie stopped: its write-back of what it
+      // wrote through the page cache would otherwise run beside the raw
+      // bound and lower it.
+      client.close();
+      await bookie.stop();
+      const raw = await rawBound(dir, avgGroup, SECONDS);
+      const rawDirect = await rawBound(dir, avgGroup, SECONDS, true);
       const floor = await rawPaced(dir, size, acked / secs / 2, SECONDS, 2, pacedOnce > latencies.length / 2);
       const written = (journal + entryLog) / secs;
       rows.push(
-        `| ${size / 1024} KiB | ${Math.round(acked / secs)} | ${mb(payload / secs)} | ${mb(written)} | ${((journal + entryLog) / payload).toFixed(2)} | ${mb(raw)} (${(avgGroup / 1024).toFixed(0)} KiB groups) | ${((written / raw) * 100).toFixed(0)}% | ${pct(latencies, 50).toFixed(2)} / ${pct(latencies, 99).toFixed(2)} | ${inside} | ${pct(floor, 50).toFixed(2)} / ${pct(floor, 99).toFixed(2)} |`,
+        `| ${size / 1024} KiB | ${Math.round(acked / secs)} | ${mb(payload / secs)} | ${mb(written)} | ${((journal + entryLog) / payload).toFixed(2)} | ${mb(raw)} (${(avgGroup / 1024).toFixed(0)} KiB groups) | ${((written / raw) * 100).toFixed(0)}% | ${mb(rawDirect)} | ${((written / rawDirect) * 100).toFixed(0)}% | ${pct(latencies, 50).toFixed(2)} / ${pct(latencies, 99).toFixed(2)} | ${inside} | ${pct(floor, 50).toFixed(2)} / ${pct(floor, 99).toFixed(2)} |`,
       );
       process.stderr.write(`${rows.at(-1)}\n`);
     } finally {
@@ -378,7 +390,7 @@ try {
   await rm(root, { recursive: true, force: true });
 }
 console.log(
-  '| entry | adds/s | payload MB/s | bytes written MB/s (journal + entry log) | bytes written per payload byte | raw write+fdatasync MB/s | bookie / raw | p50 / p99 ms at half max rate | same inside the bookie (histogram bucket) | the disk alone at that rate: p50 / p99 ms |',
+  '| entry | adds/s | payload MB/s | bytes written MB/s (journal + entry log) | bytes written per payload byte | raw write+fdatasync MB/s | bookie / raw | raw O_DIRECT write+fdatasync MB/s | bookie / raw O_DIRECT | p50 / p99 ms at half max rate | same inside the bookie (histogram bucket) | the disk alone at that rate: p50 / p99 ms |',
 );
-console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
 for (const r of rows) console.log(r);
