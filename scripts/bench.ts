@@ -118,10 +118,11 @@ report.disk = measureDiskBound(
   [64 * 1024, 256 * 1024, 1024 * 1024],
   Number(values['disk-seconds']),
   workload.messageSize,
+  [1024 * 1024],
 );
 for (const d of report.disk) {
   log(
-    `  ${d.groupBytes / 1024} KiB groups: ${d.mbPerSec.toFixed(1)} MB/s, ${Math.round(d.fsyncsPerSec)} fsync/s`,
+    `  ${d.groupBytes / 1024} KiB groups${d.direct ? ' (O_DIRECT)' : ''}: ${d.mbPerSec.toFixed(1)} MB/s, ${Math.round(d.fsyncsPerSec)} fsync/s`,
   );
 }
 

@@ -730,3 +730,19 @@ test('bookie store - a reference into the zero padding of an O_DIRECT log is ski
   const again = await s.read(12, 2);
   t.true(again.status === 'OK' && again.entry.payload.equals(entry(12, 2, size).payload));
 });
+
+test('bookie store - a group larger than one O_DIRECT write goes out in several, each continuing the last', async (t) => {
+  const dir = await tempDir(t);
+  let s = await openStore(dir, { entryLogDirectIo: true, maxEntryBytes: 5 * 1024 * 1024 });
+  t.teardown(() => s.close());
+  // ~6.6 MiB in one turn, with one entry larger than a write's 4 MiB.
+  const sizes = Array.from({ length: 40 }, (_, i) => (i === 17 ? 4 * 1024 * 1024 + 5 : LARGE + 333 * i));
+  const outs = await Promise.all(sizes.map((n, i) => s.add(entry(14, i, n), false)));
+  t.true(outs.every((o) => o.status === 'OK'));
+  await s.abort();
+  s = await openStore(dir, { entryLogDirectIo: true, maxEntryBytes: 5 * 1024 * 1024 });
+  for (let i = 0; i < sizes.length; i++) {
+    const r = await s.read(14, i);
+    t.true(r.status === 'OK' && r.entry.payload.equals(entry(14, i, sizes[i]).payload), `entry ${i}`);
+  }
+});

@@ -7,6 +7,10 @@ type Done = (err: Error | undefined) => void;
 
 /** Groups whose fdatasync may be in flight at once (one syncing while the next is written and synced). */
 const MAX_SYNCING_GROUPS = 2;
+/** Largest O_DIRECT write: a group is copied into aligned memory this much at a time. */
+const STAGING_BYTES = 4 * 1024 * 1024;
+
+const recordBytes = (q: { header: Buffer; payload: Buffer }) => q.header.length + q.payload.length;
 
 interface LogFile {
   id: number;
@@ -251,26 +255,24 @@ export class DirectLog {
     if (at !== file.written)
       throw new Error(`entry log ${file.id}: write at ${at} does not continue ${file.written}`);
     let records = 0;
-    for (const q of run) records += q.header.length + q.payload.length;
+    for (const q of run) records += recordBytes(q);
     const end = at + records;
     let bytes = records;
     if (file.directIo) {
-      // Whole blocks from the one holding `at`: the start of that block (the
-      // end of earlier records) is written again with the same bytes, and
-      // the last block is padded with zeros that the next run overwrites.
-      const start = alignDown(at);
-      bytes = alignUp(end) - start;
-      if (!this.staging || this.staging.length < bytes) this.staging = allocAligned(bytes);
-      const buf = this.staging;
-      let p = file.tail!.copy(buf, 0, 0, at - start);
-      for (const q of run) {
-        p += q.header.copy(buf, p);
-        p += q.payload.copy(buf, p);
+      // At most STAGING_BYTES per write (one larger record gets a write of
+      // its own): a large group is not copied whole.
+      bytes = 0;
+      let from = 0;
+      while (from < run.length) {
+        let to = from;
+        let chunk = 0;
+        while (to < run.length && (to === from || chunk + recordBytes(run[to]!) <= STAGING_BYTES)) {
+          chunk += recordBytes(run[to]!);
+          to++;
+        }
+        bytes += await this.writeDirect(file, fh, run.slice(from, to), chunk);
+        from = to;
       }
-      buf.fill(0, p, bytes);
-      const { bytesWritten } = await fh.write(buf, 0, bytes, start);
-      if (bytesWritten !== bytes) throw shortWrite(bytesWritten, bytes);
-      buf.copy(file.tail!, 0, alignDown(end) - start, end - start);
     } else {
       const buffers: Buffer[] = [];
       for (const q of run) {
@@ -282,6 +284,38 @@ export class DirectLog {
     }
     file.written = end;
     return { end, bytes };
+  }
+
+  /**
+   * Write records that continue `file` at `file.written` with O_DIRECT, in
+   * whole blocks from the one holding that offset: the start of that block
+   * (the end of earlier records) is written again with the same bytes, and
+   * the last block is padded with zeros that the next write overwrites.
+   * Returns the bytes handed to the disk.
+   */
+  private async writeDirect(
+    file: LogFile,
+    fh: FileHandle,
+    records: Queued[],
+    length: number,
+  ): Promise<number> {
+    const at = file.written;
+    const end = at + length;
+    const start = alignDown(at);
+    const bytes = alignUp(end) - start;
+    if (!this.staging || this.staging.length < bytes) this.staging = allocAligned(bytes);
+    const buf = this.staging;
+    let p = file.tail!.copy(buf, 0, 0, at - start);
+    for (const q of records) {
+      p += q.header.copy(buf, p);
+      p += q.payload.copy(buf, p);
+    }
+    buf.fill(0, p, bytes);
+    const { bytesWritten } = await fh.write(buf, 0, bytes, start);
+    if (bytesWritten !== bytes) throw shortWrite(bytesWritten, bytes);
+    buf.copy(file.tail!, 0, alignDown(end) - start, end - start);
+    file.written = end;
+    return bytes;
   }
 
   /**

@@ -1,8 +1,11 @@
 import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { allocAligned, DIRECT_IO_CREATE_FLAGS } from '../../../packages/bookie/src/direct-io.js';
 
 export interface DiskBoundResult {
   groupBytes: number;
+  /** Written with O_DIRECT from page-aligned memory (context only: the bound is the plain write's). */
+  direct?: boolean;
   mbPerSec: number;
   fsyncsPerSec: number;
   /** Messages of `messageSize` per second this rate of durable bytes allows. */
@@ -23,13 +26,22 @@ export function measureDiskBound(
   groupSizes: number[],
   seconds: number,
   messageSize: number,
+  /** Group sizes (multiples of 4 KiB) to measure again with O_DIRECT. */
+  directSizes: number[] = [],
 ): DiskBoundResult[] {
   const dir = mkdtempSync(join(parentDir, 'sluice-disk-bound-'));
+  const runs = [
+    ...groupSizes.map((groupBytes) => ({ groupBytes, direct: false })),
+    ...directSizes.map((groupBytes) => ({ groupBytes, direct: true })),
+  ];
   try {
-    return groupSizes.map((groupBytes) => {
-      const buf = Buffer.alloc(groupBytes, 0x5a);
+    return runs.map(({ groupBytes, direct }) => {
+      const buf = direct
+        ? allocAligned(groupBytes).subarray(0, groupBytes).fill(0x5a)
+        : Buffer.alloc(groupBytes, 0x5a);
       const path = join(dir, `journal-${groupBytes}`);
-      let fd = openSync(path, 'w');
+      const flags = direct ? DIRECT_IO_CREATE_FLAGS : 'w';
+      let fd = openSync(path, flags);
       let written = 0;
       let inFile = 0;
       let syncs = 0;
@@ -43,7 +55,8 @@ export function measureDiskBound(
         syncs++;
         if (inFile >= FILE_LIMIT) {
           closeSync(fd);
-          fd = openSync(path, 'w');
+          rmSync(path, { force: true });
+          fd = openSync(path, flags);
           inFile = 0;
         }
       }
@@ -53,6 +66,7 @@ export function measureDiskBound(
       const bytesPerSec = written / sec;
       return {
         groupBytes,
+        ...(direct ? { direct } : {}),
         mbPerSec: bytesPerSec / MIB,
         fsyncsPerSec: syncs / sec,
         msgPerSec: bytesPerSec / messageSize,
