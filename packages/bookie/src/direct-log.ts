@@ -1,6 +1,6 @@
 import type { FileHandle } from 'node:fs/promises';
 import { alignDown, alignUp, allocAligned, DIRECT_IO_ALIGN } from './direct-io.js';
-import type { EntryLocation, EntryLogs } from './entry-log.js';
+import { type EntryLocation, type EntryLogs, shortWrite } from './entry-log.js';
 import type { BookieMetrics } from './metrics.js';
 
 type Done = (err: Error | undefined) => void;
@@ -21,11 +21,13 @@ interface LogFile {
   /** Groups still to be written to this file, oldest first. */
   pendingWrites: number;
   retired: boolean;
-  /** Opened with O_DIRECT: writes go out aligned from `DirectLog.staging`. */
-  directIo: boolean;
   /** End of the bytes written so far. */
   written: number;
-  /** With O_DIRECT, a copy of the file's last partial block (`written` modulo the alignment). */
+  /**
+   * Set when the file was opened with O_DIRECT (writes then go out aligned
+   * from `DirectLog.staging`): a copy of its last partial block, `written`
+   * modulo the alignment.
+   */
   tail: Buffer | undefined;
 }
 
@@ -110,7 +112,6 @@ export class DirectLog {
       reserved: 0,
       pendingWrites: 0,
       retired: false,
-      directIo,
       written: 0,
       tail: directIo ? Buffer.alloc(DIRECT_IO_ALIGN) : undefined,
     };
@@ -258,7 +259,7 @@ export class DirectLog {
     for (const q of run) records += recordBytes(q);
     const end = at + records;
     let bytes = records;
-    if (file.directIo) {
+    if (file.tail) {
       // At most STAGING_BYTES per write (one larger record gets a write of
       // its own): a large group is not copied whole.
       bytes = 0;
@@ -270,7 +271,7 @@ export class DirectLog {
           chunk += recordBytes(run[to]!);
           to++;
         }
-        bytes += await this.writeDirect(file, fh, run.slice(from, to), chunk);
+        bytes += await this.writeDirect(file, file.tail, fh, run.slice(from, to), chunk);
         from = to;
       }
     } else {
@@ -281,8 +282,8 @@ export class DirectLog {
       }
       const { bytesWritten } = await fh.writev(buffers, at);
       if (bytesWritten !== bytes) throw shortWrite(bytesWritten, bytes);
+      file.written = end;
     }
-    file.written = end;
     return { end, bytes };
   }
 
@@ -295,6 +296,7 @@ export class DirectLog {
    */
   private async writeDirect(
     file: LogFile,
+    tail: Buffer,
     fh: FileHandle,
     records: Queued[],
     length: number,
@@ -305,7 +307,7 @@ export class DirectLog {
     const bytes = alignUp(end) - start;
     if (!this.staging || this.staging.length < bytes) this.staging = allocAligned(bytes);
     const buf = this.staging;
-    let p = file.tail!.copy(buf, 0, 0, at - start);
+    let p = tail.copy(buf, 0, 0, at - start);
     for (const q of records) {
       p += q.header.copy(buf, p);
       p += q.payload.copy(buf, p);
@@ -313,7 +315,7 @@ export class DirectLog {
     buf.fill(0, p, bytes);
     const { bytesWritten } = await fh.write(buf, 0, bytes, start);
     if (bytesWritten !== bytes) throw shortWrite(bytesWritten, bytes);
-    buf.copy(file.tail!, 0, alignDown(end) - start, end - start);
+    buf.copy(tail, 0, alignDown(end) - start, end - start);
     file.written = end;
     return bytes;
   }
@@ -338,10 +340,4 @@ export class DirectLog {
     this.file = undefined;
     this.next = undefined;
   }
-}
-
-function shortWrite(written: number, bytes: number): Error {
-  return Object.assign(new Error(`short entry log write: ${written} of ${bytes} bytes (disk full?)`), {
-    code: 'ENOSPC',
-  });
 }

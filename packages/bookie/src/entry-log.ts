@@ -102,6 +102,13 @@ function pushCoalesced(list: Buffer[], b: Buffer): void {
   } else list.push(b);
 }
 
+/** The error of a write that wrote less than it was given (a full disk, as a rule). */
+export function shortWrite(written: number, bytes: number): Error {
+  return Object.assign(new Error(`short entry log write: ${written} of ${bytes} bytes (disk full?)`), {
+    code: 'ENOSPC',
+  });
+}
+
 const FILE_RE = /^entrylog-(\d{16})\.log$/;
 const fileName = (id: number) => `entrylog-${String(id).padStart(16, '0')}.log`;
 
@@ -250,14 +257,7 @@ export class EntryLogs {
   private async write(buffers: Buffer[], end: number): Promise<void> {
     const bytes = end - this.writerOffset;
     const { bytesWritten } = await this.writer!.writev(buffers, this.writerOffset);
-    if (bytesWritten !== bytes) {
-      throw Object.assign(
-        new Error(`short entry log write: ${bytesWritten} of ${bytes} bytes (disk full?)`),
-        {
-          code: 'ENOSPC',
-        },
-      );
-    }
+    if (bytesWritten !== bytes) throw shortWrite(bytesWritten, bytes);
     this.writerOffset = end;
     this.sizes.set(this.writerId, end);
   }
