@@ -8,7 +8,6 @@
  * answering one add has stopped answering all of them.
  */
 import {
-  type ClientDuplexStream,
   type ClientReadableStream,
   credentials,
   status as grpcStatus,
@@ -28,7 +27,6 @@ import {
 } from '@sluice/common';
 import type {
   BookieServiceClient,
-  DecodedAddEntriesResponse,
   DecodedReadEntriesResponse,
   EncodedEntry,
   Entry__Output,
@@ -37,19 +35,8 @@ import type {
   ReadEntryResponse__Output,
   ReadLacResponse__Output,
 } from '@sluice/proto';
-import {
-  ADD_ENTRIES_PATH,
-  decodeAddEntriesResponse,
-  decodeReadEntriesResponse,
-  loadProto,
-  MAX_GRPC_MESSAGE_BYTES,
-} from '@sluice/proto';
-import {
-  type AddBatch,
-  encodeWireEntry,
-  payloadLengthOf,
-  sharedAddRequestEncoder,
-} from './add-request-encoder.js';
+import { decodeReadEntriesResponse, loadProto, MAX_GRPC_MESSAGE_BYTES } from '@sluice/proto';
+import { encodeWireEntry, payloadLengthOf } from './add-request-encoder.js';
 import type {
   AddOutcome,
   BookieClient,
@@ -61,6 +48,7 @@ import type {
   WireEntry,
 } from './bookie-client.js';
 import { type BookieDirectory, MetadataBookieDirectory } from './bookie-directory.js';
+import { AddStreamConnection, type Http2AddStream } from './http2-add-stream.js';
 import { UnknownBookie } from './memory-bookie.js';
 
 export interface GrpcBookieClientOptions {
@@ -134,13 +122,6 @@ function fromWire(e: Entry__Output): WireEntry {
 }
 
 /**
- * AddEntries goes through the hand-written codec of @sluice/proto instead of
- * the generated protobufjs one: each entry is encoded once for its whole
- * write set, and results decode without protobufjs objects.
- */
-type AddStream = ClientDuplexStream<AddBatch, DecodedAddEntriesResponse>;
-
-/**
  * ReadEntries responses go through the hand-written codec: entries decode
  * straight into WireEntry objects whose payloads are slices of the received
  * message (protobufjs built a message object per entry, then fromWire
@@ -169,7 +150,9 @@ interface InFlight {
 export class GrpcBookieClient implements BookieClient {
   private readonly client: BookieServiceClient;
   private readonly serializeReadRequest = readEntriesRequestSerializer();
-  private stream: AddStream | undefined;
+  /** AddEntries runs on a connection of its own, without grpc-js (see `Http2AddStream`). */
+  private readonly addConnection: AddStreamConnection;
+  private stream: Http2AddStream | undefined;
   private readonly inflight = new Map<string, InFlight[]>();
   private inflightCount = 0;
   private inflightBytes = 0;
@@ -179,7 +162,7 @@ export class GrpcBookieClient implements BookieClient {
   private batch: { entries: EncodedEntry[]; recovery: boolean; bytes: number }[] = [];
   private flushScheduled = false;
   /** The stream whose write() asked us to wait for 'drain'. */
-  private blocked: AddStream | undefined;
+  private blocked: Http2AddStream | undefined;
   private readonly timer: NodeJS.Timeout;
   private closed = false;
   private readonly addTimeoutMs: number;
@@ -206,6 +189,7 @@ export class GrpcBookieClient implements BookieClient {
       'grpc.max_reconnect_backoff_ms': 2_000,
       'grpc-node.flow_control_window': BOOKIE_FLOW_CONTROL_WINDOW_BYTES,
     });
+    this.addConnection = new AddStreamConnection(bookieId, address);
     this.timer = setInterval(() => this.checkTimeouts(), Math.max(50, Math.min(1000, this.addTimeoutMs / 4)));
     this.timer.unref();
   }
@@ -283,9 +267,9 @@ export class GrpcBookieClient implements BookieClient {
     while (this.batch.length > 0) {
       const b = this.batch.shift()!;
       if (!stream.write({ entries: b.entries, recovery: b.recovery })) {
-        // grpc-js buffers whatever we write; stop here so memory stays bounded by what HTTP/2 flow control lets through.
+        // HTTP/2 buffers whatever we write; stop here so memory stays bounded by what flow control lets through.
         this.blocked = stream;
-        stream.once('drain', () => {
+        stream.onDrain(() => {
           if (this.blocked !== stream) return;
           this.blocked = undefined;
           this.flush();
@@ -295,33 +279,27 @@ export class GrpcBookieClient implements BookieClient {
     }
   }
 
-  private addStream(): AddStream {
+  private addStream(): Http2AddStream {
     if (this.stream) return this.stream;
-    const stream = this.client.makeBidiStreamRequest(
-      ADD_ENTRIES_PATH,
-      sharedAddRequestEncoder.serialize,
-      decodeAddEntriesResponse,
-    );
-    this.stream = stream;
-    stream.on('data', (res: DecodedAddEntriesResponse) => {
-      for (const r of res.results) {
-        const key = `${r.ledgerId}:${r.entryId}`;
-        const list = this.inflight.get(key);
-        const w = list?.shift();
-        if (!w) continue;
-        if (list && list.length === 0) this.inflight.delete(key);
-        this.settled(w.bytes);
-        w.resolve({ status: statusName(r.status), message: r.message });
-      }
+    const stream = this.addConnection.open({
+      response: (res) => {
+        for (const r of res.results) {
+          const key = `${r.ledgerId}:${r.entryId}`;
+          const list = this.inflight.get(key);
+          const w = list?.shift();
+          if (!w) continue;
+          if (list && list.length === 0) this.inflight.delete(key);
+          this.settled(w.bytes);
+          w.resolve({ status: statusName(r.status), message: r.message });
+        }
+      },
+      broken: (err) => {
+        if (this.stream !== stream) return;
+        this.stream = undefined;
+        this.failAll(err);
+      },
     });
-    const broken = (err: SluiceError) => {
-      if (this.stream !== stream) return;
-      this.stream = undefined;
-      this.failAll(err);
-    };
-    stream.on('error', (err: ServiceError) => broken(fromGrpcError(err)));
-    stream.on('end', () => broken(new UnavailableError(`bookie ${this.bookieId} ended the add stream`)));
-    stream.on('close', () => broken(new UnavailableError(`add stream to bookie ${this.bookieId} closed`)));
+    this.stream = stream;
     return stream;
   }
 
@@ -436,6 +414,7 @@ export class GrpcBookieClient implements BookieClient {
     this.stream = undefined;
     this.failAll(new UnavailableError(`client of bookie ${this.bookieId} was closed`));
     stream?.cancel();
+    this.addConnection.close();
     this.client.close();
   }
 }

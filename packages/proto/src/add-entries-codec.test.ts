@@ -3,6 +3,8 @@ import {
   type AddEntriesRequest__Output,
   type AddEntriesResponse__Output,
   type AddResultFields,
+  addEntriesRequestLength,
+  addEntriesRequestParts,
   decodeAddEntriesRequest,
   decodeAddEntriesResponse,
   EncodedEntry,
@@ -44,6 +46,26 @@ for (const recovery of [false, true]) {
       t.is(Number(d.ledgerLength), e.ledgerLength);
       t.true(Buffer.from(d.payload).equals(e.payload));
     });
+  });
+
+  test(`add-entries codec - request parts are the same bytes, payloads not copied (recovery ${recovery})`, (t) => {
+    const split = Buffer.from('0123456789');
+    const encoded = [
+      ...entries.map((e) => new EncodedEntry(e, e.payload)),
+      new EncodedEntry({ ...entries[0]!, entryId: 99 }, [
+        split.subarray(0, 4),
+        Buffer.alloc(0),
+        split.subarray(4),
+      ]),
+    ];
+    const parts = addEntriesRequestParts(encoded, recovery);
+    t.true(Buffer.concat(parts).equals(encodeAddEntriesRequest(encoded, recovery)));
+    t.is(Buffer.concat(parts).length, addEntriesRequestLength(encoded, recovery));
+    t.true(parts.includes(entries[1]!.payload), 'a payload goes out as the Buffer it was given');
+    t.false(
+      parts.some((p) => p.length === 0),
+      'empty parts are left out',
+    );
   });
 
   test(`add-entries codec - request from protobufjs decodes (recovery ${recovery})`, (t) => {

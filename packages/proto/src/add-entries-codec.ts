@@ -144,6 +144,24 @@ export function addEntriesRequestLength(entries: readonly EncodedEntry[], recove
   return n;
 }
 
+/** The `recovery = true` field of an AddEntriesRequest. */
+const RECOVERY_FIELD = Buffer.from([(2 << 3) | WIRE_VARINT, 1]);
+
+/**
+ * An AddEntriesRequest as the Buffers to send one after another, nothing
+ * copied: each entry's head, then its payload parts as they are. Same bytes
+ * as `encodeAddEntriesRequest`.
+ */
+export function addEntriesRequestParts(entries: readonly EncodedEntry[], recovery: boolean): Buffer[] {
+  const out: Buffer[] = [];
+  for (const e of entries) {
+    out.push(e.head);
+    for (const p of e.parts) if (p.length > 0) out.push(p);
+  }
+  if (recovery) out.push(RECOVERY_FIELD);
+  return out;
+}
+
 /** An AddEntriesRequest as one Buffer: each entry's head and payload parts copied once. */
 export function encodeAddEntriesRequest(entries: readonly EncodedEntry[], recovery: boolean): Buffer {
   const out = Buffer.allocUnsafe(addEntriesRequestLength(entries, recovery));

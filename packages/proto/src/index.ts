@@ -5,6 +5,7 @@ import type { EntryStatus__Output } from './generated/index.js';
 
 export * from './add-entries-codec.js';
 export type * from './generated/index.js';
+export * from './grpc-framing.js';
 export * from './read-entries-codec.js';
 
 /** A sluice.v1.EntryStatus as bookie and client code handle it: without the prefix; UNSPECIFIED is never sent. */
