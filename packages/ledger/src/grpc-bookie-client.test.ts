@@ -1,3 +1,4 @@
+import { type AddressInfo, createServer, type Socket } from 'node:net';
 import {
   Metadata,
   Server,
@@ -316,6 +317,55 @@ test('grpc bookie client - an add that gets no answer times out the stream', asy
   const started = Date.now();
   await t.throwsAsync(client.add(entry(0)), { instanceOf: TimeoutError });
   t.true(Date.now() - started < 2000);
+});
+
+/** A TCP server that accepts connections and never answers: a bookie host gone without a reset. */
+async function blackHole() {
+  const sockets = new Set<Socket>();
+  let accepted = 0;
+  const server = createServer((s) => {
+    accepted++;
+    sockets.add(s);
+    s.on('error', () => {});
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    accepted: () => accepted,
+    stop: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+test('grpc bookie client - a connection that stops answering is found by its pings and replaced', async (t) => {
+  const hole = await blackHole();
+  const client = new GrpcBookieClient('b1', hole.address, { keepaliveMs: 100, keepaliveTimeoutMs: 100 });
+  t.teardown(async () => {
+    await client.close();
+    await hole.stop();
+  });
+  const started = Date.now();
+  // The add timeout (10 s) is far off: the unanswered ping ends it.
+  await t.throwsAsync(client.add(entry(0)), { instanceOf: UnavailableError });
+  t.true(Date.now() - started < 3000, `failed after ${Date.now() - started} ms`);
+  await t.throwsAsync(client.add(entry(1)), { instanceOf: UnavailableError });
+  t.is(hole.accepted(), 2, 'the second add connected again');
+});
+
+test('grpc bookie client - an add timeout drops the connection, so the next add connects again', async (t) => {
+  const hole = await blackHole();
+  const client = new GrpcBookieClient('b1', hole.address, { addTimeoutMs: 200, keepaliveMs: 60_000 });
+  t.teardown(async () => {
+    await client.close();
+    await hole.stop();
+  });
+  await t.throwsAsync(client.add(entry(0)), { instanceOf: TimeoutError });
+  t.is(hole.accepted(), 1);
+  await t.throwsAsync(client.add(entry(1)), { instanceOf: TimeoutError });
+  t.is(hole.accepted(), 2);
 });
 
 test('grpc bookie client - an unreachable bookie fails fast', async (t) => {

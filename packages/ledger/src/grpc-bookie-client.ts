@@ -62,6 +62,9 @@ export interface GrpcBookieClientOptions {
    * to four times both limits, then fail with ResourceExhaustedError.
    */
   maxInFlightBytes?: number;
+  /** Ping a bookie's add connection this often; one unanswered for `keepaliveTimeoutMs` drops it. */
+  keepaliveMs?: number;
+  keepaliveTimeoutMs?: number;
   /**
    * Pool only: clients for bookies in this process (standalone), used for
    * their ids instead of gRPC; the pool closes them with itself.
@@ -183,13 +186,16 @@ export class GrpcBookieClient implements BookieClient {
     this.client = new Service(address, credentials.createInsecure(), {
       'grpc.max_receive_message_length': MAX_GRPC_MESSAGE_BYTES,
       'grpc.max_send_message_length': MAX_GRPC_MESSAGE_BYTES,
-      'grpc.keepalive_time_ms': 10_000,
-      'grpc.keepalive_timeout_ms': 5_000,
+      'grpc.keepalive_time_ms': opts.keepaliveMs ?? 10_000,
+      'grpc.keepalive_timeout_ms': opts.keepaliveTimeoutMs ?? 5_000,
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 2_000,
       'grpc-node.flow_control_window': BOOKIE_FLOW_CONTROL_WINDOW_BYTES,
     });
-    this.addConnection = new AddStreamConnection(bookieId, address);
+    this.addConnection = new AddStreamConnection(bookieId, address, {
+      ...(opts.keepaliveMs !== undefined ? { keepaliveMs: opts.keepaliveMs } : {}),
+      ...(opts.keepaliveTimeoutMs !== undefined ? { keepaliveTimeoutMs: opts.keepaliveTimeoutMs } : {}),
+    });
     this.timer = setInterval(() => this.checkTimeouts(), Math.max(50, Math.min(1000, this.addTimeoutMs / 4)));
     this.timer.unref();
   }
@@ -262,7 +268,13 @@ export class GrpcBookieClient implements BookieClient {
     this.flushScheduled = false;
     // Nothing to send (e.g. a broken stream failed it all): no reason to open a stream.
     if (this.closed || this.batch.length === 0) return;
-    const stream = this.addStream();
+    let stream: Http2AddStream;
+    try {
+      stream = this.addStream();
+    } catch (err) {
+      this.failAll(err as SluiceError);
+      return;
+    }
     if (this.blocked === stream) return;
     while (this.batch.length > 0) {
       const b = this.batch.shift()!;
@@ -334,6 +346,8 @@ export class GrpcBookieClient implements BookieClient {
     if (now - oldest < this.addTimeoutMs) return;
     const stream = this.stream;
     this.stream = undefined;
+    // A bookie that answers nothing may sit behind a dead connection: the next stream gets a new one.
+    this.addConnection.reset();
     this.failAll(
       new TimeoutError(
         `bookie ${this.bookieId} (${this.address}) did not answer an add within ${this.addTimeoutMs} ms`,

@@ -47,27 +47,56 @@ export interface AddStreamHandlers {
 /** Receive window for the responses (a few bytes per add). */
 const RESPONSE_WINDOW_BYTES = 1024 * 1024;
 
-/** An HTTP/2 connection to one bookie that add streams are opened on. */
+export interface AddStreamConnectionOptions {
+  /** Ping the bookie this often while connected (grpc-js channels did the same: `keepalive_time_ms`). */
+  keepaliveMs?: number;
+  /** Drop the connection when a ping gets no answer within this. */
+  keepaliveTimeoutMs?: number;
+}
+
+/**
+ * An HTTP/2 connection to one bookie that add streams are opened on. A
+ * connection that stops answering (a bookie host gone without a reset)
+ * is found by its pings and destroyed, which breaks its stream; the next
+ * stream gets a new connection.
+ */
 export class AddStreamConnection {
   private session: ClientHttp2Session | undefined;
+  private keepalive: NodeJS.Timeout | undefined;
+  private readonly keepaliveMs: number;
+  private readonly keepaliveTimeoutMs: number;
 
   constructor(
     readonly bookieId: string,
     readonly address: string,
-  ) {}
+    opts: AddStreamConnectionOptions = {},
+  ) {
+    this.keepaliveMs = opts.keepaliveMs ?? 10_000;
+    this.keepaliveTimeoutMs = opts.keepaliveTimeoutMs ?? 5_000;
+  }
 
+  /** Open an AddEntries call; throws UnavailableError when HTTP/2 refuses to start one. */
   open(handlers: AddStreamHandlers): Http2AddStream {
     const session = this.connected();
-    const stream = session.request({
-      [constants.HTTP2_HEADER_METHOD]: 'POST',
-      [constants.HTTP2_HEADER_PATH]: ADD_ENTRIES_PATH,
-      [constants.HTTP2_HEADER_SCHEME]: 'http',
-      [constants.HTTP2_HEADER_AUTHORITY]: this.address,
-      [constants.HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc',
-      [constants.HTTP2_HEADER_TE]: 'trailers',
-      'grpc-accept-encoding': 'identity',
-      [constants.HTTP2_HEADER_USER_AGENT]: 'sluice-ledger',
-    });
+    let stream: ClientHttp2Stream;
+    try {
+      stream = session.request({
+        [constants.HTTP2_HEADER_METHOD]: 'POST',
+        [constants.HTTP2_HEADER_PATH]: ADD_ENTRIES_PATH,
+        [constants.HTTP2_HEADER_SCHEME]: 'http',
+        [constants.HTTP2_HEADER_AUTHORITY]: this.address,
+        [constants.HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc',
+        [constants.HTTP2_HEADER_TE]: 'trailers',
+        'grpc-accept-encoding': 'identity',
+        [constants.HTTP2_HEADER_USER_AGENT]: 'sluice-ledger',
+      });
+    } catch (err) {
+      // E.g. a session that is closing: the next attempt starts over on a new one.
+      this.reset();
+      throw new UnavailableError(
+        `cannot open an add stream to bookie ${this.bookieId} (${this.address}): ${(err as Error).message}`,
+      );
+    }
     return new Http2AddStream(this.bookieId, stream, handlers);
   }
 
@@ -80,7 +109,9 @@ export class AddStreamConnection {
     // A failed connection fails its streams, which report it; the session's own error needs no more.
     session.on('error', () => undefined);
     const drop = () => {
-      if (this.session === session) this.session = undefined;
+      if (this.session !== session) return;
+      this.session = undefined;
+      clearInterval(this.keepalive);
     };
     session.once('close', drop);
     // A bookie going away lets streams in flight finish; new ones go to a new connection.
@@ -88,13 +119,40 @@ export class AddStreamConnection {
     // Like an idle grpc-js channel, the connection alone does not keep the process running.
     session.unref();
     this.session = session;
+    clearInterval(this.keepalive);
+    this.keepalive = setInterval(() => this.ping(session), this.keepaliveMs);
+    this.keepalive.unref();
     return session;
   }
 
-  close(): void {
+  private ping(session: ClientHttp2Session): void {
+    if (session.destroyed || !session.socket) return;
+    const timer = setTimeout(() => {
+      if (this.session === session) this.reset();
+      else session.destroy();
+    }, this.keepaliveTimeoutMs);
+    timer.unref();
+    try {
+      session.ping((err) => {
+        clearTimeout(timer);
+        if (err && !session.destroyed) session.destroy();
+      });
+    } catch {
+      // Too many pings unanswered, or the session is closing: its close breaks the stream anyway.
+      clearTimeout(timer);
+    }
+  }
+
+  /** Drop the connection (its streams break); the next `open` connects again. */
+  reset(): void {
     const session = this.session;
     this.session = undefined;
+    clearInterval(this.keepalive);
     session?.destroy();
+  }
+
+  close(): void {
+    this.reset();
   }
 }
 
