@@ -24,18 +24,11 @@ import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Client, ClientDuplexStream } from '@grpc/grpc-js';
 import { parseSize } from '@sluice/common';
-import {
-  ADD_ENTRIES_PATH,
-  type BookieServiceClient,
-  type DecodedAddEntriesResponse,
-  decodeAddEntriesResponse,
-  EncodedEntry,
-  encodeAddEntriesRequest,
-} from '@sluice/proto';
+import { type DecodedAddEntriesResponse, EncodedEntry } from '@sluice/proto';
 import { alignUp, allocAligned, DIRECT_IO_CREATE_FLAGS } from '../../packages/bookie/src/direct-io.js';
-import { BookieProcess, bookieClient, bookiePorts, testEntry } from '../support/bookie-process.js';
+import { AddStreamConnection, type Http2AddStream } from '../../packages/ledger/src/http2-add-stream.js';
+import { BookieProcess, bookiePorts, testEntry } from '../support/bookie-process.js';
 
 const SECONDS = Number(process.argv[2] ?? 5);
 const SIZES = process.env.BENCH_SIZES
@@ -48,20 +41,22 @@ const ENTRY_LOG_SYNC_BYTES = parseSize(process.env.SLUICE_BOOKIE_ENTRY_LOG_SYNC_
 const REF_RECORD_BYTES = 52 + 24;
 
 /**
- * An AddEntries stream with the wire codec the ledger client uses (each
- * entry's head encoded once, the payload referenced, not copied), not the
- * generic protobufjs one: the load generator shares the 2 cores with the
- * bookie, and at 1 KiB a generic encode of every entry was a large share of
- * its CPU and garbage. The bookie sees the same bytes either way.
+ * An AddEntries stream as the ledger client drives it (`Http2AddStream`:
+ * each entry's head encoded once, requests written as their parts, no
+ * protobufjs and no grpc-js copy): the load generator shares the 2 cores
+ * with the bookie, and at 1 KiB a generic encode of every entry was a large
+ * share of its CPU and garbage. The bookie sees the same bytes either way.
+ * Settles with the acked count once the bookie has ended the call.
  */
 function addStream(
-  client: BookieServiceClient,
-): ClientDuplexStream<EncodedEntry[], DecodedAddEntriesResponse> {
-  return (client as unknown as Client).makeBidiStreamRequest(
-    ADD_ENTRIES_PATH,
-    (entries: EncodedEntry[]) => encodeAddEntriesRequest(entries, false),
-    decodeAddEntriesResponse,
-  );
+  connection: AddStreamConnection,
+  onResults: (res: DecodedAddEntriesResponse) => void,
+): { stream: Http2AddStream; done: Promise<void> } {
+  let stream!: Http2AddStream;
+  const done = new Promise<void>((resolve, reject) => {
+    stream = connection.open({ response: onResults, broken: reject, ended: resolve });
+  });
+  return { stream, done };
 }
 
 /** Entry `entryId` of the bench's ledger, encoded for the wire around the one shared payload. */
@@ -116,49 +111,45 @@ async function entryLogSettled(bookie: BookieProcess): Promise<number> {
 }
 
 /** Saturate one pipelined stream for `seconds`; returns acked entries. */
-function saturate(
-  client: BookieServiceClient,
+async function saturate(
+  connection: AddStreamConnection,
   ledgerId: number,
   size: number,
   seconds: number,
 ): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const proto = testEntry(ledgerId, 0, size);
-    const call = addStream(client);
-    const perBatch = Math.max(1, Math.floor((256 * 1024) / size));
-    const maxInFlight = Math.max(perBatch, Math.floor(IN_FLIGHT_BYTES / size));
-    const deadline = Date.now() + seconds * 1000;
-    let next = 0;
-    let inFlight = 0;
-    let acked = 0;
-    let ending = false;
-    const pump = () => {
-      while (!ending && inFlight + perBatch <= maxInFlight) {
-        if (Date.now() >= deadline) {
-          ending = true;
-          break;
-        }
-        const entries = Array.from({ length: perBatch }, () => wireEntry(proto, next++));
-        inFlight += entries.length;
-        call.write(entries);
-      }
-      if (ending && inFlight === 0) call.end();
-    };
-    call.on('data', (res: DecodedAddEntriesResponse) => {
-      for (const r of res.results) {
-        if (r.status !== 'ENTRY_STATUS_OK') {
-          reject(new Error(`add failed: ${r.status} ${r.message}`));
-          return;
-        }
-        inFlight--;
-        acked++;
-      }
-      pump();
-    });
-    call.on('error', reject);
-    call.on('end', () => resolve(acked));
+  const proto = testEntry(ledgerId, 0, size);
+  const perBatch = Math.max(1, Math.floor((256 * 1024) / size));
+  const maxInFlight = Math.max(perBatch, Math.floor(IN_FLIGHT_BYTES / size));
+  const deadline = Date.now() + seconds * 1000;
+  let next = 0;
+  let inFlight = 0;
+  let acked = 0;
+  let ending = false;
+  let failure: Error | undefined;
+  const { stream, done } = addStream(connection, (res) => {
+    for (const r of res.results) {
+      if (r.status !== 'ENTRY_STATUS_OK') failure ??= new Error(`add failed: ${r.status} ${r.message}`);
+      inFlight--;
+      acked++;
+    }
     pump();
   });
+  const pump = () => {
+    while (!ending && inFlight + perBatch <= maxInFlight) {
+      if (Date.now() >= deadline || failure) {
+        ending = true;
+        break;
+      }
+      const entries = Array.from({ length: perBatch }, () => wireEntry(proto, next++));
+      inFlight += entries.length;
+      stream.write({ entries, recovery: false });
+    }
+    if (ending && inFlight === 0) stream.end();
+  };
+  pump();
+  await done;
+  if (failure) throw failure;
+  return acked;
 }
 
 /**
@@ -166,59 +157,55 @@ function saturate(
  * from the scheduled send time) of the adds sent after the warm-up, which
  * lets both processes' JIT and the new stream settle first.
  */
-function paced(
-  client: BookieServiceClient,
+async function paced(
+  connection: AddStreamConnection,
   ledgerId: number,
   size: number,
   rate: number,
   seconds: number,
   warmup: number,
 ): Promise<number[]> {
-  return new Promise((resolve, reject) => {
-    const proto = testEntry(ledgerId, 0, size);
-    const call = addStream(client);
-    const skip = Math.floor(rate * warmup);
-    const total = skip + Math.floor(rate * seconds);
-    // Typed arrays sized up front: growing JS arrays of hundreds of thousands
-    // of numbers made this process run full collections mid-measurement.
-    const scheduledAt = new Float64Array(total);
-    const latencies = new Float64Array(total - skip);
-    let measured = 0;
-    const start = performance.now();
-    let next = 0;
-    let done = 0;
-    // After a stall many adds are due at once: at most 1 MiB per message
-    // (gRPC refuses messages over 16 MiB).
-    const perMessage = Math.max(1, Math.floor((1024 * 1024) / size));
-    const tick = () => {
-      const elapsed = (performance.now() - start) / 1000;
-      const due = Math.min(total, Math.floor(elapsed * rate));
-      while (next < due) {
-        const entries: EncodedEntry[] = [];
-        while (next < due && entries.length < perMessage) {
-          scheduledAt[next] = start + (next / rate) * 1000;
-          entries.push(wireEntry(proto, next++));
-        }
-        call.write(entries);
-      }
-      if (next < total) setTimeout(tick, 1);
-    };
-    call.on('data', (res: DecodedAddEntriesResponse) => {
-      const now = performance.now();
-      for (const r of res.results) {
-        if (r.status !== 'ENTRY_STATUS_OK') {
-          reject(new Error(`add failed: ${r.status} ${r.message}`));
-          return;
-        }
-        if (r.entryId >= skip) latencies[measured++] = now - scheduledAt[r.entryId]!;
-        done++;
-      }
-      if (done === total) call.end();
-    });
-    call.on('error', reject);
-    call.on('end', () => resolve(Array.from(latencies.subarray(0, measured))));
-    tick();
+  const proto = testEntry(ledgerId, 0, size);
+  const skip = Math.floor(rate * warmup);
+  const total = skip + Math.floor(rate * seconds);
+  // Typed arrays sized up front: growing JS arrays of hundreds of thousands
+  // of numbers made this process run full collections mid-measurement.
+  const scheduledAt = new Float64Array(total);
+  const latencies = new Float64Array(total - skip);
+  let measured = 0;
+  let next = 0;
+  let settled = 0;
+  let failure: Error | undefined;
+  const { stream, done } = addStream(connection, (res) => {
+    const now = performance.now();
+    for (const r of res.results) {
+      if (r.status !== 'ENTRY_STATUS_OK') failure ??= new Error(`add failed: ${r.status} ${r.message}`);
+      if (r.entryId >= skip) latencies[measured++] = now - scheduledAt[r.entryId]!;
+      settled++;
+    }
+    if (settled === total) stream.end();
   });
+  const start = performance.now();
+  // After a stall many adds are due at once: at most 1 MiB per message
+  // (gRPC refuses messages over 16 MiB).
+  const perMessage = Math.max(1, Math.floor((1024 * 1024) / size));
+  const tick = () => {
+    const elapsed = (performance.now() - start) / 1000;
+    const due = Math.min(total, Math.floor(elapsed * rate));
+    while (next < due) {
+      const entries: EncodedEntry[] = [];
+      while (next < due && entries.length < perMessage) {
+        scheduledAt[next] = start + (next / rate) * 1000;
+        entries.push(wireEntry(proto, next++));
+      }
+      stream.write({ entries, recovery: false });
+    }
+    if (next < total) setTimeout(tick, 1);
+  };
+  tick();
+  await done;
+  if (failure) throw failure;
+  return Array.from(latencies.subarray(0, measured));
 }
 
 /**
@@ -337,12 +324,12 @@ try {
       ...(await bookiePorts()),
       env: { DISK_USAGE_THRESHOLD: '1', DISK_USAGE_LWM_THRESHOLD: '0.99' },
     });
-    const client = bookieClient(bookie.address);
+    const connection = new AddStreamConnection('bench', bookie.address);
     try {
       const j0 = await metricValue(bookie, 'sluice_bookie_journal_bytes_total');
       const e0 = await metricValue(bookie, 'sluice_bookie_entry_log_bytes_total');
       const t0 = process.hrtime.bigint();
-      const acked = await saturate(client, 100 + i, size, SECONDS);
+      const acked = await saturate(connection, 100 + i, size, SECONDS);
       const secs = Number(process.hrtime.bigint() - t0) / 1e9;
       const entryLog = (await entryLogSettled(bookie)) - e0;
       const journal = (await metricValue(bookie, 'sluice_bookie_journal_bytes_total')) - j0;
@@ -362,7 +349,7 @@ try {
       const payload = acked * size;
       const h0 = await histogramBuckets(bookie, 'sluice_bookie_add_latency_seconds');
       const once0 = await metricValue(bookie, 'sluice_bookie_entries_written_once_total');
-      const latencies = await paced(client, 200 + i, size, acked / secs / 2, SECONDS, 2);
+      const latencies = await paced(connection, 200 + i, size, acked / secs / 2, SECONDS, 2);
       const h1 = await histogramBuckets(bookie, 'sluice_bookie_add_latency_seconds');
       // Arrival → durable inside the bookie (warm-up included), to the bucket.
       const inside = `≤ ${bucketQuantileMs(h0, h1, 0.5)} / ≤ ${bucketQuantileMs(h0, h1, 0.99)}`;
@@ -371,7 +358,7 @@ try {
       // The disk alone, with the bookie stopped: its write-back of what it
       // wrote through the page cache would otherwise run beside the raw
       // bound and lower it.
-      client.close();
+      connection.close();
       await bookie.stop();
       const raw = await rawBound(dir, avgGroup, SECONDS);
       const rawDirect = await rawBound(dir, avgGroup, SECONDS, true);
@@ -382,7 +369,7 @@ try {
       );
       process.stderr.write(`${rows.at(-1)}\n`);
     } finally {
-      client.close();
+      connection.close();
       await bookie.stop();
     }
   }

@@ -42,6 +42,8 @@ export interface AddStreamHandlers {
   response(res: DecodedAddEntriesResponse): void;
   /** The stream is over (the bookie ended it, it broke, or a response was malformed); called once. */
   broken(err: SluiceError): void;
+  /** The bookie ended the call with OK after `end()` (then `broken` is not called). */
+  ended?(): void;
 }
 
 /** Receive window for the responses (a few bytes per add). */
@@ -160,6 +162,7 @@ export class AddStreamConnection {
 export class Http2AddStream {
   private readonly reader = new GrpcFrameReader(MAX_GRPC_MESSAGE_BYTES);
   private over = false;
+  private ending = false;
   private trailers: IncomingHttpHeaders | undefined;
   private streamError: Error | undefined;
 
@@ -204,6 +207,12 @@ export class Http2AddStream {
     return !stream.writableNeedDrain;
   }
 
+  /** No more requests: the bookie answers what it has, then ends the call. */
+  end(): void {
+    this.ending = true;
+    this.stream.end();
+  }
+
   onDrain(fn: () => void): void {
     this.stream.once('drain', fn);
   }
@@ -232,7 +241,10 @@ export class Http2AddStream {
     if (this.over) return;
     const trailers = this.trailers;
     const code = trailers ? Number(trailers['grpc-status']) : Number.NaN;
-    if (code === grpcStatus.OK) {
+    if (code === grpcStatus.OK && this.ending && this.handlers.ended) {
+      this.over = true;
+      this.handlers.ended();
+    } else if (code === grpcStatus.OK) {
       this.fail(new UnavailableError(`bookie ${this.bookieId} ended the add stream`));
     } else if (Number.isInteger(code) && trailers) {
       const message = trailers['grpc-message'];
