@@ -87,7 +87,11 @@ function corrupt(why: string): CorruptDataError {
   );
 }
 
-export function decodeEnvelope(buf: Buffer): Envelope {
+/**
+ * The envelope in `buf`. With `body`, `buf` is the header alone (an entry
+ * appended in parts) and `body` the payload.
+ */
+export function decodeEnvelope(buf: Buffer, body?: Buffer): Envelope {
   if (buf.length < FIXED + 4) throw corrupt(`only ${buf.length} bytes`);
   if (buf.readUInt8(0) !== MAGIC) throw corrupt('bad magic');
   if (buf.readUInt8(1) !== VERSION) throw corrupt(`unknown version ${buf.readUInt8(1)}`);
@@ -114,6 +118,8 @@ export function decodeEnvelope(buf: Buffer): Envelope {
   if (o + kLen > buf.length) throw corrupt('truncated key');
   const key = buf.toString('utf8', o, o + kLen);
   o += kLen;
+  if (body !== undefined && o !== buf.length)
+    throw corrupt('the header part does not end where its payload starts');
   return {
     publishTime,
     producerName,
@@ -123,8 +129,30 @@ export function decodeEnvelope(buf: Buffer): Envelope {
     uncompressedSize,
     deliverAt,
     key,
-    payload: buf.subarray(o),
+    payload: body ?? buf.subarray(o),
   };
+}
+
+/**
+ * The envelope of a log entry. One still in the parts it was appended in
+ * ([header, payload], from the tail cache) is read without joining them.
+ */
+export function decodeEnvelopeOf(entry: {
+  readonly payload: Buffer;
+  readonly parts?: readonly Buffer[];
+}): Envelope {
+  const parts = entry.parts;
+  return parts?.length === 2 ? decodeEnvelope(parts[0]!, parts[1]!) : decodeEnvelope(entry.payload);
+}
+
+/**
+ * True when `payload` is (nearly) all of the memory it sits in, so keeping
+ * it costs what it counts: a payload sliced from a larger allocation (a
+ * small request in Node's shared 8 KiB pool, or one batch of a request
+ * holding several) would keep all of that alive in the tail cache.
+ */
+export function ownsItsMemory(payload: Buffer): boolean {
+  return payload.buffer.byteLength - payload.length <= Math.max(1024, payload.length >>> 3);
 }
 
 /** Publish time only (seek by time reads nothing else). */

@@ -12,7 +12,7 @@ import type { Consumer, PendingEntry } from './consumer.js';
 import { posKey } from './consumer.js';
 import type { ConsumerSelector, SubscriptionKind } from './consumer-selector.js';
 import { DelayedIndex } from './delayed-index.js';
-import { decodeEnvelope } from './entry-envelope.js';
+import { decodeEnvelopeOf, type Envelope } from './entry-envelope.js';
 import { KeySharedSelector } from './key-shared-selector.js';
 import { previousPosition } from './log-positions.js';
 import { SharedSelector } from './shared-selector.js';
@@ -680,9 +680,9 @@ export class Subscription {
     if (!fromReplay && this.replay.has(k)) return 'skipped';
     if (this.delayed.has(entry.position) || this.nacked.has(k)) return 'skipped';
     for (const c of this.consumers) if (c.pending.has(k)) return 'skipped';
-    let env: ReturnType<typeof decodeEnvelope>;
+    let env: Envelope;
     try {
-      env = decodeEnvelope(entry.payload);
+      env = decodeEnvelopeOf(entry);
     } catch (err) {
       // Undeliverable for good: acknowledging it keeps it from stalling the subscription.
       this.corruptEntries++;

@@ -9,13 +9,20 @@ import {
   ResourceExhaustedError,
   UnavailableError,
 } from '@sluice/common';
-import type { Cursor, ManagedLog } from '@sluice/managed-log';
+import type { Cursor, EntryBytes, ManagedLog } from '@sluice/managed-log';
 import type { MetadataStore } from '@sluice/metadata';
 import type { BatchHeader__Output } from '@sluice/proto';
 import { backlogQuotaPolicy, cursorBacklogBytes, evictionPoint, ttlExpiryPoint } from './backlog-quota.js';
 import type { SubscriptionKind } from './consumer-selector.js';
 import { DEDUP_CURSOR, Deduplication } from './deduplication.js';
-import { CODEC_NUMBERS, encodeEnvelope, envelopePublishTime } from './entry-envelope.js';
+import {
+  CODEC_NUMBERS,
+  type EnvelopeHeader,
+  encodeEnvelope,
+  encodeEnvelopeParts,
+  envelopePublishTime,
+  ownsItsMemory,
+} from './entry-envelope.js';
 import { dedupKey } from './metadata-keys.js';
 import { NonDurableCursor } from './non-durable-cursor.js';
 import type { EffectivePolicies } from './policies.js';
@@ -322,19 +329,23 @@ export class Topic {
     this.checkOpen();
     const first = Number(header.firstSequenceId);
     // Built before the dedup check: a batch that cannot be encoded must not be recorded as seen.
-    const entry = encodeEnvelope(
-      {
-        publishTime: Date.now(),
-        producerName: producer,
-        firstSequenceId: first,
-        count: header.count,
-        codec: CODEC_NUMBERS[String(header.codec)] ?? 0,
-        uncompressedSize: header.uncompressedSize,
-        deliverAt: Number(header.deliverAt),
-        key: header.key,
-      },
-      payload,
-    );
+    const envelope: EnvelopeHeader = {
+      publishTime: Date.now(),
+      producerName: producer,
+      firstSequenceId: first,
+      count: header.count,
+      codec: CODEC_NUMBERS[String(header.codec)] ?? 0,
+      uncompressedSize: header.uncompressedSize,
+      deliverAt: Number(header.deliverAt),
+      key: header.key,
+    };
+    // The payload as received, behind its own header: the bookies, the tail
+    // cache and the dispatch to consumers all take the parts, so the batch is
+    // not copied into a joined entry (one copy and one large allocation per
+    // batch less). A payload sharing a larger allocation is copied instead.
+    const entry = ownsItsMemory(payload)
+      ? encodeEnvelopeParts(envelope, payload)
+      : encodeEnvelope(envelope, payload);
     if (!this.policies.deduplicationEnabled) return this.storeEntry(entry, header.count, payload.length);
     // A retry racing its original waits for it; if the original fails, the retry is checked (and written) once more.
     for (let attempt = 0; ; attempt++) {
@@ -367,12 +378,12 @@ export class Topic {
   }
 
   private async storeEntry(
-    write: Buffer | Promise<Position>,
+    write: EntryBytes | Promise<Position>,
     messages: number,
     bytes: number,
   ): Promise<PublishResult> {
     try {
-      const position = await (Buffer.isBuffer(write) ? this.log.append(write) : write);
+      const position = await (write instanceof Promise ? write : this.log.append(write));
       this.msgIn += messages;
       this.bytesIn += bytes;
       this.counters?.published(this.name, messages, bytes);

@@ -7,9 +7,19 @@ import type { LedgerClient, LedgerEntry, LedgerMetadata } from '@sluice/ledger';
 import type { MetadataStore } from '@sluice/metadata';
 import type { Offloader } from '@sluice/offload';
 
+/**
+ * An entry's bytes as an appender hands them: one Buffer, or parts (e.g. a
+ * header and a body received from a client) that are written and cached
+ * without being joined.
+ */
+export type EntryBytes = Buffer | readonly Buffer[];
+
 export interface LogEntry {
   position: Position;
-  payload: Buffer;
+  /** The entry's bytes (an entry appended in parts is joined on first use). */
+  readonly payload: Buffer;
+  /** Set when the entry came from the tail cache as it was appended in parts: read them without joining. */
+  readonly parts?: readonly Buffer[];
 }
 
 export interface ManagedLogConfig {
@@ -88,8 +98,8 @@ export type InitialPosition = 'earliest' | 'latest';
 
 export interface ManagedLog {
   readonly name: string;
-  /** Append one entry; resolves with its position once durable (Qa). */
-  append(payload: Buffer): Promise<Position>;
+  /** Append one entry; resolves with its position once durable (Qa). Parts are stored as one entry. */
+  append(payload: EntryBytes): Promise<Position>;
   /** Position of the last durable entry, or undefined when empty. */
   lastPosition(): Position | undefined;
   /** First position still stored (after trimming). */

@@ -20,3 +20,22 @@ test('tail cache - evictThrough drops whole runs and a run prefix, nothing after
   c.put(9, 5, b(1));
   t.is(c.get(9, 5)?.length, 1, 'appends continue after a full eviction');
 });
+
+test('tail cache - entries in parts count every part, by size eviction and by position', (t) => {
+  const c = new TailCache(1000);
+  c.put(1, 0, [b(100), b(300)]);
+  c.put(1, 1, b(200));
+  t.is(c.size, 600);
+  c.put(1, 2, [b(50), b(400)]);
+  t.is(c.size, 650, 'over 1000 bytes: the oldest entry, both parts, went');
+  t.is(c.get(1, 0), undefined);
+  t.deepEqual(
+    (c.get(1, 2) as Buffer[]).map((p) => p.length),
+    [50, 400],
+  );
+  c.evictThrough({ ledgerId: 1, entryId: 2 });
+  t.is(c.size, 0);
+  c.put(2, 0, [b(10), b(20)]);
+  c.dropLedger(2);
+  t.is(c.size, 0);
+});

@@ -1,9 +1,11 @@
 import { comparePositions, type EntryId, type LedgerId, type Position } from '@sluice/common';
+import type { EntryBytes } from './api.js';
+import { entryByteLength } from './entry-bytes.js';
 
 interface Run {
   ledgerId: LedgerId;
   first: EntryId;
-  payloads: Buffer[];
+  payloads: EntryBytes[];
 }
 
 /**
@@ -16,7 +18,8 @@ export class TailCache {
 
   constructor(private readonly maxBytes: number) {}
 
-  put(ledgerId: LedgerId, entryId: EntryId, payload: Buffer): void {
+  /** Cache an entry as it was appended (one Buffer or parts); `bytes` is its length. */
+  put(ledgerId: LedgerId, entryId: EntryId, payload: EntryBytes, bytes = entryByteLength(payload)): void {
     if (this.maxBytes <= 0) return;
     const last = this.runs[this.runs.length - 1];
     if (last && last.ledgerId === ledgerId && last.first + last.payloads.length === entryId) {
@@ -24,17 +27,17 @@ export class TailCache {
     } else {
       this.runs.push({ ledgerId, first: entryId, payloads: [payload] });
     }
-    this.bytes += payload.length;
+    this.bytes += bytes;
     while (this.bytes > this.maxBytes && this.runs.length > 0) {
       const head = this.runs[0]!;
       const dropped = head.payloads.shift()!;
       head.first++;
-      this.bytes -= dropped.length;
+      this.bytes -= entryByteLength(dropped);
       if (head.payloads.length === 0) this.runs.shift();
     }
   }
 
-  get(ledgerId: LedgerId, entryId: EntryId): Buffer | undefined {
+  get(ledgerId: LedgerId, entryId: EntryId): EntryBytes | undefined {
     for (const run of this.runs) {
       if (run.ledgerId === ledgerId && entryId >= run.first && entryId < run.first + run.payloads.length) {
         return run.payloads[entryId - run.first];
@@ -49,13 +52,13 @@ export class TailCache {
       const head = this.runs[0]!;
       const last = head.first + head.payloads.length - 1;
       if (comparePositions({ ledgerId: head.ledgerId, entryId: last }, p) <= 0) {
-        for (const b of head.payloads) this.bytes -= b.length;
+        for (const b of head.payloads) this.bytes -= entryByteLength(b);
         this.runs.shift();
         continue;
       }
       if (head.ledgerId === p.ledgerId && head.first <= p.entryId) {
         const n = p.entryId - head.first + 1;
-        for (const b of head.payloads.splice(0, n)) this.bytes -= b.length;
+        for (const b of head.payloads.splice(0, n)) this.bytes -= entryByteLength(b);
         head.first += n;
       }
       return;
@@ -65,7 +68,7 @@ export class TailCache {
   dropLedger(ledgerId: LedgerId): void {
     this.runs = this.runs.filter((r) => {
       if (r.ledgerId !== ledgerId) return true;
-      for (const p of r.payloads) this.bytes -= p.length;
+      for (const p of r.payloads) this.bytes -= entryByteLength(p);
       return false;
     });
   }

@@ -1,6 +1,7 @@
 import { formatPosition, type LedgerId, OutOfRangeError, type Position } from '@sluice/common';
 import type { LedgerEntry, LedgerReader } from '@sluice/ledger';
-import type { LogEntry, OffloadedLedgerReader } from './api.js';
+import type { EntryBytes, LogEntry, OffloadedLedgerReader } from './api.js';
+import { logEntry } from './entry-bytes.js';
 import { BlockCache, TailCache } from './entry-cache.js';
 import type { LedgerRecord } from './ledger-list.js';
 import type { LogContext } from './log-context.js';
@@ -44,7 +45,7 @@ export class LogReader {
       if (last >= p.entryId) {
         const payloads = await this.readRange(rec, p.entryId, last);
         for (let i = 0; i < payloads.length; i++) {
-          out.push({ position: { ledgerId: rec.ledgerId, entryId: p.entryId + i }, payload: payloads[i]! });
+          out.push(logEntry({ ledgerId: rec.ledgerId, entryId: p.entryId + i }, payloads[i]!));
         }
       }
       if (last < n - 1) break;
@@ -84,8 +85,8 @@ export class LogReader {
   }
 
   /** Payloads of entries first..last of one ledger. */
-  async readRange(rec: LedgerRecord, first: number, last: number): Promise<Buffer[]> {
-    const out: Buffer[] = [];
+  async readRange(rec: LedgerRecord, first: number, last: number): Promise<EntryBytes[]> {
+    const out: EntryBytes[] = [];
     let e = first;
     // The open ledger's recent entries are in the tail cache; sealed ones may still be.
     while (e <= last) {

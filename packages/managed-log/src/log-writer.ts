@@ -9,13 +9,16 @@ import {
   type Timer,
 } from '@sluice/common';
 import type { LedgerMetadata, LedgerWriter } from '@sluice/ledger';
+import type { EntryBytes } from './api.js';
+import { entryByteLength } from './entry-bytes.js';
 import { type SealedSize, sealOrTrash } from './ledger-list.js';
 import type { LogContext } from './log-context.js';
 import { ledgerCustom } from './log-keys.js';
 import { sealLedger } from './log-recovery.js';
 
 interface PendingAppend {
-  payload: Buffer;
+  payload: EntryBytes;
+  bytes: number;
   resolve: (p: Position) => void;
   reject: (err: unknown) => void;
   started: number;
@@ -56,7 +59,7 @@ export class LogWriter {
 
   constructor(
     private readonly ctx: LogContext,
-    private readonly onConfirmed: (p: Position, payload: Buffer) => void,
+    private readonly onConfirmed: (p: Position, payload: EntryBytes, bytes: number) => void,
     private readonly onRolled: () => void,
   ) {
     ctx.openEntries = (ledgerId) => (this.writer?.ledgerId === ledgerId ? this.confirmedEntries : 0);
@@ -76,7 +79,7 @@ export class LogWriter {
     this.install(writer);
   }
 
-  append(payload: Buffer): Promise<Position> {
+  append(payload: EntryBytes): Promise<Position> {
     if (this.state === 'fenced' || this.ctx.fenced) return Promise.reject(this.ctx.fencedError());
     if (this.state === 'closed') {
       return Promise.reject(new ClosedError(`managed log '${this.ctx.name}' is closed; reopen it to append`));
@@ -90,7 +93,13 @@ export class LogWriter {
       );
     }
     return new Promise<Position>((resolve, reject) => {
-      const p: PendingAppend = { payload, resolve, reject, started: this.ctx.clock.now() };
+      const p: PendingAppend = {
+        payload,
+        bytes: entryByteLength(payload),
+        resolve,
+        reject,
+        started: this.ctx.clock.now(),
+      };
       if (this.mayIssue()) this.issue(p);
       else {
         this.queued.push(p);
@@ -139,7 +148,7 @@ export class LogWriter {
     const gen = this.generation;
     this.inflight.push(p);
     this.issuedEntries++;
-    this.issuedBytes += p.payload.length;
+    this.issuedBytes += p.bytes;
     writer.addEntry(p.payload).then(
       (entryId) => {
         if (gen !== this.generation) return;
@@ -159,12 +168,12 @@ export class LogWriter {
       this.failedRolls = 0;
       const pos = { ledgerId, entryId: p.entryId! };
       this.confirmedEntries = Math.max(this.confirmedEntries, pos.entryId + 1);
-      this.confirmedBytes += p.payload.length;
+      this.confirmedBytes += p.bytes;
       const m = this.ctx.metrics;
       m.appends.inc();
-      m.appendBytes.inc(p.payload.length);
+      m.appendBytes.inc(p.bytes);
       m.appendLatency.observe((this.ctx.clock.now() - p.started) / 1000);
-      this.onConfirmed(pos, p.payload);
+      this.onConfirmed(pos, p.payload, p.bytes);
       p.resolve(pos);
     }
     if (this.inflight.length === 0) this.drained?.();

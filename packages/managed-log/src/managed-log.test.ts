@@ -180,3 +180,32 @@ test.serial('managed log - entries every cursor acknowledged leave the tail cach
   t.true(bookieReads() > before);
   await log.close();
 });
+
+test.serial(
+  'managed log - an entry appended in parts is stored whole and read from the cache in its parts',
+  async (t) => {
+    const log = await rig.factory().open('t/ns/parts');
+    const cursor = await log.openCursor('c', 'earliest');
+    const head = Buffer.from('header|');
+    const body = Buffer.alloc(3000, 0x42);
+    const whole = Buffer.concat([head, body]);
+    const [p] = await Promise.all([log.append([head, body]), log.append(payload(1))]);
+    const bookieReads = () => rig.bookies.reduce((n, bk) => n + bk.received.read + bk.received.readRange, 0);
+    const before = bookieReads();
+    const [cached, plain] = await log.read(p!, 2);
+    t.is(bookieReads(), before, 'served from the tail cache');
+    t.is(cached!.parts?.[0], head, 'the parts as appended, not copies');
+    t.is(cached!.parts?.[1], body);
+    t.true(cached!.payload.equals(whole), 'joined on demand');
+    t.is(plain!.parts, undefined);
+    t.true(plain!.payload.equals(payload(1)));
+    t.is(log.stats().entries, 2);
+    // Once acknowledged the entry leaves the cache and comes back from the bookies, whole.
+    cursor.ackCumulative(plain!.position);
+    const [fromBookies] = await log.read(p!, 1);
+    t.true(bookieReads() > before);
+    t.is(fromBookies!.parts, undefined);
+    t.true(fromBookies!.payload.equals(whole));
+    await log.close();
+  },
+);

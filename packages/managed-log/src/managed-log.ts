@@ -4,6 +4,7 @@ import { AckSet } from './ack-set.js';
 import type {
   Cursor,
   CursorStats,
+  EntryBytes,
   InitialPosition,
   LedgerInfo,
   LogEntry,
@@ -49,8 +50,8 @@ export class ManagedLogImpl implements ManagedLog {
     this.reader = new LogReader(ctx);
     this.writer = new LogWriter(
       ctx,
-      (p, payload) => {
-        this.reader.tail.put(p.ledgerId, p.entryId, payload);
+      (p, payload, bytes) => {
+        this.reader.tail.put(p.ledgerId, p.entryId, payload, bytes);
         this.wake();
       },
       () => {
@@ -117,7 +118,7 @@ export class ManagedLogImpl implements ManagedLog {
     return this.ctx.fenced;
   }
 
-  append(payload: Buffer): Promise<Position> {
+  append(payload: EntryBytes): Promise<Position> {
     return this.writer.append(payload);
   }
 
