@@ -125,6 +125,7 @@ async function saturate(
   let inFlight = 0;
   let acked = 0;
   let ending = false;
+  let blocked = false;
   let failure: Error | undefined;
   const { stream, done } = addStream(connection, (res) => {
     for (const r of res.results) {
@@ -135,14 +136,21 @@ async function saturate(
     pump();
   });
   const pump = () => {
-    while (!ending && inFlight + perBatch <= maxInFlight) {
+    while (!ending && !blocked && inFlight + perBatch <= maxInFlight) {
       if (Date.now() >= deadline || failure) {
         ending = true;
         break;
       }
       const entries = Array.from({ length: perBatch }, () => wireEntry(proto, next++));
       inFlight += entries.length;
-      stream.write({ entries, recovery: false });
+      if (!stream.write({ entries, recovery: false })) {
+        // As the ledger client does: nothing more until HTTP/2 has sent what it holds.
+        blocked = true;
+        stream.onDrain(() => {
+          blocked = false;
+          pump();
+        });
+      }
     }
     if (ending && inFlight === 0) stream.end();
   };

@@ -16,10 +16,11 @@ import type {
   ReadEntriesRequest__Output,
   ReadEntriesResponse,
 } from '@sluice/proto';
-import { loadProto } from '@sluice/proto';
+import { EncodedEntry, loadProto } from '@sluice/proto';
 import test from 'ava';
 import type { WireEntry } from './bookie-client.js';
 import { GrpcBookieClient } from './grpc-bookie-client.js';
+import { AddStreamConnection } from './http2-add-stream.js';
 
 /** A scripted BookieService: answers each request's adds in reverse order, or stalls, or stops reading. */
 async function fakeBookie(opts: { stall?: boolean; paused?: boolean; failWith?: object } = {}) {
@@ -366,6 +367,42 @@ test('grpc bookie client - an add timeout drops the connection, so the next add 
   t.is(hole.accepted(), 1);
   await t.throwsAsync(client.add(entry(1)), { instanceOf: TimeoutError });
   t.is(hole.accepted(), 2);
+});
+
+test('grpc bookie client - a burst of 16 MiB written before the connection is up is delivered whole', async (t) => {
+  const bookie = await fakeBookie();
+  const connection = new AddStreamConnection('b1', bookie.address);
+  t.teardown(async () => {
+    connection.close();
+    await bookie.stop();
+  });
+  const payload = Buffer.alloc(1024, 7);
+  const total = 16 * 1024;
+  let acked = 0;
+  const outcome = await new Promise<string>((resolve) => {
+    const stream = connection.open({
+      response: (res) => {
+        acked += res.results.length;
+        if (acked === total) stream.end();
+      },
+      broken: (err) => resolve(err.message),
+      ended: () => resolve('ended'),
+    });
+    // No waiting for 'drain': everything is queued at once, as a writer with a large window would after a stall.
+    for (let id = 0; id < total; id += 256) {
+      const entries = Array.from(
+        { length: 256 },
+        (_, i) =>
+          new EncodedEntry(
+            { ledgerId: 5, entryId: id + i, lac: -1, crc32c: crc32c(payload), ledgerLength: 0 },
+            payload,
+          ),
+      );
+      stream.write({ entries, recovery: false });
+    }
+  });
+  t.is(outcome, 'ended');
+  t.is(acked, total);
 });
 
 test('grpc bookie client - an unreachable bookie fails fast', async (t) => {

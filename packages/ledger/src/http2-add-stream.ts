@@ -48,6 +48,16 @@ export interface AddStreamHandlers {
 
 /** Receive window for the responses (a few bytes per add). */
 const RESPONSE_WINDOW_BYTES = 1024 * 1024;
+/**
+ * Node's per-session memory cap (MB), raised from its 10 MB default: data
+ * written and not yet sent counts against it, and a session over it resets
+ * its streams with ENHANCE_YOUR_CALM (a burst of 16 MiB of adds written
+ * while the connection was still being set up did that, measured). What an
+ * add stream holds is bounded by its owner (`maxInFlightBytes`, and no
+ * writes past the high-water mark); grpc-js lifts the same cap on its
+ * servers' sessions.
+ */
+const MAX_SESSION_MEMORY_MB = 1024;
 
 export interface AddStreamConnectionOptions {
   /** Ping the bookie this often while connected (grpc-js channels did the same: `keepalive_time_ms`). */
@@ -107,6 +117,7 @@ export class AddStreamConnection {
     if (current && !current.closed && !current.destroyed) return current;
     const session = connect(`http://${this.address}`, {
       settings: { initialWindowSize: RESPONSE_WINDOW_BYTES, enablePush: false },
+      maxSessionMemory: MAX_SESSION_MEMORY_MB,
     });
     // A failed connection fails its streams, which report it; the session's own error needs no more.
     session.on('error', () => undefined);
