@@ -48,7 +48,12 @@ import type {
   WireEntry,
 } from './bookie-client.js';
 import { type BookieDirectory, MetadataBookieDirectory } from './bookie-directory.js';
-import { AddStreamConnection, type Http2AddStream } from './http2-add-stream.js';
+import {
+  AddStreamConnection,
+  BOOKIE_KEEPALIVE_MS,
+  BOOKIE_KEEPALIVE_TIMEOUT_MS,
+  type Http2AddStream,
+} from './http2-add-stream.js';
 import { UnknownBookie } from './memory-bookie.js';
 
 export interface GrpcBookieClientOptions {
@@ -182,20 +187,19 @@ export class GrpcBookieClient implements BookieClient {
     this.readTimeoutMs = opts.readTimeoutMs ?? 10_000;
     this.maxInFlight = opts.maxInFlightAdds ?? 4096;
     this.maxInFlightBytes = opts.maxInFlightBytes ?? 64 * 1024 * 1024;
+    const keepaliveMs = opts.keepaliveMs ?? BOOKIE_KEEPALIVE_MS;
+    const keepaliveTimeoutMs = opts.keepaliveTimeoutMs ?? BOOKIE_KEEPALIVE_TIMEOUT_MS;
     const Service = serviceCtor();
     this.client = new Service(address, credentials.createInsecure(), {
       'grpc.max_receive_message_length': MAX_GRPC_MESSAGE_BYTES,
       'grpc.max_send_message_length': MAX_GRPC_MESSAGE_BYTES,
-      'grpc.keepalive_time_ms': opts.keepaliveMs ?? 10_000,
-      'grpc.keepalive_timeout_ms': opts.keepaliveTimeoutMs ?? 5_000,
+      'grpc.keepalive_time_ms': keepaliveMs,
+      'grpc.keepalive_timeout_ms': keepaliveTimeoutMs,
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 2_000,
       'grpc-node.flow_control_window': BOOKIE_FLOW_CONTROL_WINDOW_BYTES,
     });
-    this.addConnection = new AddStreamConnection(bookieId, address, {
-      ...(opts.keepaliveMs !== undefined ? { keepaliveMs: opts.keepaliveMs } : {}),
-      ...(opts.keepaliveTimeoutMs !== undefined ? { keepaliveTimeoutMs: opts.keepaliveTimeoutMs } : {}),
-    });
+    this.addConnection = new AddStreamConnection(bookieId, address, { keepaliveMs, keepaliveTimeoutMs });
     this.timer = setInterval(() => this.checkTimeouts(), Math.max(50, Math.min(1000, this.addTimeoutMs / 4)));
     this.timer.unref();
   }

@@ -59,6 +59,10 @@ const RESPONSE_WINDOW_BYTES = 1024 * 1024;
  */
 const MAX_SESSION_MEMORY_MB = 1024;
 
+/** Keepalive of every connection to a bookie (the add connection and the grpc-js channel). */
+export const BOOKIE_KEEPALIVE_MS = 10_000;
+export const BOOKIE_KEEPALIVE_TIMEOUT_MS = 5_000;
+
 export interface AddStreamConnectionOptions {
   /** Ping the bookie this often while connected (grpc-js channels did the same: `keepalive_time_ms`). */
   keepaliveMs?: number;
@@ -83,8 +87,8 @@ export class AddStreamConnection {
     readonly address: string,
     opts: AddStreamConnectionOptions = {},
   ) {
-    this.keepaliveMs = opts.keepaliveMs ?? 10_000;
-    this.keepaliveTimeoutMs = opts.keepaliveTimeoutMs ?? 5_000;
+    this.keepaliveMs = opts.keepaliveMs ?? BOOKIE_KEEPALIVE_MS;
+    this.keepaliveTimeoutMs = opts.keepaliveTimeoutMs ?? BOOKIE_KEEPALIVE_TIMEOUT_MS;
   }
 
   /** Open an AddEntries call; throws UnavailableError when HTTP/2 refuses to start one. */
