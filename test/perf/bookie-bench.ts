@@ -46,7 +46,7 @@ const REF_RECORD_BYTES = 52 + 24;
  * protobufjs and no grpc-js copy): the load generator shares the 2 cores
  * with the bookie, and at 1 KiB a generic encode of every entry was a large
  * share of its CPU and garbage. The bookie sees the same bytes either way.
- * Settles with the acked count once the bookie has ended the call.
+ * `done` settles once the bookie has ended the call after `end()`, and rejects if the stream broke.
  */
 function addStream(
   connection: AddStreamConnection,

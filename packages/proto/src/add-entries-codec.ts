@@ -74,7 +74,7 @@ function sumLengths(parts: readonly Buffer[]): number {
   return n;
 }
 
-/** gRPC method path of the stream this codec encodes (for `makeBidiStreamRequest`). */
+/** gRPC method path of the stream this codec encodes (the ledger client's `Http2AddStream` requests it). */
 export const ADD_ENTRIES_PATH = '/sluice.v1.BookieService/AddEntries';
 
 /**
