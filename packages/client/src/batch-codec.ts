@@ -1,6 +1,10 @@
 import { CorruptDataError } from '@sluice/common';
 import type { BatchHeader__Output, MessageBatch, MessageBatch__Output } from '@sluice/proto';
-import { decodeBatchMessages } from './batch-messages-decoder.js';
+import {
+  type BatchMessagesIndex,
+  decodeBatchMessages,
+  indexBatchMessages,
+} from './batch-messages-decoder.js';
 import { type CompressionType, compress, compressionCodec, decompress } from './compression.js';
 
 /** One user message as it travels inside a batch (proto `BatchMessage`). */
@@ -187,24 +191,51 @@ export async function decodeBatch(batch: MessageBatch__Output): Promise<{
   header: BatchHeader__Output;
   messages: BatchEntry[];
 }> {
+  const { header, raw } = await unpack(batch);
+  const messages = parse(() => decodeBatchMessages(raw));
+  checkCount(header, messages.length);
+  return { header, messages };
+}
+
+/** A delivered MessageBatch, checked to parse, whose messages are decoded one at a time. */
+export interface IndexedBatch extends BatchMessagesIndex {
+  header: BatchHeader__Output;
+  /** The uncompressed BatchMessages. */
+  raw: Buffer;
+}
+
+/**
+ * Unpack a delivered MessageBatch and check every message in it, without
+ * decoding them yet: `decodeBatchMessageAt(raw, offsets[i])` gives message i.
+ */
+export async function indexBatch(batch: MessageBatch__Output): Promise<IndexedBatch> {
+  const { header, raw } = await unpack(batch);
+  const index = parse(() => indexBatchMessages(raw));
+  checkCount(header, index.offsets.length);
+  return { header, raw, ...index };
+}
+
+async function unpack(batch: MessageBatch__Output): Promise<{ header: BatchHeader__Output; raw: Buffer }> {
   const header = batch.header;
   if (!header) throw new CorruptDataError('delivered batch has no header');
-  const raw = await decompress(header.codec, batch.payload, header.uncompressedSize);
-  let messages: BatchEntry[];
+  return { header, raw: await decompress(header.codec, batch.payload, header.uncompressedSize) };
+}
+
+function parse<T>(read: () => T): T {
   try {
-    messages = decodeBatchMessages(raw);
+    return read();
   } catch (err) {
     if (err instanceof CorruptDataError) throw err;
     throw new CorruptDataError(`delivered batch does not parse as BatchMessages: ${String(err)}`, {
       cause: err,
     });
   }
-  if (messages.length !== header.count) {
-    throw new CorruptDataError(
-      `delivered batch holds ${messages.length} messages but its header says ${header.count}`,
-    );
+}
+
+function checkCount(header: BatchHeader__Output, count: number): void {
+  if (count !== header.count) {
+    throw new CorruptDataError(`delivered batch holds ${count} messages but its header says ${header.count}`);
   }
-  return { header, messages };
 }
 
 /** Serialized size of one message inside a batch, for batch size limits. */

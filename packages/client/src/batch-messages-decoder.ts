@@ -151,3 +151,69 @@ export function decodeBatchMessages(buf: Buffer): BatchEntry[] {
   }
   return out;
 }
+
+/**
+ * Walk one message without building anything, with every check
+ * `decodeMessage` makes; returns the length of its value.
+ */
+function checkMessage(c: Cursor, end: number): number {
+  let valueBytes = 0;
+  while (c.o < end) {
+    const tag = c.varint();
+    if (tag === 0x12) {
+      const e = c.span();
+      valueBytes = e - c.o;
+      c.o = e;
+    } else if (tag === 0x1a) {
+      const e = c.span();
+      while (c.o < e) c.skip(c.varint() & 7);
+      if (c.o !== e) throw corrupt('map entry overruns its length');
+    } else {
+      c.skip(tag & 7);
+    }
+  }
+  if (c.o !== end) throw corrupt('message overruns its length');
+  return valueBytes;
+}
+
+/** Where each message of a BatchMessages buffer starts, found by `indexBatchMessages`. */
+export interface BatchMessagesIndex {
+  /** Offset of each message's field tag, in send order. */
+  offsets: number[];
+  /** Sum of the messages' value lengths. */
+  valueBytes: number;
+}
+
+/**
+ * Check that `BatchMessages` parses, and note where each message starts, so
+ * that its messages can be decoded one at a time later (`decodeBatchMessageAt`)
+ * without any of them being a bad surprise then. A consumer's receiver queue
+ * holds a batch this way: one array of numbers instead of several objects per
+ * message, which a queue thousands of messages deep kept alive across young
+ * collections, and which then got copied and promoted.
+ */
+export function indexBatchMessages(buf: Buffer): BatchMessagesIndex {
+  const offsets: number[] = [];
+  let valueBytes = 0;
+  const c = new Cursor(buf, 0, buf.length);
+  while (c.o < buf.length) {
+    const at = c.o;
+    const tag = c.varint();
+    if (tag === 0x0a) {
+      const end = c.span();
+      offsets.push(at);
+      valueBytes += checkMessage(c, end);
+    } else {
+      c.skip(tag & 7);
+    }
+  }
+  return { offsets, valueBytes };
+}
+
+/** The message whose field tag is at `offset` (an offset `indexBatchMessages` gave). */
+export function decodeBatchMessageAt(buf: Buffer, offset: number): BatchEntry {
+  const c = new Cursor(buf, offset, buf.length);
+  if (c.varint() !== 0x0a) throw corrupt(`no message at offset ${offset}`);
+  const end = c.span();
+  return decodeMessage(c, end);
+}

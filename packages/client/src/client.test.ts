@@ -364,8 +364,7 @@ test('consumer - receiveBatch waits for the first message, then takes only what 
   const got: string[] = (await waiting).map((m) => m.value.toString());
   t.true(got.length >= 1 && got.length <= 3, `${got.length} messages in the first batch`);
   // Once the rest is queued, one call takes all of it.
-  const queued = consumer as unknown as { queue: unknown[]; queueHead: number };
-  await waitUntil(() => queued.queue.length - queued.queueHead === 7 - got.length);
+  await waitUntil(() => consumer.queuedMessages === 7 - got.length);
   const rest = await consumer.receiveBatch(10, 1000);
   t.is(rest.length, 7 - got.length);
   got.push(...rest.map((m) => m.value.toString()));

@@ -23,6 +23,7 @@ import type { TopicLookup } from './lookup.js';
 import { type Message, ORIGIN, originOf, type ReceivedMessage } from './message.js';
 import { PartitionConsumer, type SeekTarget } from './partition-consumer.js';
 import { Producer } from './producer.js';
+import type { QueuedBatch } from './queued-batch.js';
 import { checkBackoff, DEFAULT_NACK_BACKOFF, type RedeliveryBackoff } from './redelivery-backoff.js';
 import { fullTopicName, partitionTopicName } from './topic-name.js';
 
@@ -109,7 +110,8 @@ type Context = { logger: Logger; operationTimeoutMs: number };
  * find their partition by the message id.
  */
 export class Consumer implements AsyncIterable<Message> {
-  private readonly queue: ReceivedMessage[] = [];
+  /** Received entries whose messages are not all taken yet, oldest first. */
+  private readonly queue: QueuedBatch[] = [];
   private queueHead = 0;
   private waiters: Waiter[] = [];
   private closed = false;
@@ -216,7 +218,7 @@ export class Consumer implements AsyncIterable<Message> {
             operationTimeoutMs: ctx.operationTimeoutMs,
             logger: ctx.logger,
             slot: 0,
-            deliver: (msg) => consumer.push(msg),
+            deliver: (batch) => consumer.push(batch),
             divert: (msg) => consumer.divert(msg),
             onError,
             onFatal: (err) => consumer.fail(err),
@@ -299,6 +301,16 @@ export class Consumer implements AsyncIterable<Message> {
       }
       yield msg;
     }
+  }
+
+  /** Messages received and waiting in the receiver queue. */
+  get queuedMessages(): number {
+    let n = 0;
+    for (let i = this.queueHead; i < this.queue.length; i++) {
+      const batch = this.queue[i]!;
+      if (this.parts[batch.origin.slot]?.isCurrent(batch.origin.generation)) n += batch.remaining;
+    }
+    return n;
   }
 
   /** Acknowledge one message (or id). */
@@ -402,11 +414,15 @@ export class Consumer implements AsyncIterable<Message> {
     return { part, id };
   }
 
-  private push(msg: ReceivedMessage): void {
+  private push(batch: QueuedBatch): void {
     if (this.closed) return;
-    const waiter = this.waiters.shift();
-    if (waiter) waiter(msg);
-    else this.queue.push(msg);
+    // Waiters wait only on an empty queue: the entry's first messages are theirs.
+    while (this.waiters.length > 0) {
+      const msg = batch.take();
+      if (msg === undefined) return;
+      this.waiters.shift()?.(msg);
+    }
+    this.queue.push(batch);
   }
 
   /** A message redelivered too often: store it as a dead letter, then acknowledge it. */
@@ -457,13 +473,17 @@ export class Consumer implements AsyncIterable<Message> {
   /** The next queued message, without waiting; undefined when none is queued. */
   private takeQueued(): ReceivedMessage | undefined {
     while (this.queueHead < this.queue.length) {
-      const msg = this.queue[this.queueHead++]!;
-      if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+      const batch = this.queue[this.queueHead]!;
+      const part = this.parts[batch.origin.slot];
+      // Entries from a replaced stream are skipped whole: the broker sends their messages again.
+      const msg = part?.isCurrent(batch.origin.generation) ? batch.take() : undefined;
+      if (msg !== undefined && part?.taken(msg)) return msg;
+      if (msg !== undefined) continue;
+      this.queueHead++;
+      if (this.queueHead > 64 && this.queueHead * 2 > this.queue.length) {
         this.queue.splice(0, this.queueHead);
         this.queueHead = 0;
       }
-      const part = this.parts[msg[ORIGIN].slot];
-      if (part?.taken(msg)) return msg;
     }
     return undefined;
   }

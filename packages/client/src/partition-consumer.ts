@@ -19,11 +19,12 @@ import type {
   Seek,
   SubscriptionType__Output,
 } from '@sluice/proto';
-import { type DeliveredMessageId, groupAcks } from './ack-grouping.js';
-import { decodeBatch } from './batch-codec.js';
+import { groupAcks } from './ack-grouping.js';
+import { type IndexedBatch, indexBatch } from './batch-codec.js';
 import type { ConnectionPool } from './connection-pool.js';
 import { connectToOwner, endCall, type TopicLookup } from './lookup.js';
 import { compareMessageIds, ORIGIN, type ReceivedMessage, toWireId } from './message.js';
+import { QueuedBatch } from './queued-batch.js';
 import { retryAfterOpen, retryOnOpen } from './reconnect-policy.js';
 import { type RedeliveryBackoff, redeliveryDelay } from './redelivery-backoff.js';
 import { UnackedTracker } from './unacked-tracker.js';
@@ -53,8 +54,8 @@ export interface PartitionConsumerOptions {
   logger: Logger;
   /** Index of this partition consumer in its consumer (messages carry it back for acks). */
   slot: number;
-  /** Hands a received message to the consumer's queue. */
-  deliver: (msg: ReceivedMessage) => void;
+  /** Hands the messages of a received entry to the consumer's queue. */
+  deliver: (batch: QueuedBatch) => void;
   /**
    * Takes a message redelivered too often (dead-letter policy); it never
    * reaches the queue, and its permit comes back once the returned promise settles.
@@ -158,6 +159,11 @@ export class PartitionConsumer {
       deadlineMs: this.opts.operationTimeoutMs,
       signal: this.abort.signal,
     });
+  }
+
+  /** Messages of this stream generation are still wanted (older ones the broker sends again). */
+  isCurrent(generation: number): boolean {
+    return generation === this.generation;
   }
 
   /** The application took `msg` from the queue: count it toward the next permit grant. */
@@ -302,11 +308,9 @@ export class PartitionConsumer {
    * The window never drops below receiverQueueSize, so the permits the
    * broker holds never run out while grants are held back.
    */
-  private resizeWindow(messages: readonly { value: Buffer }[]): void {
-    if (this.opts.receiverQueueBytes <= 0 || messages.length === 0) return;
-    let bytes = 0;
-    for (const m of messages) bytes += m.value.length;
-    const avg = Math.max(1, bytes / messages.length);
+  private resizeWindow(count: number, valueBytes: number): void {
+    if (this.opts.receiverQueueBytes <= 0 || count === 0) return;
+    const avg = Math.max(1, valueBytes / count);
     this.avgMessageBytes =
       this.avgMessageBytes === 0 ? avg : this.avgMessageBytes + 0.2 * (avg - this.avgMessageBytes);
     const base = this.opts.receiverQueueSize;
@@ -397,10 +401,10 @@ export class PartitionConsumer {
                 this.droppedWhileSeeking += liveCount(d);
                 continue;
               }
-              const decoded = decodeBatch(d.batch ?? { header: null, payload: Buffer.alloc(0) });
+              const indexed = indexBatch(d.batch ?? { header: null, payload: Buffer.alloc(0) });
               // Keep a rejected decode from surfacing as unhandled before its turn in the chain.
-              decoded.catch(() => undefined);
-              this.inbound = this.inbound.then(() => this.onDelivery(d, decoded, generation));
+              indexed.catch(() => undefined);
+              this.inbound = this.inbound.then(() => this.onDelivery(d, indexed, generation));
             }
             break;
           }
@@ -468,14 +472,14 @@ export class PartitionConsumer {
 
   private async onDelivery(
     d: Delivery__Output,
-    decoded: ReturnType<typeof decodeBatch>,
+    indexed: ReturnType<typeof indexBatch>,
     generation: number,
   ): Promise<void> {
     const first = d.messageId;
     if (!first || !d.batch || generation !== this.generation || this.state === 'closed') return;
-    let messages: Awaited<ReturnType<typeof decodeBatch>>['messages'];
+    let batch: IndexedBatch;
     try {
-      messages = (await decoded).messages;
+      batch = await indexed;
     } catch (err) {
       // Never hand out a batch we cannot read: it stays unacknowledged on the broker for a
       // consumer that can, and this one lives on.
@@ -487,54 +491,52 @@ export class PartitionConsumer {
       return;
     }
     if (generation !== this.generation) return;
-    this.resizeWindow(messages);
+    const count = batch.offsets.length;
+    this.resizeWindow(count, batch.valueBytes);
     const acked = d.ackedIndexes.length > 0 ? new Set(d.ackedIndexes) : undefined;
-    const deadLetter = this.opts.maxRedeliverCount > 0 && d.redeliveryCount >= this.opts.maxRedeliverCount;
-    let skipped = 0;
-    for (let i = 0; i < messages.length; i++) {
-      const id: DeliveredMessageId = {
+    // A reader resuming after a reconnect skips what it already took.
+    const from = this.opts.nonDurable ? this.firstAfterDequeued(first, count) : 0;
+    const queued = new QueuedBatch(
+      {
+        topic: this.opts.topic,
+        partition: this.opts.partition,
+        slot: this.opts.slot,
+        generation: this.generation,
         ledgerId: first.ledgerId,
         entryId: first.entryId,
-        batchIndex: first.batchIndex + i,
-        partition: this.opts.partition,
-        entrySize: messages.length,
-      };
-      if (
-        acked?.has(id.batchIndex) ||
-        (this.lastDequeued && compareMessageIds(id, this.lastDequeued) <= 0 && this.opts.nonDurable)
-      ) {
-        skipped++;
-        continue;
-      }
-      const m = messages[i]!;
-      const msg: ReceivedMessage = {
-        id: formatMessageId(id),
-        key: m.key,
-        value: m.value,
-        properties: m.properties,
+        firstIndex: first.batchIndex,
         publishTime: d.publishTime,
-        eventTime: m.eventTime,
         redeliveryCount: d.redeliveryCount,
         producerName: d.producerName,
-        topic: this.opts.topic,
-        [ORIGIN]: {
-          messageId: id,
-          generation: this.generation,
-          partitionIndex: this.opts.partition,
-          slot: this.opts.slot,
-        },
-      };
-      if (deadLetter) {
+      },
+      batch.raw,
+      batch.offsets,
+      from,
+      acked,
+    );
+    const live = queued.remaining;
+    if (live < count) this.grant(count - live);
+    if (live === 0) return;
+    if (this.opts.maxRedeliverCount > 0 && d.redeliveryCount >= this.opts.maxRedeliverCount) {
+      for (let msg = queued.take(); msg; msg = queued.take()) {
         // The permit returns once the letter is stored, which bounds letters in flight by the queue size.
         void this.opts.divert(msg).finally(() => {
           if (generation === this.generation) this.grant(1);
         });
-        continue;
       }
-      this.queued++;
-      this.opts.deliver(msg);
+      return;
     }
-    if (skipped > 0) this.grant(skipped);
+    this.queued += live;
+    this.opts.deliver(queued);
+  }
+
+  /** Index of the first of `count` messages from `first` past the last one taken. */
+  private firstAfterDequeued(first: MessageId, count: number): number {
+    const last = this.lastDequeued;
+    if (!last) return 0;
+    const cmp = first.ledgerId - last.ledgerId || first.entryId - last.entryId;
+    if (cmp !== 0) return cmp < 0 ? count : 0;
+    return Math.min(count, Math.max(0, last.batchIndex - first.batchIndex + 1));
   }
 
   private onStreamDown(err: SluiceError): void {
