@@ -7,10 +7,11 @@ import { registerConsumeCommand } from './commands/consume.js';
 import { registerPerfCommand } from './commands/perf.js';
 import { registerProduceCommand } from './commands/produce.js';
 import { registerStandaloneCommand } from './commands/standalone.js';
-import { tuneGarbageCollector } from './gc-tuning.js';
+import { stopPretenuring, tuneGarbageCollector } from './gc-tuning.js';
 
 try {
   tuneGarbageCollector();
+  stopPretenuring();
 } catch (err) {
   process.stderr.write(`sluice: ${(err as Error).message}\n`);
   process.exit(2);

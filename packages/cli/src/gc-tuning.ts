@@ -22,7 +22,6 @@ export const DEFAULT_HEAP_GROWING_PERCENT = 200;
  * Returns the value set, undefined when left to V8 or the command line.
  */
 export function tuneGarbageCollector(env: NodeJS.ProcessEnv = process.env): number | undefined {
-  stopPretenuring(env);
   if (process.execArgv.some((a) => a.startsWith('--heap-growing-percent'))) return undefined;
   const raw = env.SLUICE_HEAP_GROWING_PERCENT;
   const percent = raw === undefined || raw === '' ? DEFAULT_HEAP_GROWING_PERCENT : Number(raw);

@@ -478,7 +478,6 @@ export class Consumer implements AsyncIterable<Message> {
       // Entries from a replaced stream are skipped whole: the broker sends their messages again.
       const msg = part?.isCurrent(batch.origin.generation) ? batch.take() : undefined;
       if (msg !== undefined && part?.taken(msg)) return msg;
-      if (msg !== undefined) continue;
       this.queueHead++;
       if (this.queueHead > 64 && this.queueHead * 2 > this.queue.length) {
         this.queue.splice(0, this.queueHead);

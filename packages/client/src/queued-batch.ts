@@ -24,9 +24,8 @@ export interface BatchOrigin {
 /**
  * The messages of one delivered entry waiting in a receiver queue, kept as the
  * entry's bytes until the application takes them. A message object made as it
- * is taken dies young; one made on arrival lived through the queue, survived
- * the young collections meanwhile and was copied and promoted: at ~100k msg/s
- * a consumer spent as much again on garbage collection as on everything else.
+ * is taken dies young; one made on arrival lived through the queue and was
+ * copied by every young collection meanwhile (a deep queue: thousands of them).
  */
 export class QueuedBatch {
   private next: number;
