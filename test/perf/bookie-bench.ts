@@ -5,8 +5,10 @@
  * same run, plus p50/p99 add latency at half the measured max rate (from
  * the scheduled send time, after a 2 s warm-up at that rate), beside the
  * same quantiles for the disk alone at that rate (`rawPaced`: the journal's
- * write + fdatasync per millisecond and the entry log's bytes), the floor a
- * bookie on this disk can reach.
+ * durable write per millisecond and the entry log's bytes, written as the
+ * bookie writes them), the floor a bookie on this disk can reach, and how
+ * often and how long the bookie's event loop stopped for garbage collection
+ * meanwhile (from its /metrics).
  *
  *   npx turbo run build && node --import=tsx test/perf/bookie-bench.ts [seconds-per-run]
  *
@@ -20,13 +22,20 @@
  * $BENCH_DIR or the OS temp dir (same disk as the work tree here); prints a
  * Markdown table.
  */
+import { constants } from 'node:fs';
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseSize } from '@sluice/common';
 import { type DecodedAddEntriesResponse, EncodedEntry } from '@sluice/proto';
-import { alignUp, allocAligned, DIRECT_IO_CREATE_FLAGS } from '../../packages/bookie/src/direct-io.js';
+import {
+  alignDown,
+  alignUp,
+  allocAligned,
+  DIRECT_IO_CREATE_FLAGS,
+  directIoWorks,
+} from '../../packages/bookie/src/direct-io.js';
 import { AddStreamConnection, type Http2AddStream } from '../../packages/ledger/src/http2-add-stream.js';
 import { BookieProcess, bookiePorts, testEntry } from '../support/bookie-process.js';
 
@@ -87,6 +96,14 @@ async function histogramBuckets(bookie: BookieProcess, name: string): Promise<Ma
     out.set(m[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[1]), Number(m[2]));
   }
   return out;
+}
+
+/** Garbage collections of the bookie process so far (every kind) and the time its event loop spent stopped in them. */
+async function gcTotals(bookie: BookieProcess): Promise<{ count: number; seconds: number }> {
+  return {
+    count: await metricValue(bookie, 'sluice_process_nodejs_gc_duration_seconds', '_count'),
+    seconds: await metricValue(bookie, 'sluice_process_nodejs_gc_duration_seconds', '_sum'),
+  };
 }
 
 /** Upper bound (ms) of the bucket holding quantile `q` of the observations between two snapshots. */
@@ -241,15 +258,18 @@ async function rawBound(dir: string, groupBytes: number, seconds: number, direct
 }
 
 /**
- * The disk alone at the paced phase's rate, for its latency floor: every
- * millisecond the bytes that arrived are written and fdatasynced to one file
- * (the journal's share), and appended to a second file fdatasynced in the
- * background every `ENTRY_LOG_SYNC_BYTES` (the entry log's share, as the
- * bookie syncs it). For entries the bookie writes once (`direct`), the
- * bytes are written and fdatasynced to the second file while a reference
- * per entry is written and fdatasynced to the first, side by side.
- * Returns each entry's time from its scheduled arrival to its group's
- * fdatasync, in ms, after `warmup` seconds.
+ * The disk alone at the paced phase's rate, for its latency floor, written
+ * the way the bookie writes: every millisecond the bytes that arrived go to
+ * one file opened with O_DSYNC, one write per group (the journal's share),
+ * and are appended through the page cache to a second file fdatasynced in
+ * the background every `ENTRY_LOG_SYNC_BYTES` (the entry log's share, as
+ * the flusher syncs it). For entries the bookie writes once (`direct`), a
+ * reference per entry goes to the first file while the bytes go to the
+ * second side by side, with O_DIRECT in whole blocks from page-aligned
+ * memory (the last partial block written again by the next group) and one
+ * fdatasync per group, as the direct log does (buffered where the file
+ * system refuses O_DIRECT). Returns each entry's time from its scheduled
+ * arrival to its group being durable, in ms, after `warmup` seconds.
  */
 async function rawPaced(
   dir: string,
@@ -259,12 +279,16 @@ async function rawPaced(
   warmup: number,
   direct: boolean,
 ): Promise<number[]> {
-  const journal = await open(join(dir, 'raw-journal.bin'), 'w');
-  const entryLog = await open(join(dir, 'raw-entry-log.bin'), 'w');
+  const dsync = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_DSYNC;
+  const journal = await open(join(dir, 'raw-journal.bin'), dsync);
+  const odirect = direct && (await directIoWorks(dir));
+  const entryLog = await open(join(dir, 'raw-entry-log.bin'), odirect ? DIRECT_IO_CREATE_FLAGS : 'w');
   const skip = Math.floor(rate * warmup);
   const total = skip + Math.floor(rate * seconds);
   const latencies: number[] = [];
   const chunk = Buffer.alloc(Math.ceil(rate / 100) * size * 4, 7);
+  // O_DIRECT staging: the groups' bytes plus the block they continue.
+  let staging = odirect ? allocAligned(alignUp(chunk.length) + 4096).fill(7) : chunk;
   let background: Promise<void> = Promise.resolve();
   try {
     const start = performance.now();
@@ -282,15 +306,22 @@ async function rawPaced(
       const buf = bytes <= chunk.length ? chunk.subarray(0, bytes) : Buffer.alloc(bytes, 7);
       if (direct) {
         const refs = (due - sent) * REF_RECORD_BYTES;
-        await Promise.all([
-          journal.write(buf, 0, refs, jOff).then(() => journal.datasync()),
-          entryLog.write(buf, 0, bytes, eOff).then(() => entryLog.datasync()),
-        ]);
+        const writeEntries = async () => {
+          if (odirect) {
+            const from = alignDown(eOff);
+            const length = alignUp(eOff + bytes) - from;
+            if (staging.length < length) staging = allocAligned(length).fill(7);
+            await entryLog.write(staging, 0, length, from);
+          } else {
+            await entryLog.write(buf, 0, bytes, eOff);
+          }
+          await entryLog.datasync();
+        };
+        await Promise.all([journal.write(buf, 0, refs, jOff), writeEntries()]);
         jOff += refs;
         eOff += bytes;
       } else {
         await journal.write(buf, 0, bytes, jOff);
-        await journal.datasync();
         jOff += bytes;
       }
       const done = performance.now();
@@ -357,7 +388,13 @@ try {
       const payload = acked * size;
       const h0 = await histogramBuckets(bookie, 'sluice_bookie_add_latency_seconds');
       const once0 = await metricValue(bookie, 'sluice_bookie_entries_written_once_total');
+      const gc0 = await gcTotals(bookie);
+      const pacedStart = performance.now();
       const latencies = await paced(connection, 200 + i, size, acked / secs / 2, SECONDS, 2);
+      const pacedSecs = (performance.now() - pacedStart) / 1000;
+      const gc1 = await gcTotals(bookie);
+      // The bookie's event loop stopped for garbage collection while paced (warm-up included).
+      const gcPaused = `${((gc1.count - gc0.count) / pacedSecs).toFixed(0)}/s, ${(((gc1.seconds - gc0.seconds) / pacedSecs) * 100).toFixed(1)}%`;
       const h1 = await histogramBuckets(bookie, 'sluice_bookie_add_latency_seconds');
       // Arrival → durable inside the bookie (warm-up included), to the bucket.
       const inside = `≤ ${bucketQuantileMs(h0, h1, 0.5)} / ≤ ${bucketQuantileMs(h0, h1, 0.99)}`;
@@ -373,7 +410,7 @@ try {
       const floor = await rawPaced(dir, size, acked / secs / 2, SECONDS, 2, pacedOnce > latencies.length / 2);
       const written = (journal + entryLog) / secs;
       rows.push(
-        `| ${size / 1024} KiB | ${Math.round(acked / secs)} | ${mb(payload / secs)} | ${mb(written)} | ${((journal + entryLog) / payload).toFixed(2)} | ${mb(raw)} (${(avgGroup / 1024).toFixed(0)} KiB groups) | ${((written / raw) * 100).toFixed(0)}% | ${mb(rawDirect)} | ${((written / rawDirect) * 100).toFixed(0)}% | ${pct(latencies, 50).toFixed(2)} / ${pct(latencies, 99).toFixed(2)} | ${inside} | ${pct(floor, 50).toFixed(2)} / ${pct(floor, 99).toFixed(2)} |`,
+        `| ${size / 1024} KiB | ${Math.round(acked / secs)} | ${mb(payload / secs)} | ${mb(written)} | ${((journal + entryLog) / payload).toFixed(2)} | ${mb(raw)} (${(avgGroup / 1024).toFixed(0)} KiB groups) | ${((written / raw) * 100).toFixed(0)}% | ${mb(rawDirect)} | ${((written / rawDirect) * 100).toFixed(0)}% | ${pct(latencies, 50).toFixed(2)} / ${pct(latencies, 99).toFixed(2)} | ${inside} | ${gcPaused} | ${pct(floor, 50).toFixed(2)} / ${pct(floor, 99).toFixed(2)} |`,
       );
       process.stderr.write(`${rows.at(-1)}\n`);
     } finally {
@@ -385,7 +422,7 @@ try {
   await rm(root, { recursive: true, force: true });
 }
 console.log(
-  '| entry | adds/s | payload MB/s | bytes written MB/s (journal + entry log) | bytes written per payload byte | raw write+fdatasync MB/s | bookie / raw | raw O_DIRECT write+fdatasync MB/s | bookie / raw O_DIRECT | p50 / p99 ms at half max rate | same inside the bookie (histogram bucket) | the disk alone at that rate: p50 / p99 ms |',
+  '| entry | adds/s | payload MB/s | bytes written MB/s (journal + entry log) | bytes written per payload byte | raw write+fdatasync MB/s | bookie / raw | raw O_DIRECT write+fdatasync MB/s | bookie / raw O_DIRECT | p50 / p99 ms at half max rate | same inside the bookie (histogram bucket) | bookie GC pauses while paced: per second, share of the time | the disk alone at that rate: p50 / p99 ms |',
 );
-console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
 for (const r of rows) console.log(r);
