@@ -331,6 +331,15 @@ test('helm - bookies: StatefulSet behind a headless Service with stable addresse
   t.is(arg(ct.args, '--advertise-address'), `$(POD_NAME).${headless.metadata.name}.${NS}.svc:3181`);
   t.is(arg(ct.args, '--port'), '3181');
   t.is(arg(ct.args, '--http-port'), '8000');
+  t.is(arg(ct.args, '--add-port'), '3182');
+  t.deepEqual(
+    headless.spec.ports.map((p: Obj) => [p.name, p.port]),
+    [
+      ['grpc', 3181],
+      ['add', 3182],
+      ['http', 8000],
+    ],
+  );
   t.true(
     ct.env.some((e: Obj) => e.name === 'POD_NAME' && e.valueFrom.fieldRef.fieldPath === 'metadata.name'),
   );

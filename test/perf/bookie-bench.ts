@@ -36,7 +36,9 @@ import {
   DIRECT_IO_CREATE_FLAGS,
   directIoWorks,
 } from '../../packages/bookie/src/direct-io.js';
-import { AddStreamConnection, type Http2AddStream } from '../../packages/ledger/src/http2-add-stream.js';
+import { AddChannelConnection } from '../../packages/ledger/src/add-channel-connection.js';
+import type { AddStream, AddStreamOpener } from '../../packages/ledger/src/add-stream.js';
+import { AddStreamConnection } from '../../packages/ledger/src/http2-add-stream.js';
 import { BookieProcess, bookiePorts, testEntry } from '../support/bookie-process.js';
 
 const SECONDS = Number(process.argv[2] ?? 5);
@@ -49,8 +51,11 @@ const ENTRY_LOG_SYNC_BYTES = parseSize(process.env.SLUICE_BOOKIE_ENTRY_LOG_SYNC_
 /** An ADD_REF journal record: header + location. */
 const REF_RECORD_BYTES = 52 + 24;
 
+/** How adds reach the bookie: its add channel (what the ledger client uses), or `grpc` (HTTP/2). */
+const TRANSPORT = process.env.BENCH_ADD_TRANSPORT ?? 'channel';
+
 /**
- * An AddEntries stream as the ledger client drives it (`Http2AddStream`:
+ * An AddEntries stream as the ledger client drives it (`AddStream`:
  * each entry's head encoded once, requests written as their parts, no
  * protobufjs and no grpc-js copy): the load generator shares the 2 cores
  * with the bookie, and at 1 KiB a generic encode of every entry was a large
@@ -58,10 +63,10 @@ const REF_RECORD_BYTES = 52 + 24;
  * `done` settles once the bookie has ended the call after `end()`, and rejects if the stream broke.
  */
 function addStream(
-  connection: AddStreamConnection,
+  connection: AddStreamOpener,
   onResults: (res: DecodedAddEntriesResponse) => void,
-): { stream: Http2AddStream; done: Promise<void> } {
-  let stream!: Http2AddStream;
+): { stream: AddStream; done: Promise<void> } {
+  let stream!: AddStream;
   const done = new Promise<void>((resolve, reject) => {
     stream = connection.open({ response: onResults, broken: reject, ended: resolve });
   });
@@ -129,7 +134,7 @@ async function entryLogSettled(bookie: BookieProcess): Promise<number> {
 
 /** Saturate one pipelined stream for `seconds`; returns acked entries. */
 async function saturate(
-  connection: AddStreamConnection,
+  connection: AddStreamOpener,
   ledgerId: number,
   size: number,
   seconds: number,
@@ -183,7 +188,7 @@ async function saturate(
  * lets both processes' JIT and the new stream settle first.
  */
 async function paced(
-  connection: AddStreamConnection,
+  connection: AddStreamOpener,
   ledgerId: number,
   size: number,
   rate: number,
@@ -363,7 +368,10 @@ try {
       ...(await bookiePorts()),
       env: { DISK_USAGE_THRESHOLD: '1', DISK_USAGE_LWM_THRESHOLD: '0.99' },
     });
-    const connection = new AddStreamConnection('bench', bookie.address);
+    const connection =
+      TRANSPORT === 'grpc'
+        ? new AddStreamConnection('bench', bookie.address)
+        : new AddChannelConnection('bench', bookie.addAddress!);
     try {
       const j0 = await metricValue(bookie, 'sluice_bookie_journal_bytes_total');
       const e0 = await metricValue(bookie, 'sluice_bookie_entry_log_bytes_total');
@@ -421,6 +429,7 @@ try {
 } finally {
   await rm(root, { recursive: true, force: true });
 }
+console.log(`adds over ${TRANSPORT === 'grpc' ? 'gRPC (HTTP/2)' : 'the add channel'}`);
 console.log(
   '| entry | adds/s | payload MB/s | bytes written MB/s (journal + entry log) | bytes written per payload byte | raw write+fdatasync MB/s | bookie / raw | raw O_DIRECT write+fdatasync MB/s | bookie / raw O_DIRECT | p50 / p99 ms at half max rate | same inside the bookie (histogram bucket) | bookie GC pauses while paced: per second, share of the time | the disk alone at that rate: p50 / p99 ms |',
 );

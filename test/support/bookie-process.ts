@@ -29,6 +29,8 @@ export interface BookieProcessOptions {
   dataDir: string;
   port?: number;
   httpPort?: number;
+  /** Add channel port (default: a free one picked by the bookie; give one to keep it across restarts). */
+  addPort?: number;
   /** Extra settings as SLUICE_BOOKIE_* env vars (e.g. { DISK_CHECK_INTERVAL_MS: '200' }). */
   env?: Record<string, string>;
   args?: string[];
@@ -43,7 +45,7 @@ export class BookieProcess {
   private constructor(
     readonly port: number,
     readonly httpPort: number,
-    opts: BookieProcessOptions,
+    private readonly opts: BookieProcessOptions,
   ) {
     if (!existsSync(SLUICE_BIN))
       throw new Error(`${SLUICE_BIN} is missing; build first (npx turbo run build)`);
@@ -61,6 +63,7 @@ export class BookieProcess {
         `--data-dir=${opts.dataDir}`,
         `--port=${port}`,
         `--http-port=${httpPort}`,
+        `--add-port=${opts.addPort ?? 0}`,
         '--bind-host=127.0.0.1',
         `--advertise-address=127.0.0.1:${port}`,
         ...(opts.args ?? []),
@@ -77,6 +80,11 @@ export class BookieProcess {
 
   get address(): string {
     return `127.0.0.1:${this.port}`;
+  }
+
+  /** The add channel's address, when the port was given (`bookiePorts()` does). */
+  get addAddress(): string | undefined {
+    return this.opts.addPort ? `127.0.0.1:${this.opts.addPort}` : undefined;
   }
 
   /** Spawn and wait until /readyz answers 200. */
@@ -125,9 +133,9 @@ export class BookieProcess {
   }
 }
 
-/** Pick ports for a bookie process. */
-export async function bookiePorts(): Promise<{ port: number; httpPort: number }> {
-  return { port: await freePort(), httpPort: await freePort() };
+/** Pick ports for a bookie process (kept across its restarts when passed again). */
+export async function bookiePorts(): Promise<{ port: number; httpPort: number; addPort: number }> {
+  return { port: await freePort(), httpPort: await freePort(), addPort: await freePort() };
 }
 
 export function bookieClient(address: string): BookieServiceClient {

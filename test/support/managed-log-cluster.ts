@@ -76,6 +76,8 @@ export class BookieCluster {
             String(port),
             '--http-port',
             '-1',
+            '--add-port',
+            String(await freePort()),
             '--bind-host',
             '127.0.0.1',
             '--advertise-address',

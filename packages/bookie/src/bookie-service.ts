@@ -101,89 +101,19 @@ export function createBookieService(opts: BookieServiceOptions) {
 
   return {
     AddEntries(call: ServerDuplexStream<DecodedAddEntriesRequest, AddEntriesReply>): void {
-      let inFlight = 0;
-      let inFlightBytes = 0;
-      let paused = false;
-      let ended = false;
-      let finished = false;
-      let results: AddResultFields[] = [];
-      let flushQueued = false;
-      // Metrics of completed adds are applied once per response, not per add.
-      let okAdds = 0;
-      let okBytes = 0;
-      let settled = 0;
-
-      const finish = () => {
-        if (finished || !ended || inFlight > 0 || results.length > 0) return;
-        finished = true;
-        call.end();
-      };
-      // Results that complete together (one group commit) leave in one response.
-      const flush = () => {
-        flushQueued = false;
-        if (okAdds > 0) {
-          metrics.addsTotal.inc({ status: 'OK' }, okAdds);
-          metrics.addBytesTotal.inc(okBytes);
-        }
-        if (settled > 0) metrics.inFlightAdds.dec(settled);
-        okAdds = 0;
-        okBytes = 0;
-        settled = 0;
-        if (results.length > 0 && !call.destroyed && !call.cancelled) call.write({ results });
-        results = [];
-        finish();
-      };
-      const push = (r: AddResultFields) => {
-        results.push(r);
-        if (!flushQueued) {
-          flushQueued = true;
-          setImmediate(flush);
-        }
-      };
-
-      const add = (e: DecodedAddEntriesRequest['entries'][number], recovery: boolean) => {
-        const bytes = e.payload.length;
-        inFlight++;
-        inFlightBytes += bytes;
-        const t0 = performance.now();
-        const done = (out: Outcome) => {
-          inFlight--;
-          inFlightBytes -= bytes;
-          settled++;
-          if (out.status === 'OK') {
-            okAdds++;
-            okBytes += bytes;
-            metrics.addLatencySeconds.observe((performance.now() - t0) / 1000);
-          } else metrics.addsTotal.inc({ status: out.status });
-          push({ ledgerId: e.ledgerId, entryId: e.entryId, status: wire(out.status), message: out.message });
-          if (paused && inFlightBytes <= opts.maxInFlightBytesPerStream / 2) {
-            paused = false;
-            call.resume();
-          }
-        };
-        try {
-          store.addThen(e, recovery, done);
-        } catch (err) {
-          logger.error({ err }, 'add failed unexpectedly');
-          done({ status: 'IO_ERROR', message: (err as Error).message });
-        }
-      };
-
-      call.on('data', (req: DecodedAddEntriesRequest) => {
-        metrics.inFlightAdds.inc(req.entries.length);
-        for (const e of req.entries) add(e, req.recovery);
-        if (!paused && inFlightBytes > opts.maxInFlightBytesPerStream) {
-          paused = true;
-          call.pause();
-        }
+      metrics.addStreamsTotal.inc({ transport: 'grpc' });
+      const session = new AddSession(opts, {
+        send: (results) => {
+          if (!call.destroyed && !call.cancelled) call.write({ results });
+        },
+        pause: () => call.pause(),
+        resume: () => call.resume(),
+        finish: () => call.end(),
       });
-      call.on('end', () => {
-        ended = true;
-        finish();
-      });
+      call.on('data', (req: DecodedAddEntriesRequest) => session.request(req));
+      call.on('end', () => session.end());
       call.on('error', (err) => {
-        ended = true;
-        finished = true;
+        session.abort();
         logger.debug({ err }, 'add stream failed');
       });
     },
@@ -305,4 +235,137 @@ export function createBookieService(opts: BookieServiceOptions) {
       cb(null, { ...i, readOnly: store.readOnly || !!store.journal.failed });
     },
   };
+}
+
+/** Where an add stream's transport takes the session's output. */
+export interface AddSessionSink {
+  /** Results that completed together (one group commit), as one response. */
+  send(results: AddResultFields[]): void;
+  /** Stop reading requests: over the stream's in-flight byte cap. */
+  pause(): void;
+  resume(): void;
+  /** The peer ended and every add is answered: close the call with OK. */
+  finish(): void;
+}
+
+/**
+ * One AddEntries stream, whatever carries it (grpc-js, or the bookie's add
+ * channel): adds go to the store as they arrive, results that complete in
+ * the same turn leave together, and reading pauses while more than
+ * `maxInFlightBytesPerStream` of payload waits for the disk.
+ */
+export class AddSession {
+  private inFlight = 0;
+  private inFlightBytes = 0;
+  private paused = false;
+  private ended = false;
+  private finished = false;
+  private results: AddResultFields[] = [];
+  private flushQueued = false;
+  // Metrics of completed adds are applied once per response, not per add.
+  private okAdds = 0;
+  private okBytes = 0;
+  private settled = 0;
+
+  constructor(
+    private readonly opts: Pick<
+      BookieServiceOptions,
+      'store' | 'metrics' | 'logger' | 'maxInFlightBytesPerStream'
+    >,
+    private readonly sink: AddSessionSink,
+  ) {}
+
+  /**
+   * Take one request's adds. `released` runs once per entry when the store
+   * no longer needs its payload (the add settled): the caller may then
+   * reuse the memory the payload sits in.
+   */
+  request(req: DecodedAddEntriesRequest, released?: () => void): void {
+    if (this.finished) {
+      for (let i = 0; i < req.entries.length; i++) released?.();
+      return;
+    }
+    this.opts.metrics.inFlightAdds.inc(req.entries.length);
+    for (const e of req.entries) this.add(e, req.recovery, released);
+    if (!this.paused && this.inFlightBytes > this.opts.maxInFlightBytesPerStream) {
+      this.paused = true;
+      this.sink.pause();
+    }
+  }
+
+  /** The peer sent its last request. */
+  end(): void {
+    this.ended = true;
+    this.finishIfDone();
+  }
+
+  /** The transport broke: nothing more is sent (adds in flight still settle). */
+  abort(): void {
+    this.ended = true;
+    this.finished = true;
+  }
+
+  private add(
+    e: DecodedAddEntriesRequest['entries'][number],
+    recovery: boolean,
+    released?: () => void,
+  ): void {
+    const { store, metrics, logger } = this.opts;
+    const bytes = e.payload.length;
+    this.inFlight++;
+    this.inFlightBytes += bytes;
+    const t0 = performance.now();
+    const done = (out: Outcome) => {
+      released?.();
+      this.inFlight--;
+      this.inFlightBytes -= bytes;
+      this.settled++;
+      if (out.status === 'OK') {
+        this.okAdds++;
+        this.okBytes += bytes;
+        metrics.addLatencySeconds.observe((performance.now() - t0) / 1000);
+      } else metrics.addsTotal.inc({ status: out.status });
+      this.push({ ledgerId: e.ledgerId, entryId: e.entryId, status: wire(out.status), message: out.message });
+      if (this.paused && this.inFlightBytes <= this.opts.maxInFlightBytesPerStream / 2) {
+        this.paused = false;
+        this.sink.resume();
+      }
+    };
+    try {
+      store.addThen(e, recovery, done);
+    } catch (err) {
+      logger.error({ err }, 'add failed unexpectedly');
+      done({ status: 'IO_ERROR', message: (err as Error).message });
+    }
+  }
+
+  private push(r: AddResultFields): void {
+    this.results.push(r);
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    const { metrics } = this.opts;
+    this.flushQueued = false;
+    if (this.okAdds > 0) {
+      metrics.addsTotal.inc({ status: 'OK' }, this.okAdds);
+      metrics.addBytesTotal.inc(this.okBytes);
+    }
+    if (this.settled > 0) metrics.inFlightAdds.dec(this.settled);
+    this.okAdds = 0;
+    this.okBytes = 0;
+    this.settled = 0;
+    if (this.results.length > 0 && !this.finished) this.sink.send(this.results);
+    this.results = [];
+    this.finishIfDone();
+  }
+
+  private finishIfDone(): void {
+    if (this.finished || !this.ended || this.inFlight > 0 || this.results.length > 0) return;
+    this.finished = true;
+    this.sink.finish();
+  }
 }

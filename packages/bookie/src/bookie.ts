@@ -7,9 +7,10 @@ import { createLogger, createRegistry, type Logger, type Registry } from '@sluic
 import { type MetadataStore, openMetadataStore } from '@sluice/metadata';
 import { MAX_GRPC_MESSAGE_BYTES } from '@sluice/proto';
 import { HealthImplementation, service as healthService } from 'grpc-health-check';
+import { AddChannelServer } from './add-channel-server.js';
 import { bookieServiceDefinition, createBookieService } from './bookie-service.js';
 import { BookieStore } from './bookie-store.js';
-import { type BookieConfig, type BookieConfigInput, resolveBookieConfig } from './config.js';
+import { addPortOf, type BookieConfig, type BookieConfigInput, resolveBookieConfig } from './config.js';
 import { DiskWatchdog } from './disk-watchdog.js';
 import { GarbageCollector } from './garbage-collector.js';
 import { createHttpEndpoints } from './http-server.js';
@@ -46,6 +47,7 @@ export class Bookie {
   private store: BookieStore | undefined;
   private grpc: Server | undefined;
   private http: HttpServer | undefined;
+  private addChannels: AddChannelServer | undefined;
   private watchdog: DiskWatchdog | undefined;
   private gc: GarbageCollector | undefined;
   private registrar: Registrar | undefined;
@@ -56,6 +58,8 @@ export class Bookie {
   port = 0;
   /** Bound HTTP port (-1 when disabled). */
   httpPort = -1;
+  /** Bound add channel port (-1 when disabled). */
+  addPort = -1;
 
   constructor(private readonly opts: BookieOptions) {
     this.config = resolveBookieConfig(opts.config);
@@ -84,6 +88,13 @@ export class Bookie {
 
   get address(): string {
     return this.config.advertiseAddress ?? `${hostname()}:${this.port}`;
+  }
+
+  /** host:port of the add channel: the advertised host, the bound port; undefined when it is off. */
+  get addAddress(): string | undefined {
+    if (this.addPort < 0) return undefined;
+    const a = this.address;
+    return `${a.slice(0, a.lastIndexOf(':'))}:${this.addPort}`;
   }
 
   /** The storage engine (for tests and in-process tooling). */
@@ -193,6 +204,17 @@ export class Bookie {
     );
     this.widenFlowControlWindows(grpc);
 
+    const addPort = addPortOf(cfg);
+    if (addPort >= 0) {
+      this.addChannels = new AddChannelServer({
+        store,
+        logger,
+        metrics: this.metrics,
+        maxInFlightBytesPerStream: cfg.maxInFlightBytesPerStream,
+      });
+      this.addPort = await this.addChannels.listen(cfg.bindHost, addPort);
+    }
+
     if (cfg.httpPort >= 0) {
       this.http = createHttpEndpoints({
         registry: this.registry,
@@ -232,6 +254,7 @@ export class Bookie {
       logger,
       describe: () => ({
         address: this.address,
+        ...(this.addAddress ? { addAddress: this.addAddress } : {}),
         rack: cfg.rack,
         readOnly: store.readOnly,
         freeBytes: watchdog.freeBytes,
@@ -264,6 +287,7 @@ export class Bookie {
       {
         address: this.address,
         port: this.port,
+        addPort: this.addPort,
         httpPort: this.httpPort,
         journalDir: this.journalDir,
         ledgerDir: this.ledgerDir,
@@ -312,6 +336,10 @@ export class Bookie {
         });
       });
     }
+    const addChannels = this.addChannels;
+    this.addChannels = undefined;
+    this.addPort = -1;
+    await addChannels?.close();
     const http = this.http;
     this.http = undefined;
     if (http) {

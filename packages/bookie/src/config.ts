@@ -22,6 +22,14 @@ export const bookieConfigSchema = z.object({
   ledgerDir: z.string().optional(),
   /** gRPC port (BookieService and grpc.health.v1). 0 picks a free port. */
   port: z.coerce.number().int().min(0).max(65535).default(3181),
+  /**
+   * Port of the add channel: AddEntries streams on plain TCP (the same
+   * messages as the gRPC call), which the bookie reads into memory it reuses
+   * instead of fresh buffers per read and per message. Ledger clients use it
+   * when the registration advertises it, gRPC otherwise. Default 3182, or a
+   * free port when `port` is 0; -1 disables it.
+   */
+  addPort: z.coerce.number().int().min(-1).max(65535).optional(),
   /** HTTP port for /metrics, /healthz, /readyz. 0 picks a free port; -1 disables it. */
   httpPort: z.coerce.number().int().min(-1).max(65535).default(8000),
   /** Address to bind the gRPC and HTTP servers to. */
@@ -154,6 +162,14 @@ export const bookieConfigSchema = z.object({
 export type BookieConfigInput = z.input<typeof bookieConfigSchema>;
 /** Bookie settings with every default applied. */
 export type BookieConfig = z.infer<typeof bookieConfigSchema>;
+
+/** The add channel's port when `addPort` is not set. */
+export const DEFAULT_ADD_PORT = 3182;
+
+/** The port the add channel listens on (0: a free one), or -1 when it is off. */
+export function addPortOf(cfg: BookieConfig): number {
+  return cfg.addPort ?? (cfg.port === 0 ? 0 : DEFAULT_ADD_PORT);
+}
 
 export function resolveBookieConfig(input: BookieConfigInput): BookieConfig {
   const result = bookieConfigSchema.safeParse(input);

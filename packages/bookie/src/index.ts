@@ -1,3 +1,4 @@
+export { AddChannelServer, SlabPool } from './add-channel-server.js';
 export { Bookie, type BookieOptions } from './bookie.js';
 export {
   type AddRequest,
@@ -7,9 +8,11 @@ export {
   type Outcome,
 } from './bookie-store.js';
 export {
+  addPortOf,
   type BookieConfig,
   type BookieConfigInput,
   bookieConfigSchema,
+  DEFAULT_ADD_PORT,
   resolveBookieConfig,
 } from './config.js';
 export { type DiskUsage, diskUsage } from './disk-watchdog.js';

@@ -34,6 +34,7 @@ export interface BookieMetrics {
   gcLedgersDeleted: Counter;
   compactedLogs: Counter;
   inFlightAdds: Gauge;
+  addStreamsTotal: Counter;
 }
 
 export function createBookieMetrics(registry: Registry): BookieMetrics {
@@ -42,6 +43,12 @@ export function createBookieMetrics(registry: Registry): BookieMetrics {
   return {
     addsTotal: counter(registry, 'sluice_bookie_adds_total', 'Entries added, by outcome', ['status']),
     addBytesTotal: counter(registry, 'sluice_bookie_add_bytes_total', 'Payload bytes of acknowledged adds'),
+    addStreamsTotal: counter(
+      registry,
+      'sluice_bookie_add_streams_total',
+      'AddEntries streams opened, by transport (channel: the add channel; grpc)',
+      ['transport'],
+    ),
     addLatencySeconds: countingHistogram(
       registry,
       'sluice_bookie_add_latency_seconds',

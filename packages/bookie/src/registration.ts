@@ -77,6 +77,8 @@ export async function ensureIdentity(
 export interface RegistrationValue {
   bookieId: string;
   address: string;
+  /** host:port of the add channel (absent when it is off: clients add over gRPC). */
+  addAddress?: string;
   rack: string;
   readOnly: boolean;
   freeBytes: number;

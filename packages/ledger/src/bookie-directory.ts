@@ -10,6 +10,8 @@ export interface BookieInfo {
   bookieId: BookieId;
   /** host:port of the bookie's gRPC server. */
   address: string;
+  /** host:port of the bookie's add channel, when it has one. */
+  addAddress?: string;
   /** Failure-domain label; placement spreads a write set across racks. */
   rack?: string;
   /** Read-only bookies serve reads but take no new ensembles. */
@@ -26,6 +28,7 @@ export const BOOKIES_READONLY_PREFIX = 'bookies/readonly/';
 
 interface Registration {
   address?: string;
+  addAddress?: string;
   rack?: string;
 }
 
@@ -60,6 +63,7 @@ export class MetadataBookieDirectory implements BookieDirectory {
       byId.set(bookieId, {
         bookieId,
         address: reg.address,
+        ...(typeof reg.addAddress === 'string' && reg.addAddress ? { addAddress: reg.addAddress } : {}),
         readOnly: ro,
         ...(reg.rack ? { rack: reg.rack } : {}),
       });

@@ -36,7 +36,14 @@ import type {
   ReadLacResponse__Output,
 } from '@sluice/proto';
 import { decodeReadEntriesResponse, loadProto, MAX_GRPC_MESSAGE_BYTES } from '@sluice/proto';
+import { AddChannelConnection } from './add-channel-connection.js';
 import { encodeWireEntry, payloadLengthOf } from './add-request-encoder.js';
+import {
+  type AddStream,
+  type AddStreamOpener,
+  BOOKIE_KEEPALIVE_MS,
+  BOOKIE_KEEPALIVE_TIMEOUT_MS,
+} from './add-stream.js';
 import type {
   AddOutcome,
   BookieClient,
@@ -48,12 +55,7 @@ import type {
   WireEntry,
 } from './bookie-client.js';
 import { type BookieDirectory, MetadataBookieDirectory } from './bookie-directory.js';
-import {
-  AddStreamConnection,
-  BOOKIE_KEEPALIVE_MS,
-  BOOKIE_KEEPALIVE_TIMEOUT_MS,
-  type Http2AddStream,
-} from './http2-add-stream.js';
+import { AddStreamConnection } from './http2-add-stream.js';
 import { UnknownBookie } from './memory-bookie.js';
 
 export interface GrpcBookieClientOptions {
@@ -67,6 +69,11 @@ export interface GrpcBookieClientOptions {
    * to four times both limits, then fail with ResourceExhaustedError.
    */
   maxInFlightBytes?: number;
+  /**
+   * host:port of the bookie's add channel (from its registration): adds go
+   * there on plain TCP. Without it they go over gRPC (HTTP/2).
+   */
+  addAddress?: string;
   /** Ping a bookie's add connection this often; one unanswered for `keepaliveTimeoutMs` drops it. */
   keepaliveMs?: number;
   keepaliveTimeoutMs?: number;
@@ -158,9 +165,9 @@ interface InFlight {
 export class GrpcBookieClient implements BookieClient {
   private readonly client: BookieServiceClient;
   private readonly serializeReadRequest = readEntriesRequestSerializer();
-  /** AddEntries runs on a connection of its own, without grpc-js (see `Http2AddStream`). */
-  private readonly addConnection: AddStreamConnection;
-  private stream: Http2AddStream | undefined;
+  /** AddEntries runs on a connection of its own, without grpc-js: the add channel, or HTTP/2. */
+  private readonly addConnection: AddStreamOpener;
+  private stream: AddStream | undefined;
   private readonly inflight = new Map<string, InFlight[]>();
   private inflightCount = 0;
   private inflightBytes = 0;
@@ -170,7 +177,7 @@ export class GrpcBookieClient implements BookieClient {
   private batch: { entries: EncodedEntry[]; recovery: boolean; bytes: number }[] = [];
   private flushScheduled = false;
   /** The stream whose write() asked us to wait for 'drain'. */
-  private blocked: Http2AddStream | undefined;
+  private blocked: AddStream | undefined;
   private readonly timer: NodeJS.Timeout;
   private closed = false;
   private readonly addTimeoutMs: number;
@@ -199,7 +206,10 @@ export class GrpcBookieClient implements BookieClient {
       'grpc.max_reconnect_backoff_ms': 2_000,
       'grpc-node.flow_control_window': BOOKIE_FLOW_CONTROL_WINDOW_BYTES,
     });
-    this.addConnection = new AddStreamConnection(bookieId, address, { keepaliveMs, keepaliveTimeoutMs });
+    const keepalive = { keepaliveMs, keepaliveTimeoutMs };
+    this.addConnection = opts.addAddress
+      ? new AddChannelConnection(bookieId, opts.addAddress, keepalive)
+      : new AddStreamConnection(bookieId, address, keepalive);
     this.timer = setInterval(() => this.checkTimeouts(), Math.max(50, Math.min(1000, this.addTimeoutMs / 4)));
     this.timer.unref();
   }
@@ -272,7 +282,7 @@ export class GrpcBookieClient implements BookieClient {
     this.flushScheduled = false;
     // Nothing to send (e.g. a broken stream failed it all): no reason to open a stream.
     if (this.closed || this.batch.length === 0) return;
-    let stream: Http2AddStream;
+    let stream: AddStream;
     try {
       stream = this.addStream();
     } catch (err) {
@@ -295,7 +305,7 @@ export class GrpcBookieClient implements BookieClient {
     }
   }
 
-  private addStream(): Http2AddStream {
+  private addStream(): AddStream {
     if (this.stream) return this.stream;
     const stream = this.addConnection.open({
       response: (res) => {
@@ -443,7 +453,7 @@ export class GrpcBookieClient implements BookieClient {
  */
 export class GrpcBookieClientPool implements BookieClientPool {
   private readonly clients = new Map<BookieId, BookieClient>();
-  private readonly addresses = new Map<BookieId, string>();
+  private readonly addresses = new Map<BookieId, { address: string; addAddress?: string }>();
   private readonly locals = new Map<BookieId, BookieClient>();
 
   constructor(
@@ -466,8 +476,11 @@ export class GrpcBookieClientPool implements BookieClientPool {
   async refresh(): Promise<void> {
     for (const b of await this.directory.list()) {
       const prev = this.addresses.get(b.bookieId);
-      this.addresses.set(b.bookieId, b.address);
-      if (prev !== undefined && prev !== b.address) {
+      this.addresses.set(b.bookieId, {
+        address: b.address,
+        ...(b.addAddress ? { addAddress: b.addAddress } : {}),
+      });
+      if (prev !== undefined && (prev.address !== b.address || prev.addAddress !== b.addAddress)) {
         const c = this.clients.get(b.bookieId);
         this.clients.delete(b.bookieId);
         await c?.close();
@@ -478,9 +491,12 @@ export class GrpcBookieClientPool implements BookieClientPool {
   get(bookieId: BookieId): BookieClient {
     let c = this.locals.get(bookieId) ?? this.clients.get(bookieId);
     if (c) return c;
-    const address = this.addresses.get(bookieId);
-    if (!address) return new DeferredBookieClient(bookieId, () => this.resolve(bookieId));
-    c = new GrpcBookieClient(bookieId, address, this.opts);
+    const found = this.addresses.get(bookieId);
+    if (!found) return new DeferredBookieClient(bookieId, () => this.resolve(bookieId));
+    c = new GrpcBookieClient(bookieId, found.address, {
+      ...this.opts,
+      ...(found.addAddress ? { addAddress: found.addAddress } : {}),
+    });
     this.clients.set(bookieId, c);
     return c;
   }

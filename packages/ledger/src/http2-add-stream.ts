@@ -1,5 +1,6 @@
 /**
  * The AddEntries stream to a bookie, driven over `node:http2` as plain gRPC
+ * (for bookies without an add channel, see `AddChannelConnection`)
  * (same path, headers, framing and trailers as any gRPC client; the bookie
  * serves it with grpc-js like every other call).
  *
@@ -23,28 +24,27 @@ import {
   constants,
   type IncomingHttpHeaders,
 } from 'node:http2';
-import { status as grpcStatus, Metadata } from '@grpc/grpc-js';
-import { fromGrpcError, type SluiceError, UnavailableError } from '@sluice/common';
+import { Metadata } from '@grpc/grpc-js';
+import { type SluiceError, UnavailableError } from '@sluice/common';
 import {
   ADD_ENTRIES_PATH,
   addEntriesRequestLength,
   addEntriesRequestParts,
-  type DecodedAddEntriesResponse,
   decodeAddEntriesResponse,
   GrpcFrameReader,
   grpcFramePrefix,
   MAX_GRPC_MESSAGE_BYTES,
 } from '@sluice/proto';
 import type { AddBatch } from './add-request-encoder.js';
-
-export interface AddStreamHandlers {
-  /** A response: results of adds sent on this stream. */
-  response(res: DecodedAddEntriesResponse): void;
-  /** The stream is over (the bookie ended it, it broke, or a response was malformed); called once. */
-  broken(err: SluiceError): void;
-  /** The bookie ended the call with OK after `end()` (then `broken` is not called). */
-  ended?(): void;
-}
+import {
+  type AddStream,
+  type AddStreamConnectionOptions,
+  type AddStreamHandlers,
+  type AddStreamOpener,
+  addStreamOutcome,
+  BOOKIE_KEEPALIVE_MS,
+  BOOKIE_KEEPALIVE_TIMEOUT_MS,
+} from './add-stream.js';
 
 /** Receive window for the responses (a few bytes per add). */
 const RESPONSE_WINDOW_BYTES = 1024 * 1024;
@@ -59,24 +59,13 @@ const RESPONSE_WINDOW_BYTES = 1024 * 1024;
  */
 const MAX_SESSION_MEMORY_MB = 1024;
 
-/** Keepalive of every connection to a bookie (the add connection and the grpc-js channel). */
-export const BOOKIE_KEEPALIVE_MS = 10_000;
-export const BOOKIE_KEEPALIVE_TIMEOUT_MS = 5_000;
-
-export interface AddStreamConnectionOptions {
-  /** Ping the bookie this often while connected (grpc-js channels did the same: `keepalive_time_ms`). */
-  keepaliveMs?: number;
-  /** Drop the connection when a ping gets no answer within this. */
-  keepaliveTimeoutMs?: number;
-}
-
 /**
  * An HTTP/2 connection to one bookie that add streams are opened on. A
  * connection that stops answering (a bookie host gone without a reset)
  * is found by its pings and destroyed, which breaks its stream; the next
  * stream gets a new connection.
  */
-export class AddStreamConnection {
+export class AddStreamConnection implements AddStreamOpener {
   private session: ClientHttp2Session | undefined;
   private keepalive: NodeJS.Timeout | undefined;
   private readonly keepaliveMs: number;
@@ -174,7 +163,7 @@ export class AddStreamConnection {
 }
 
 /** One AddEntries call in flight: requests written as parts, responses decoded as they arrive. */
-export class Http2AddStream {
+export class Http2AddStream implements AddStream {
   private readonly reader = new GrpcFrameReader(MAX_GRPC_MESSAGE_BYTES);
   private over = false;
   private ending = false;
@@ -256,24 +245,26 @@ export class Http2AddStream {
     if (this.over) return;
     const trailers = this.trailers;
     const code = trailers ? Number(trailers['grpc-status']) : Number.NaN;
-    if (code === grpcStatus.OK && this.ending && this.handlers.ended) {
-      this.over = true;
-      this.handlers.ended();
-    } else if (code === grpcStatus.OK) {
-      this.fail(new UnavailableError(`bookie ${this.bookieId} ended the add stream`));
-    } else if (Number.isInteger(code) && trailers) {
-      const message = trailers['grpc-message'];
-      this.fail(
-        fromGrpcError({
-          code,
-          details: typeof message === 'string' ? decodeURIComponent(message) : '',
-          metadata: Metadata.fromHttp2Headers(trailers),
-        }),
-      );
-    } else {
-      const why = this.streamError?.message ?? `closed with HTTP/2 code ${this.stream.rstCode ?? 'none'}`;
-      this.fail(new UnavailableError(`add stream to bookie ${this.bookieId} broke: ${why}`));
+    const message = trailers?.['grpc-message'];
+    const out = addStreamOutcome(
+      this.bookieId,
+      Number.isInteger(code) && trailers
+        ? {
+            code,
+            details: typeof message === 'string' ? decodeURIComponent(message) : '',
+            metadata: Metadata.fromHttp2Headers(trailers),
+          }
+        : undefined,
+      this.ending,
+      this.handlers,
+      this.streamError?.message ?? `closed with HTTP/2 code ${this.stream.rstCode ?? 'none'}`,
+    );
+    if (out !== 'ended') {
+      this.fail(out);
+      return;
     }
+    this.over = true;
+    this.handlers.ended?.();
   }
 
   private fail(err: SluiceError): void {

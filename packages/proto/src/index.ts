@@ -3,6 +3,7 @@ import { type GrpcObject, loadPackageDefinition } from '@grpc/grpc-js';
 import { loadSync, type Options } from '@grpc/proto-loader';
 import type { EntryStatus__Output } from './generated/index.js';
 
+export * from './add-channel.js';
 export * from './add-entries-codec.js';
 export type * from './generated/index.js';
 export * from './grpc-framing.js';

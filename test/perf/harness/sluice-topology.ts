@@ -66,7 +66,7 @@ export async function startSluice(w: Workload, dataDir: string): Promise<SluiceT
     const metadata = `etcd://${etcd.endpoint}/sluice/bench`;
     const bookies = await Promise.all(
       Array.from({ length: w.bookies }, async (_, i) => {
-        const [port, httpPort] = [await freePort(), await freePort()];
+        const [port, httpPort, addPort] = [await freePort(), await freePort(), await freePort()];
         const dir = join(dataDir, `bookie-${i}`);
         mkdirSync(dir, { recursive: true });
         const p = new Proc(
@@ -79,6 +79,8 @@ export async function startSluice(w: Workload, dataDir: string): Promise<SluiceT
             `--data-dir=${dir}`,
             `--port=${port}`,
             `--http-port=${httpPort}`,
+            // BENCH_ADD_TRANSPORT=grpc: no add channel, brokers add over gRPC (for A/B runs).
+            `--add-port=${process.env.BENCH_ADD_TRANSPORT === 'grpc' ? -1 : addPort}`,
             '--bind-host=127.0.0.1',
             `--advertise-address=127.0.0.1:${port}`,
           ],

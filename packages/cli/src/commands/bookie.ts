@@ -9,6 +9,7 @@ interface BookieFlags {
   ledgerDir?: string;
   port?: string;
   httpPort?: string;
+  addPort?: string;
   advertiseAddress?: string;
   rack?: string;
   bindHost?: string;
@@ -28,6 +29,7 @@ export function registerBookieCommand(program: Command): void {
     .option('--ledger-dir <dir>', 'entry log and index dir (default <data-dir>/ledgers)')
     .option('--port <port>', 'gRPC port (default 3181)')
     .option('--http-port <port>', 'HTTP port for /metrics, /healthz, /readyz (default 8000)')
+    .option('--add-port <port>', 'add channel port: adds on plain TCP (default 3182; -1 disables it)')
     .option('--advertise-address <host:port>', 'address clients use to reach this bookie')
     .option('--rack <rack>', 'failure domain of this bookie (default "default")')
     .option('--bind-host <host>', 'address to listen on (default 0.0.0.0)')

@@ -43,6 +43,8 @@ export function standaloneBookieConfig(
       metadata: `embedded://${join(dataDir, 'metadata')}`,
       dataDir: join(dataDir, 'bookie'),
       port: bookiePort,
+      // The broker reaches its own bookie in-process; a bookie of its own needs no add channel.
+      addPort: -1,
       httpPort: -1,
       bindHost: '127.0.0.1',
       advertiseAddress: `127.0.0.1:${bookiePort}`,
