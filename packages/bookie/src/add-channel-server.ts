@@ -56,25 +56,35 @@ class Slab {
   };
 }
 
+/** Slabs for the add channels' reads, reused across connections. */
 export class SlabPool {
   private readonly spares: Slab[] = [];
+  /** Slabs of the standard size handed out and not yet back. */
+  outstanding = 0;
 
-  constructor(private readonly maxSpares = MAX_SPARE_SLABS) {}
+  constructor(
+    readonly slabBytes = SLAB_BYTES,
+    private readonly maxSpares = MAX_SPARE_SLABS,
+  ) {
+    if (slabBytes < 2 * MIN_READ_BYTES) throw new Error(`a slab needs at least ${2 * MIN_READ_BYTES} bytes`);
+  }
 
-  /** A slab of at least `bytes` (pooled ones are SLAB_BYTES; a larger frame gets its own). */
+  /** A slab of at least `bytes` (pooled ones are `slabBytes`; a larger frame gets one of its own). */
   take(bytes: number): Slab {
-    if (bytes > SLAB_BYTES) return new Slab(Buffer.allocUnsafeSlow(bytes), this);
+    if (bytes > this.slabBytes) return new Slab(Buffer.allocUnsafeSlow(bytes), this);
+    this.outstanding++;
     const s = this.spares.pop();
     if (s) {
       s.retired = false;
       return s;
     }
-    return new Slab(Buffer.allocUnsafeSlow(SLAB_BYTES), this);
+    return new Slab(Buffer.allocUnsafeSlow(this.slabBytes), this);
   }
 
   give(s: Slab): void {
-    if (s.buf.length === SLAB_BYTES && s.refs === 0 && this.spares.length < this.maxSpares)
-      this.spares.push(s);
+    if (s.buf.length !== this.slabBytes || s.refs !== 0) return;
+    this.outstanding--;
+    if (this.spares.length < this.maxSpares) this.spares.push(s);
   }
 
   get spareCount(): number {
