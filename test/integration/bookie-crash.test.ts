@@ -1,11 +1,13 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { AddChannelConnection } from '@sluice/ledger';
 import { openMetadataStore } from '@sluice/metadata';
-import type {
-  AddEntriesResponse__Output,
-  BookieServiceClient,
-  ReadEntriesResponse__Output,
+import {
+  type AddEntriesResponse__Output,
+  type BookieServiceClient,
+  EncodedEntry,
+  type ReadEntriesResponse__Output,
 } from '@sluice/proto';
 import test from 'ava';
 import {
@@ -57,10 +59,51 @@ function addUntilBroken(client: BookieServiceClient, ledgerId: number, size: num
   });
 }
 
+/** The same over the bookie's add channel (how brokers send adds). */
+function addUntilBrokenOnChannel(address: string, ledgerId: number, size: number): Promise<Set<number>> {
+  return new Promise((resolve) => {
+    const acked = new Set<number>();
+    let next = 0;
+    let inFlight = 0;
+    let done = false;
+    const finish = () => {
+      done = true;
+      resolve(acked);
+    };
+    const stream = new AddChannelConnection('b1', address).open({
+      response: (res) => {
+        for (const r of res.results) {
+          inFlight--;
+          if (r.status === 'ENTRY_STATUS_OK') acked.add(r.entryId);
+        }
+        pump();
+      },
+      broken: finish,
+      ended: finish,
+    });
+    const pump = () => {
+      while (!done && inFlight < 256) {
+        const entries = Array.from({ length: 8 }, () => {
+          const e = testEntry(ledgerId, next++, size);
+          return new EncodedEntry({ ...e, ledgerLength: 0 }, e.payload);
+        });
+        inFlight += entries.length;
+        stream.write({ entries, recovery: false });
+      }
+    };
+    pump();
+  });
+}
+
 // 4 KiB entries go through the journal and the write cache; 64 KiB ones are
 // written once (entry log + a journal reference) here.
-for (const size of [4096, 64 * 1024]) {
-  test(`bookie crash - kill -9 during a stream of ${size / 1024} KiB adds loses no acknowledged entry`, async (t) => {
+for (const [size, transport] of [
+  [4096, 'gRPC'],
+  [64 * 1024, 'gRPC'],
+  [4096, 'the add channel'],
+  [64 * 1024, 'the add channel'],
+] as const) {
+  test(`bookie crash - kill -9 during a stream of ${size / 1024} KiB adds over ${transport} loses no acknowledged entry`, async (t) => {
     const dir = await tempDir(t);
     const metadata = testMetadataUrl(`bookie-crash-${size}`);
     const ports = await bookiePorts();
@@ -75,7 +118,8 @@ for (const size of [4096, 64 * 1024]) {
     const b1 = await BookieProcess.start({ metadata, dataDir: dir, ...ports, env });
     t.teardown(() => b1.kill('SIGKILL'));
     const c1 = bookieClient(b1.address);
-    const adding = addUntilBroken(c1, 1, size);
+    const adding =
+      transport === 'gRPC' ? addUntilBroken(c1, 1, size) : addUntilBrokenOnChannel(b1.addAddress!, 1, size);
     await new Promise((r) => setTimeout(r, 1500));
     b1.kill('SIGKILL');
     const acked = await adding;

@@ -1,3 +1,5 @@
+export * from './add-channel-connection.js';
+export * from './add-stream.js';
 export type * from './api.js';
 export * from './auditor.js';
 export * from './bookie-client.js';
