@@ -86,10 +86,6 @@ export class SlabPool {
     this.outstanding--;
     if (this.spares.length < this.maxSpares) this.spares.push(s);
   }
-
-  get spareCount(): number {
-    return this.spares.length;
-  }
 }
 
 export type AddChannelServiceOptions = Pick<

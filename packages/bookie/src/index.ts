@@ -8,11 +8,9 @@ export {
   type Outcome,
 } from './bookie-store.js';
 export {
-  addPortOf,
   type BookieConfig,
   type BookieConfigInput,
   bookieConfigSchema,
-  DEFAULT_ADD_PORT,
   resolveBookieConfig,
 } from './config.js';
 export { type DiskUsage, diskUsage } from './disk-watchdog.js';
