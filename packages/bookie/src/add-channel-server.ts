@@ -147,19 +147,22 @@ export class AddChannel {
     return this.slab.buf.subarray(this.write);
   }
 
-  /** `n` bytes were read into `nextBuffer()`; false pauses reading. */
-  received(n: number): boolean {
-    // After the final status, what the peer still sends is read and dropped until it closes.
-    if (this.over) return true;
+  /**
+   * `n` bytes were read into `nextBuffer()`. Reading pauses only at the
+   * session's in-flight cap; once the channel is over, what the peer still
+   * sends is read and dropped until it closes, so that it gets the final
+   * status rather than a reset.
+   */
+  received(n: number): void {
+    if (this.over) return;
     this.write += n;
     try {
       this.parseFrames();
     } catch (err) {
       this.close(grpcStatus.INVALID_ARGUMENT, `malformed add channel data: ${(err as Error).message}`);
-      return false;
+      return;
     }
     if (!this.over) this.makeRoom();
-    return !this.over;
   }
 
   /** The same for a chunk that arrived in memory of its own (sockets read without `onread`). */
@@ -274,7 +277,7 @@ export class AddChannel {
     this.retire();
     const socket = this.socket;
     socket.end(addChannelStatusFrame(code, message));
-    // Keep reading (and dropping) so the peer gets the status, not a reset; then let go.
+    // Keep reading (and dropping, see `received`) so the peer gets the status; then let go.
     socket.resume();
     setTimeout(() => socket.destroy(), LINGER_MS).unref();
   }
@@ -325,7 +328,10 @@ export class AddChannelServer {
         allowHalfOpen: true,
         onread: {
           buffer: () => channel.nextBuffer(),
-          callback: (n: number) => channel.received(n),
+          callback: (n: number) => {
+            channel.received(n);
+            return true;
+          },
         },
       } as ConstructorParameters<typeof Socket>[0]);
     } else {
@@ -334,14 +340,13 @@ export class AddChannelServer {
       accepted.resume();
     }
     channel.attach(socket);
-    const ch = channel;
     this.sockets.add(socket);
     socket.setKeepAlive(true, 30_000);
-    socket.on('end', () => ch.peerEnded());
+    socket.on('end', () => channel.peerEnded());
     socket.on('error', (err) => this.opts.logger.debug({ err }, 'add channel failed'));
     socket.on('close', () => {
       this.sockets.delete(socket);
-      ch.broken();
+      channel.broken();
     });
   }
 
