@@ -22,7 +22,7 @@ import { createAdminService } from './admin-service.js';
 import { type BrokerMetrics, brokerMetrics } from './broker-metrics.js';
 import { type BrokerRecord, BrokerRegistry } from './broker-registry.js';
 import { ClusterResources } from './cluster-resources.js';
-import { createConsumerService } from './consumer-service.js';
+import { consumerServiceDefinition, createConsumerService } from './consumer-service.js';
 import { startHttpServer } from './http-server.js';
 import { createLookupService } from './lookup-service.js';
 import { BOOKIES_AVAILABLE_PREFIX } from './metadata-keys.js';
@@ -231,7 +231,7 @@ export class Broker {
       ),
     );
     this.grpc.addService(
-      broker.sluice.v1.ConsumerService.service,
+      consumerServiceDefinition(broker.sluice.v1.ConsumerService.service),
       createConsumerService(this.topics, this.logger),
     );
     this.grpc.addService(

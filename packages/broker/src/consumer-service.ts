@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { ServerDuplexStream } from '@grpc/grpc-js';
+import type { ServerDuplexStream, ServiceDefinition } from '@grpc/grpc-js';
 import {
   asSluiceError,
   FailedPreconditionError,
@@ -8,7 +8,13 @@ import {
   type Logger,
   NotFoundError,
 } from '@sluice/common';
-import type { ConsumeRequest__Output, ConsumeResponse, Delivery, MessageId__Output } from '@sluice/proto';
+import {
+  type ConsumeRequest__Output,
+  type ConsumeResponse,
+  type Delivery,
+  encodeDeliveriesResponse,
+  type MessageId__Output,
+} from '@sluice/proto';
 import { Consumer, type ConsumerSink } from './consumer.js';
 import type { SubscriptionKind } from './consumer-selector.js';
 import { endWithError, oneofCase } from './grpc-util.js';
@@ -296,6 +302,26 @@ function notAwaiting(ids: string[]): NotFoundError {
 }
 
 /** ConsumerService.Consume. */
+/**
+ * sluice.v1.ConsumerService with the responses that carry deliveries on the
+ * hand-written encoder of @sluice/proto (one Buffer per response instead of
+ * protobufjs's message objects and its own Buffer, which grpc-js copied
+ * again); every other response keeps the generated codec.
+ */
+export function consumerServiceDefinition(base: ServiceDefinition): ServiceDefinition {
+  const consume = base.Consume;
+  if (!consume) throw new Error('broker.proto lacks ConsumerService.Consume; rebuild @sluice/proto');
+  const generated = consume.responseSerialize as (v: ConsumeResponse) => Buffer;
+  return {
+    ...base,
+    Consume: {
+      ...consume,
+      responseSerialize: (v: ConsumeResponse) =>
+        v.deliveries ? encodeDeliveriesResponse(v.deliveries.deliveries ?? []) : generated(v),
+    },
+  };
+}
+
 export function createConsumerService(
   topics: TopicManager,
   logger: Logger,

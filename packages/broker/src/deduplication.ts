@@ -68,7 +68,11 @@ export class Deduplication {
     path: string,
     logger: Logger,
   ): Promise<Deduplication> {
-    const cursor = await log.openCursor(DEDUP_CURSOR, 'earliest');
+    // A bookmark of the last snapshot: it never reads the tail, so it must
+    // not keep up to a snapshot interval of entries in the tail cache (that
+    // kept every entry for ~0.2 s under load, long enough to reach V8's old
+    // generation, whose buffers only a full collection frees).
+    const cursor = await log.openCursor(DEDUP_CURSOR, 'earliest', { holdsTailCache: false });
     const d = new Deduplication(store, path, cursor, logger);
     const raw = await store.get(dedupKey(path));
     let from = log.firstPosition();

@@ -114,7 +114,13 @@ export interface ManagedLog {
    * callback, not a promise: a tailing dispatch loop waits after every round.
    */
   onEntryAfter(p: Position | undefined, fn: () => void): () => void;
-  openCursor(name: string, initial?: InitialPosition): Promise<Cursor>;
+  /**
+   * Open (or create) a durable cursor. A cursor opened with `holdsTailCache:
+   * false` (a bookmark such as the deduplication snapshot's, which never
+   * reads the tail) does not keep entries in the tail cache until its
+   * mark-delete passes them; the flag applies to an already open cursor too.
+   */
+  openCursor(name: string, initial?: InitialPosition, opts?: { holdsTailCache?: boolean }): Promise<Cursor>;
   deleteCursor(name: string): Promise<void>;
   cursors(): Cursor[];
   /** Offload every closed ledger now. */

@@ -182,6 +182,41 @@ test.serial('managed log - entries every cursor acknowledged leave the tail cach
 });
 
 test.serial(
+  'managed log - a cursor that does not hold the tail cache leaves acked entries to go',
+  async (t) => {
+    const log = await rig.factory().open('t/ns/bookmark');
+    const reader = await log.openCursor('reader', 'earliest');
+    // Opened before the entries as it would be after a restart, then marked.
+    const opened = await log.openCursor('__mark', 'earliest');
+    const positions = await appendAll(log, 0, 12);
+    const bookieReads = () => rig.bookies.reduce((n, bk) => n + bk.received.read + bk.received.readRange, 0);
+    reader.ackCumulative(positions[5]!);
+    let before = bookieReads();
+    await log.read(positions[0]!, 6);
+    t.is(bookieReads(), before, 'the bookmark still holds them: served from memory');
+    const mark = await log.openCursor('__mark', 'earliest', { holdsTailCache: false });
+    t.is(mark, opened, 'the same cursor');
+    t.true(
+      mark.markDelete.entryId < positions[0]!.entryId || mark.markDelete.ledgerId < positions[0]!.ledgerId,
+    );
+    before = bookieReads();
+    t.deepEqual(
+      (await log.read(positions[0]!, 6)).map((e) => e.payload),
+      Array.from({ length: 6 }, (_, i) => payload(i)),
+    );
+    t.true(bookieReads() > before, 'entries the reader acked came back from the bookies');
+    before = bookieReads();
+    await log.read(positions[6]!, 6);
+    t.is(bookieReads(), before, 'entries the reader has not acked stay cached');
+    reader.ackCumulative(positions[8]!);
+    before = bookieReads();
+    await log.read(positions[7]!, 2);
+    t.true(bookieReads() > before, 'later acks evict too, whatever the bookmark says');
+    await log.close();
+  },
+);
+
+test.serial(
   'managed log - an entry appended in parts is stored whole and read from the cache in its parts',
   async (t) => {
     const log = await rig.factory().open('t/ns/parts');

@@ -92,10 +92,13 @@ export class ManagedLogImpl implements ManagedLog {
     if (this.openingCursors.size > 0) return;
     let min: Position | undefined;
     for (const c of this.cursorMap.values()) {
+      if (this.cacheFree.has(c.name)) continue;
       if (!min || comparePositions(c.markDelete, min) < 0) min = c.markDelete;
     }
     if (min) this.reader.tail.evictThrough(min);
   };
+  /** Cursors opened with `holdsTailCache: false`. */
+  private readonly cacheFree = new Set<string>();
 
   /** Load every persisted cursor, so that trimming respects subscriptions not yet reopened. */
   async loadCursors(): Promise<void> {
@@ -173,11 +176,19 @@ export class ManagedLogImpl implements ManagedLog {
     for (const w of due) w.fire();
   }
 
-  openCursor(name: string, initial: InitialPosition = 'latest'): Promise<Cursor> {
+  openCursor(
+    name: string,
+    initial: InitialPosition = 'latest',
+    opts: { holdsTailCache?: boolean } = {},
+  ): Promise<Cursor> {
     checkCursorName(name);
     if (this.ctx.closed) return Promise.reject(this.closedError());
+    if (opts.holdsTailCache === false) this.cacheFree.add(name);
     const existing = this.cursorMap.get(name);
-    if (existing) return Promise.resolve(existing);
+    if (existing) {
+      if (opts.holdsTailCache === false) this.evictAcked();
+      return Promise.resolve(existing);
+    }
     let opening = this.openingCursors.get(name);
     if (!opening) {
       opening = this.createCursor(name, initial).finally(() => this.openingCursors.delete(name));
@@ -210,6 +221,7 @@ export class ManagedLogImpl implements ManagedLog {
   async deleteCursor(name: string): Promise<void> {
     await this.openingCursors.get(name)?.catch(() => undefined);
     const cursor = this.cursorMap.get(name);
+    this.cacheFree.delete(name);
     if (cursor) {
       this.cursorMap.delete(name);
       await cursor.destroy();
