@@ -2,8 +2,16 @@ import { join } from 'node:path';
 import { CorruptDataError, InvalidArgumentError } from '@sluice/common';
 import { type MessageBatch__Output, PROTO_DIR } from '@sluice/proto';
 import test from 'ava';
+import fc from 'fast-check';
 import protobuf from 'protobufjs';
-import { type BatchEntry, decodeBatch, encodeBatch, encodeBatchMessages } from './batch-codec.js';
+import {
+  type BatchEntry,
+  decodeBatch,
+  encodeBatch,
+  encodeBatchMessages,
+  varintSize,
+  writeVarint,
+} from './batch-codec.js';
 import type { CompressionType } from './compression.js';
 
 const entries: BatchEntry[] = [
@@ -130,4 +138,24 @@ test('batch codec - the hand encoder matches protobufjs field for field', (t) =>
   const theirs = type.encode({ messages: tricky }).finish();
   const opts = { longs: Number, defaults: true, bytes: Array };
   t.deepEqual(type.toObject(type.decode(mine), opts), type.toObject(type.decode(theirs), opts));
+});
+
+test('batch codec - varints of every safe integer read back with protobufjs, sized exactly', (t) => {
+  const around = (b: number) => fc.integer({ min: -3, max: 3 }).map((d) => Math.min(2 ** 53 - 1, b + d));
+  const values = fc.oneof(
+    fc.maxSafeInteger(),
+    fc.integer({ min: -(2 ** 31), max: 2 ** 31 }),
+    fc.constantFrom(0, 127, 128, Date.now()),
+    ...[7, 14, 21, 28, 32, 35, 42, 49, 53].map((b) => around(2 ** b)),
+  );
+  fc.assert(
+    fc.property(values, (v) => {
+      const buf = Buffer.alloc(16);
+      const end = writeVarint(buf, 1, v);
+      t.is(end - 1, varintSize(v));
+      const read = protobuf.Reader.create(buf.subarray(1, end)).int64();
+      t.is(Number(read.toString()), v);
+    }),
+    { numRuns: 2000 },
+  );
 });
