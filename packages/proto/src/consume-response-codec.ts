@@ -113,8 +113,10 @@ function sizeOf(d: DeliveryFields, s: Sizes): void {
   const id = d.messageId;
   let n = 0;
   if (id) {
-    const ledgerId = (s.ledgerId = int64Of(id.ledgerId));
-    const entryId = (s.entryId = int64Of(id.entryId));
+    const ledgerId = int64Of(id.ledgerId);
+    s.ledgerId = ledgerId;
+    const entryId = int64Of(id.entryId);
+    s.entryId = entryId;
     if (ledgerId !== 0) n += 1 + int64Size(ledgerId);
     if (entryId !== 0) n += 1 + int64Size(entryId);
     if (id.batchIndex) n += 1 + int32Size(id.batchIndex);
@@ -127,9 +129,12 @@ function sizeOf(d: DeliveryFields, s: Sizes): void {
     const h = b.header;
     let hn = 0;
     if (h) {
-      const seq = (s.firstSequenceId = int64Of(h.firstSequenceId));
-      const deliverAt = (s.deliverAt = int64Of(h.deliverAt));
-      const codec = (s.codec = codecNumber(h.codec));
+      const seq = int64Of(h.firstSequenceId);
+      s.firstSequenceId = seq;
+      const deliverAt = int64Of(h.deliverAt);
+      s.deliverAt = deliverAt;
+      const codec = codecNumber(h.codec);
+      s.codec = codec;
       if (h.count) hn += 1 + uint32Size(h.count >>> 0);
       if (seq !== 0) hn += 1 + int64Size(seq);
       if (codec !== 0) hn += 1 + int32Size(codec);
@@ -143,7 +148,8 @@ function sizeOf(d: DeliveryFields, s: Sizes): void {
     s.batch = bn;
     total += lenField(bn);
   }
-  const publishTime = (s.publishTime = int64Of(d.publishTime));
+  const publishTime = int64Of(d.publishTime);
+  s.publishTime = publishTime;
   if (publishTime !== 0) total += 1 + int64Size(publishTime);
   if (d.redeliveryCount) total += 1 + int32Size(d.redeliveryCount);
   let packed = 0;
