@@ -89,8 +89,11 @@ for (const tear of ['truncated', 'zeroed'] as const) {
     // Simulate a crash: no close (no final checkpoint), then tear the last record.
     await s.abort();
     const jdir = join(dir, 'journal');
+    // The file the records went to: the newest one with data (the journal
+    // prepares the next file ahead, empty until a roll).
     const files = (await readdir(jdir)).sort();
-    const last = join(jdir, files.at(-1)!);
+    const sizes = await Promise.all(files.map(async (f) => (await stat(join(jdir, f))).size));
+    const last = join(jdir, files[sizes.findLastIndex((n) => n > 0)]!);
     const written = 10 * (JOURNAL_HEADER_BYTES + 1000);
     if (tear === 'truncated') await truncate(last, written - 500);
     else {

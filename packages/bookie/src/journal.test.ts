@@ -233,3 +233,56 @@ test('a callback that throws does not keep the rest of its group, or later group
   t.is(j.failed, undefined);
   await j.close();
 });
+
+test('the next file is prepared ahead: a roll does not wait for it, and replay passes over a prepared spare', async (t) => {
+  const dir = await tempDir(t);
+  const j = journal(dir, { fileBytes: 4 * 1024 });
+  // Preparing a file fsyncs the directory, slow on a busy disk: make it 150 ms.
+  const internals = j as unknown as { prepareFile: (id: number) => Promise<unknown> };
+  const prepare = internals.prepareFile.bind(j);
+  internals.prepareFile = async (id: number) => {
+    await new Promise((r) => setTimeout(r, 150));
+    return prepare(id);
+  };
+  await j.start();
+  t.is((await j.listFileIds()).length, 1);
+  await new Promise((r) => setTimeout(r, 250));
+  t.is((await j.listFileIds()).length, 2, 'the next file exists before any roll');
+
+  const append = (i: number) =>
+    new Promise<number>((resolve, reject) => {
+      const t0 = performance.now();
+      j.append(record(i, 700), (err) => (err ? reject(err) : resolve(performance.now() - t0)));
+    });
+  // Six records of ~750 bytes fill a 4 KiB file: rolls at 6, 12, 18, each
+  // 400 ms after the last, when the next file has long been prepared.
+  let slowest = 0;
+  for (let i = 0; i < 24; i++) {
+    slowest = Math.max(slowest, await append(i));
+    if (i % 6 === 5) await new Promise((r) => setTimeout(r, 400));
+  }
+  t.true(slowest < 120, `no add waited for a file to be prepared (slowest ${slowest.toFixed(1)} ms)`);
+
+  // Retire the early files as spares: the next prepared file is one, full of stale records.
+  const from: JournalPosition = { ...j.syncedPosition };
+  t.true((await j.deleteBefore(from)) > 0);
+  for (let i = 24; i < 40; i++) {
+    await append(i);
+    if (i % 6 === 5) await new Promise((r) => setTimeout(r, 400));
+  }
+  await new Promise((r) => setTimeout(r, 400));
+  t.true(
+    (j as unknown as { fileId: number }).fileId < (await j.listFileIds()).at(-1)!,
+    'a file after the current one is prepared',
+  );
+  await j.close();
+  const replayed: number[] = [];
+  await journal(dir).replay(from, (rec) => {
+    t.true(rec.payload.equals(record(rec.entryId, 700).payload));
+    replayed.push(rec.entryId);
+  });
+  t.deepEqual(
+    replayed,
+    Array.from({ length: 16 }, (_, i) => 24 + i),
+  );
+});

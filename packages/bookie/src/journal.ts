@@ -98,6 +98,13 @@ function zeros(n: number): Buffer {
 }
 const fileName = (id: number) => `journal-${String(id).padStart(16, '0')}.log`;
 
+interface PreparedFile {
+  id: number;
+  fh: FileHandle;
+  /** Bytes the file already owns (a recycled spare's size). */
+  allocated: number;
+}
+
 /**
  * The write-ahead log. Adds are group-committed: while `maxWritesInFlight`
  * durable writes are in flight the next group gathers, and otherwise the
@@ -122,6 +129,8 @@ export class Journal {
   private readonly writes: Write[] = [];
   /** A file roll is under way: no write starts until it is done. */
   private rolling = false;
+  /** The file the next roll switches to, being prepared or ready (see `prepareFile`). */
+  private next: Promise<PreparedFile> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private immediate: NodeJS.Immediate | undefined;
   private failure: Error | undefined;
@@ -219,16 +228,26 @@ export class Journal {
   /** Open a fresh journal file after every existing one; never append after a possibly torn tail. */
   async start(): Promise<void> {
     const ids = await this.listFileIds();
-    await this.openFile((ids.at(-1) ?? 0) + 1);
+    this.use(await this.prepareFile((ids.at(-1) ?? 0) + 1));
   }
 
   /**
-   * Start journal file `id`, reusing a spare (a checkpointed old journal
-   * file) when there is one: overwriting blocks the file already owns makes
-   * each group's flush cover data only, where appending to a fresh file also
-   * commits the file system journal (size and block allocation) every time.
+   * Make journal file `id` ready to write, reusing a spare (a checkpointed
+   * old journal file) when there is one: overwriting blocks the file
+   * already owns makes each group's flush cover data only, where appending
+   * to a fresh file also commits the file system journal (size and block
+   * allocation) every time.
+   *
+   * The next file is prepared in the background as soon as one is in use,
+   * so a roll only swaps handles: preparing it renames or creates a file
+   * and fsyncs the directory, a file system journal commit that took tens
+   * to hundreds of milliseconds on a busy disk, and adds queued behind the
+   * roll waited for it. Until records are written into it the prepared
+   * file holds nothing (a new file) or a spare's stale records, which carry
+   * their old file id: replay passes over it, as it does over a file a
+   * crash left just after a roll.
    */
-  private async openFile(id: number): Promise<void> {
+  private async prepareFile(id: number): Promise<PreparedFile> {
     const path = join(this.opts.dir, fileName(id));
     const spare = (await this.listSpares()).at(0);
     let fh: FileHandle;
@@ -242,15 +261,29 @@ export class Journal {
       allocated = (await fh.stat()).size;
       this.opts.metrics.journalFilesRecycled.inc();
     }
-    await fsyncDir(this.opts.dir);
+    try {
+      await fsyncDir(this.opts.dir);
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+    return { id, fh, allocated };
+  }
+
+  /** Write into a prepared file from now on, and start preparing the one after it. */
+  private use(file: PreparedFile): void {
     const old = this.fh;
-    this.fh = fh;
-    this.fileId = id;
+    this.fh = file.fh;
+    this.fileId = file.id;
     this.offset = 0;
-    this.allocated = allocated;
+    this.allocated = file.allocated;
     this.fillStopped = false;
-    this.syncedPosition = { fileId: id, offset: 0 };
-    await old?.close();
+    this.syncedPosition = { fileId: file.id, offset: 0 };
+    old?.close().catch((err) => this.opts.logger.warn({ err }, 'closing a journal file failed'));
+    const next = this.prepareFile(file.id + 1);
+    // Failures surface at the roll that needs the file.
+    next.catch(() => undefined);
+    this.next = next;
   }
 
   /** Queue a record; `done` runs once it is durable or failed. */
@@ -354,7 +387,9 @@ export class Journal {
       if (this.writes.length > 0) return;
       this.rolling = true;
       try {
-        await this.openFile(this.fileId + 1);
+        const next = this.next ?? this.prepareFile(this.fileId + 1);
+        this.next = undefined;
+        this.use(await next);
       } catch (err) {
         this.fail(err as Error);
         return;
@@ -513,5 +548,9 @@ export class Journal {
     this.clearTimer();
     await this.fh?.close();
     this.fh = undefined;
+    const next = this.next;
+    this.next = undefined;
+    const prepared = await next?.catch(() => undefined);
+    await prepared?.fh.close();
   }
 }
