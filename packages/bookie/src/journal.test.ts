@@ -237,43 +237,61 @@ test('a callback that throws does not keep the rest of its group, or later group
 test('the next file is prepared ahead: a roll does not wait for it, and replay passes over a prepared spare', async (t) => {
   const dir = await tempDir(t);
   const j = journal(dir, { fileBytes: 4 * 1024 });
-  // Preparing a file fsyncs the directory, slow on a busy disk: make it 150 ms.
-  const internals = j as unknown as { prepareFile: (id: number) => Promise<unknown> };
+  const internals = j as unknown as {
+    fileId: number;
+    prepareFile: (id: number) => Promise<unknown>;
+    use: (file: { id: number }) => void;
+  };
+  // What happened, in order: preparations started, files put in use, appends.
+  const events: string[] = [];
   const prepare = internals.prepareFile.bind(j);
   internals.prepareFile = async (id: number) => {
+    events.push(`prepare ${id}`);
+    // Preparing a file fsyncs the directory, slow on a busy disk.
     await new Promise((r) => setTimeout(r, 150));
     return prepare(id);
   };
+  const use = internals.use.bind(j);
+  internals.use = (file) => {
+    events.push(`use ${file.id}`);
+    use(file);
+  };
+  const waitFor = async (what: string, ok: () => Promise<boolean>) => {
+    for (let i = 0; i < 200 && !(await ok()); i++) await new Promise((r) => setTimeout(r, 25));
+    t.true(await ok(), what);
+  };
   await j.start();
-  t.is((await j.listFileIds()).length, 1);
-  await new Promise((r) => setTimeout(r, 250));
-  t.is((await j.listFileIds()).length, 2, 'the next file exists before any roll');
+  await waitFor('the next file exists before any roll', async () => (await j.listFileIds()).length === 2);
 
   const append = (i: number) =>
-    new Promise<number>((resolve, reject) => {
-      const t0 = performance.now();
-      j.append(record(i, 700), (err) => (err ? reject(err) : resolve(performance.now() - t0)));
+    new Promise<void>((resolve, reject) => {
+      events.push('append');
+      j.append(record(i, 700), (err) => (err ? reject(err) : resolve()));
     });
-  // Six records of ~750 bytes fill a 4 KiB file: rolls at 6, 12, 18, each
-  // 400 ms after the last, when the next file has long been prepared.
-  let slowest = 0;
+  // Six records of ~750 bytes fill a 4 KiB file: rolls at 6, 12, 18.
   for (let i = 0; i < 24; i++) {
-    slowest = Math.max(slowest, await append(i));
-    if (i % 6 === 5) await new Promise((r) => setTimeout(r, 400));
+    await append(i);
+    if (i % 6 === 5) await new Promise((r) => setTimeout(r, 200));
   }
-  t.true(slowest < 120, `no add waited for a file to be prepared (slowest ${slowest.toFixed(1)} ms)`);
+  const used = events.filter((e) => e.startsWith('use ')).map((e) => Number(e.slice(4)));
+  t.true(used.length >= 4, `the journal rolled (${events.join(', ')})`);
+  for (const id of used.slice(0, -1)) {
+    // Preparing file id + 1 starts when file id is put in use, before any add
+    // written into it, never at the roll that needs it.
+    const at = events.indexOf(`use ${id}`);
+    t.is(events[at + 1], `prepare ${id + 1}`, `file ${id + 1} is prepared as soon as ${id} is in use`);
+  }
 
   // Retire the early files as spares: the next prepared file is one, full of stale records.
   const from: JournalPosition = { ...j.syncedPosition };
   t.true((await j.deleteBefore(from)) > 0);
   for (let i = 24; i < 40; i++) {
     await append(i);
-    if (i % 6 === 5) await new Promise((r) => setTimeout(r, 400));
+    if (i % 6 === 5) await new Promise((r) => setTimeout(r, 200));
   }
-  await new Promise((r) => setTimeout(r, 400));
-  t.true(
-    (j as unknown as { fileId: number }).fileId < (await j.listFileIds()).at(-1)!,
+  await waitFor(
     'a file after the current one is prepared',
+    async () => internals.fileId < (await j.listFileIds()).at(-1)!,
   );
   await j.close();
   const replayed: number[] = [];
@@ -285,4 +303,26 @@ test('the next file is prepared ahead: a roll does not wait for it, and replay p
     replayed,
     Array.from({ length: 16 }, (_, i) => 24 + i),
   );
+});
+
+test('a next file whose preparation failed in the background is prepared again at the roll', async (t) => {
+  const dir = await tempDir(t);
+  const j = journal(dir, { fileBytes: 4 * 1024 });
+  const internals = j as unknown as { prepareFile: (id: number) => Promise<unknown> };
+  const prepare = internals.prepareFile.bind(j);
+  let failed = 0;
+  internals.prepareFile = async (id: number) => {
+    if (id === 2 && failed++ === 0) throw new Error('ENOSPC (simulated)');
+    return prepare(id);
+  };
+  await j.start();
+  for (let i = 0; i < 14; i++) {
+    await new Promise<void>((resolve, reject) =>
+      j.append(record(i, 700), (err) => (err ? reject(err) : resolve())),
+    );
+  }
+  t.is(failed, 2, 'tried in the background, then again at the roll');
+  t.is(j.failed, undefined);
+  t.true((await j.listFileIds()).length >= 3, 'rolled into file 2 and beyond');
+  await j.close();
 });

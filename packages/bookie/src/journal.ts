@@ -387,9 +387,12 @@ export class Journal {
       if (this.writes.length > 0) return;
       this.rolling = true;
       try {
-        const next = this.next ?? this.prepareFile(this.fileId + 1);
+        const id = this.fileId + 1;
+        const ahead = this.next;
         this.next = undefined;
-        this.use(await next);
+        // A preparation that failed in the background (the disk full then,
+        // say) is tried once more now; failing again fails the journal.
+        this.use(await (ahead ?? this.prepareFile(id)).catch(() => this.prepareFile(id)));
       } catch (err) {
         this.fail(err as Error);
         return;

@@ -4,6 +4,7 @@ import {
   asSluiceError,
   FailedPreconditionError,
   formatMessageId,
+  InternalError,
   InvalidArgumentError,
   type Logger,
   NotFoundError,
@@ -310,7 +311,7 @@ function notAwaiting(ids: string[]): NotFoundError {
  */
 export function consumerServiceDefinition(base: ServiceDefinition): ServiceDefinition {
   const consume = base.Consume;
-  if (!consume) throw new Error('broker.proto lacks ConsumerService.Consume; rebuild @sluice/proto');
+  if (!consume) throw new InternalError('broker.proto lacks ConsumerService.Consume; rebuild @sluice/proto');
   const generated = consume.responseSerialize as (v: ConsumeResponse) => Buffer;
   return {
     ...base,

@@ -1,5 +1,11 @@
 import { CorruptDataError } from '@sluice/common';
-import type { BatchHeader__Output, MessageBatch, MessageBatch__Output } from '@sluice/proto';
+import {
+  type BatchHeader__Output,
+  int64Size,
+  type MessageBatch,
+  type MessageBatch__Output,
+  writeInt64,
+} from '@sluice/proto';
 import {
   type BatchMessagesIndex,
   decodeBatchMessages,
@@ -59,43 +65,11 @@ export function batchKey(messages: readonly BatchEntry[]): string {
   return firstKey;
 }
 
-const TWO_32 = 4294967296;
-
 /** Bytes of `v` (a safe integer) as a protobuf varint; negatives take the 10 bytes of two's complement. */
-export function varintSize(v: number): number {
-  if (v < 0) return 10;
-  if (v < TWO_32) return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
-  // 2^32 <= v < 2^53: 5 bytes carry the low 35 bits, the rest 7 bits each.
-  const hi = Math.floor(v / 0x800000000);
-  return hi === 0 ? 5 : hi < 0x80 ? 6 : hi < 0x4000 ? 7 : 8;
-}
+export const varintSize = int64Size;
 
-/**
- * Write `v` (a safe integer) as a varint; returns the next offset. Works on
- * the two 32-bit halves (an epoch-ms timestamp, written per message, is
- * above 2^32, where `%` and division on doubles were a visible share of a
- * producer's CPU).
- */
-export function writeVarint(buf: Buffer, o: number, v: number): number {
-  if (v >= 0 && v < TWO_32) {
-    while (v >= 128) {
-      buf[o++] = (v & 0x7f) | 0x80;
-      v >>>= 7;
-    }
-    buf[o++] = v;
-    return o;
-  }
-  let hi = Math.floor(v / TWO_32);
-  let lo = (v - hi * TWO_32) >>> 0;
-  hi >>>= 0;
-  while (hi > 0 || lo >= 128) {
-    buf[o++] = (lo & 0x7f) | 0x80;
-    lo = ((lo >>> 7) | (hi << 25)) >>> 0;
-    hi >>>= 7;
-  }
-  buf[o++] = lo;
-  return o;
-}
+/** Write `v` (a safe integer) as a varint; returns the next offset. */
+export const writeVarint = writeInt64;
 
 /** Bytes of a length-delimited field with a one-byte tag. */
 export const fieldSize = (len: number): number => 1 + varintSize(len) + len;

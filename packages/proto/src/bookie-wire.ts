@@ -51,15 +51,14 @@ export const WIRE_LEN = 2;
 export const WIRE_I32 = 5;
 export const TWO_32 = 4294967296;
 
-/** Bytes of `n` as a protobuf int64 varint (negative numbers take 10). */
+/** Bytes of `n` (a safe integer) as a protobuf int64 varint (negative numbers take 10). */
 export function int64Size(n: number): number {
   if (n < 0) return 10;
-  let size = 1;
-  while (n >= 128) {
-    n = Math.floor(n / 128);
-    size++;
-  }
-  return size;
+  if (n < TWO_32) return uint32Size(n);
+  // n >= 2^32: 5 bytes carry the low 35 bits, the rest 7 bits each
+  // (epoch-ms timestamps, one per message, land here: no division loop).
+  const hi = Math.floor(n / 0x800000000);
+  return hi === 0 ? 5 : hi < 0x80 ? 6 : hi < 0x4000 ? 7 : hi < 0x200000 ? 8 : hi < 0x10000000 ? 9 : 10;
 }
 
 export function uint32Size(n: number): number {

@@ -21,6 +21,7 @@ import {
   uint32Size,
   WIRE_LEN,
   WIRE_VARINT,
+  wireInt64,
   writeInt64,
   writeUint32,
 } from './bookie-wire.js';
@@ -60,11 +61,9 @@ const DELIVERIES_DELIVERY_TAG = (1 << 3) | WIRE_LEN;
 const KEEP_SCRATCH_BYTES = 32 * 1024 * 1024;
 let scratch = Buffer.allocUnsafe(64 * 1024);
 
+/** An int64 field given as a number, a decimal string or a Long, as protobufjs would write it. */
 function int64Of(v: unknown): number {
-  const n = typeof v === 'number' ? v : v === undefined || v === null ? 0 : Number(String(v));
-  if (!Number.isFinite(n)) return 0;
-  const t = Math.trunc(n);
-  return t >= 2 ** 63 || t < -(2 ** 63) ? 0 : t;
+  return wireInt64(typeof v === 'number' ? v : v === undefined || v === null ? 0 : Number(String(v)));
 }
 
 /** An int32 field: negative values take 10 bytes (sign-extended), as protobuf encodes them. */

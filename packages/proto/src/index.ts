@@ -5,6 +5,7 @@ import type { EntryStatus__Output } from './generated/index.js';
 
 export * from './add-channel.js';
 export * from './add-entries-codec.js';
+export { int64Size, writeInt64 } from './bookie-wire.js';
 export * from './consume-response-codec.js';
 export type * from './generated/index.js';
 export * from './grpc-framing.js';
