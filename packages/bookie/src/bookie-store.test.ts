@@ -523,11 +523,8 @@ for (const [syncBytes, expectSyncs] of [
 
 const LARGE = 64 * 1024;
 
-/**
- * Delay every fdatasync of the store's direct log by `ms`, so that the
- * journal's ADD_REF records are durable well before their entries are.
- */
-function slowDirectSyncs(s: BookieStore, ms: number): void {
+/** Wrap every fdatasync of the store's direct log files created from now on. */
+function wrapDirectSyncs(s: BookieStore, wrap: (datasync: () => Promise<void>) => Promise<void>): void {
   const logs = s.storage.logs;
   const create = logs.create.bind(logs);
   logs.create = (directIo?: boolean) => {
@@ -536,14 +533,22 @@ function slowDirectSyncs(s: BookieStore, ms: number): void {
       id: made.id,
       fh: made.fh.then((fh) => {
         const datasync = fh.datasync.bind(fh);
-        fh.datasync = async () => {
-          await new Promise((r) => setTimeout(r, ms));
-          return datasync();
-        };
+        fh.datasync = () => wrap(datasync);
         return fh;
       }),
     };
   };
+}
+
+/**
+ * Delay every fdatasync of the store's direct log by `ms`, so that the
+ * journal's ADD_REF records are durable well before their entries are.
+ */
+function slowDirectSyncs(s: BookieStore, ms: number): void {
+  wrapDirectSyncs(s, async (datasync) => {
+    await new Promise((r) => setTimeout(r, ms));
+    return datasync();
+  });
 }
 
 const counterValue = async (c: { get(): Promise<{ values: { value: number }[] }> }) =>
@@ -584,6 +589,27 @@ test('bookie store - large entries are written once: a reference in the journal,
     const back = await s.read(3, id);
     t.true(back.status === 'OK' && back.entry.payload.equals(entry(3, id, size).payload), `entry ${id}`);
   }
+});
+
+test('bookie store - a failed fdatasync of the direct log answers its adds IO_ERROR, never OK, and every later add too', async (t) => {
+  const dir = await tempDir(t);
+  const s = await openStore(dir);
+  t.teardown(() => s.abort().catch(() => undefined));
+  wrapDirectSyncs(s, async () => {
+    throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+  });
+  const outs = await Promise.all([0, 1, 2].map((i) => s.add(entry(6, i, LARGE), false)));
+  t.deepEqual(
+    outs.map((o) => o.status),
+    ['IO_ERROR', 'IO_ERROR', 'IO_ERROR'],
+  );
+  t.regex(outs[0]!.message, /EIO/);
+  t.true(s.readOnly);
+  // Never applied: not readable as if stored.
+  t.not((await s.read(6, 0)).status, 'OK');
+  // Neither path takes adds any more, though the journal itself is fine.
+  t.is((await s.add(entry(6, 3, LARGE), false)).status, 'IO_ERROR');
+  t.is((await s.add(entry(6, 4, 100), false)).status, 'IO_ERROR');
 });
 
 test('bookie store - a reference whose entry never reached the entry log is skipped at replay; a damaged one reads as corrupt', async (t) => {

@@ -1,6 +1,7 @@
 import { crc32c, type Logger } from '@sluice/common';
 import type { EntryStatusName } from '@sluice/proto';
-import type { StoredEntry } from './entry-log.js';
+import type { Durable } from './durable.js';
+import type { EntryLocation, StoredEntry } from './entry-log.js';
 import { Journal } from './journal.js';
 import {
   fenceRecord,
@@ -57,6 +58,50 @@ export interface BookieStoreOptions {
 export type ReadOnlyReason = 'disk' | 'io';
 
 const OK: Outcome = { status: 'OK', message: '' };
+const invalid = (message: string): Outcome => ({ status: 'INVALID', message });
+
+/**
+ * A large entry that is written once: straight to the direct entry log, with
+ * an ADD_REF record in the journal queued in the same turn (so it keeps its
+ * order against FENCE records). Both writes run side by side; the add is
+ * applied and acknowledged once both are durable.
+ *
+ * One object per add is the stored entry, its state and the target of both
+ * writes' completions. The bytes a bookie allocates per add set how often V8
+ * stops it for a scavenge: with a closure and object spreads instead, 16 KiB
+ * adds allocated 3.0 KB each on this path (the store driven in-process,
+ * sampled with V8's heap profiler), 1.7 KB with this and no closure in
+ * `validate`.
+ */
+class DirectAdd implements StoredEntry, Durable {
+  readonly ledgerId: number;
+  readonly entryId: number;
+  readonly lac: number;
+  readonly crc32c: number;
+  readonly ledgerLength: number;
+  readonly payload: Buffer;
+  loc: EntryLocation | undefined = undefined;
+  private waiting = 2;
+  private failure: Error | undefined = undefined;
+
+  constructor(
+    e: AddRequest,
+    readonly done: (o: Outcome) => void,
+    private readonly settled: (add: DirectAdd, failure: Error | undefined) => void,
+  ) {
+    this.ledgerId = e.ledgerId;
+    this.entryId = e.entryId;
+    this.lac = e.lac;
+    this.crc32c = e.crc32c >>> 0;
+    this.ledgerLength = e.ledgerLength;
+    this.payload = e.payload;
+  }
+
+  durable(err: Error | undefined): void {
+    if (err) this.failure ??= err;
+    if (--this.waiting === 0) this.settled(this, this.failure);
+  }
+}
 
 /**
  * The storage engine of a bookie: adds go through the group-committed
@@ -202,7 +247,6 @@ export class BookieStore {
 
   /** Checks an entry before anything is stored; undefined when it is acceptable. */
   validate(e: AddRequest): Outcome | undefined {
-    const invalid = (message: string): Outcome => ({ status: 'INVALID', message });
     if (!Number.isSafeInteger(e.ledgerId) || e.ledgerId < 0) {
       return invalid(`ledger id ${e.ledgerId} is invalid; it must be an integer in [0, 2^53)`);
     }
@@ -301,38 +345,25 @@ export class BookieStore {
     });
   }
 
-  /**
-   * A large entry is written once: straight to the direct entry log, with an
-   * ADD_REF record in the journal queued in this same turn (so it keeps its
-   * order against FENCE records). Both I/Os run side by side; the add is
-   * applied and acknowledged when both are durable.
-   */
+  /** Write a large entry once (see `DirectAdd`). */
   private appendDirect(e: AddRequest, done: (o: Outcome) => void): void {
-    const entry: StoredEntry = {
-      ledgerId: e.ledgerId,
-      entryId: e.entryId,
-      lac: e.lac,
-      crc32c: e.crc32c >>> 0,
-      ledgerLength: e.ledgerLength,
-      payload: e.payload,
-    };
-    let waiting = 2;
-    let failure: Error | undefined;
-    const settle = (err: Error | undefined) => {
-      if (err) failure ??= err;
-      if (--waiting > 0) return;
-      if (failure) {
-        this.setReadOnly('io', `I/O error: ${failure.message}`);
-        done(this.refuseAdds() ?? { status: 'IO_ERROR', message: failure.message });
-        return;
-      }
-      this.storage.applyStored(entry, loc);
-      this.opts.metrics.entriesWrittenOnce.inc();
-      done(OK);
-    };
-    const loc = this.storage.appendDirect(entry, settle);
-    this.journal.append(refRecord({ ...entry, payloadCrc: entry.crc32c }, loc), settle);
+    const add = new DirectAdd(e, done, this.directSettled);
+    const loc = this.storage.appendDirect(add, add);
+    add.loc = loc;
+    this.journal.append(refRecord(add, loc), add);
   }
+
+  /** Both writes of a direct add settled (`failure` set when either failed). */
+  private readonly directSettled = (add: DirectAdd, failure: Error | undefined): void => {
+    if (failure) {
+      this.setReadOnly('io', `I/O error: ${failure.message}`);
+      add.done(this.refuseAdds() ?? { status: 'IO_ERROR', message: failure.message });
+      return;
+    }
+    this.storage.applyStored(add, add.loc!);
+    this.opts.metrics.entriesWrittenOnce.inc();
+    add.done(OK);
+  };
 
   /** Fence a ledger durably; returns its LAC and last entry after the fence. */
   async fence(ledgerId: number): Promise<Outcome & { lac: number; lastEntryId: number }> {

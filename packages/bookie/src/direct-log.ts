@@ -1,9 +1,10 @@
 import type { FileHandle } from 'node:fs/promises';
 import { alignDown, alignUp, allocAligned, DIRECT_IO_ALIGN } from './direct-io.js';
+import { type Durable, type DurableCallback, notifyDurable } from './durable.js';
 import { type EntryLocation, type EntryLogs, shortWrite } from './entry-log.js';
 import type { BookieMetrics } from './metrics.js';
 
-type Done = (err: Error | undefined) => void;
+type Done = DurableCallback | Durable;
 
 /** Groups whose fdatasync may be in flight at once (one syncing while the next is written and synced). */
 const MAX_SYNCING_GROUPS = 2;
@@ -220,7 +221,7 @@ export class DirectLog {
         this.failure = error;
         this.onFailure(error);
       }
-      for (const q of group) q.done(this.failure);
+      for (const q of group) notifyDurable(q.done, this.failure);
     } else {
       let bytes = 0;
       for (const w of written) {
@@ -228,7 +229,7 @@ export class DirectLog {
         bytes += w.bytes;
       }
       this.metrics.entryLogBytes.inc(bytes);
-      for (const q of group) q.done(undefined);
+      for (const q of group) notifyDurable(q.done, undefined);
     }
     for (const q of group) {
       if (--q.file.pendingWrites === 0 && q.file.retired) void this.close(q.file);

@@ -101,7 +101,7 @@ export const REF_PAYLOAD_BYTES = 24;
 
 /** The ADD_REF record of an entry stored at `loc` of an entry log. */
 export function refRecord(
-  e: Omit<JournalRecord, 'type' | 'payload'>,
+  e: { ledgerId: number; entryId: number; lac: number; crc32c: number; ledgerLength: number },
   loc: { logId: number; offset: number; length: number },
 ): JournalRecord {
   const payload = Buffer.allocUnsafe(REF_PAYLOAD_BYTES);
@@ -110,7 +110,15 @@ export function refRecord(
   payload.writeUInt32LE(loc.length, 12);
   payload.writeUInt32LE(crc32c(payload.subarray(0, 16)), 16);
   payload.writeUInt32LE(0, 20);
-  return { ...e, type: RecordType.ADD_REF, payload };
+  return {
+    type: RecordType.ADD_REF,
+    ledgerId: e.ledgerId,
+    entryId: e.entryId,
+    lac: e.lac,
+    payloadCrc: e.crc32c,
+    ledgerLength: e.ledgerLength,
+    payload,
+  };
 }
 
 /** The entry log location an intact ADD_REF payload names. */

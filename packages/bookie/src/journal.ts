@@ -2,6 +2,7 @@ import { constants } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FailedPreconditionError, fsyncDir, type Logger } from '@sluice/common';
+import { type Durable, type DurableCallback, notifyDurable } from './durable.js';
 import {
   decodeRecord,
   encodeRecordHeader,
@@ -59,14 +60,6 @@ export interface JournalOptions {
   metrics: BookieMetrics;
 }
 
-/**
- * Called once the record is durable (err undefined) or can never be (err set).
- * Callbacks of one group run synchronously in append order, before the
- * journal's synced position moves past them, so a checkpoint that reads
- * `syncedPosition` never claims a record whose callback has not run.
- */
-export type DurableCallback = (err: Error | undefined) => void;
-
 /** Records below this size (on average in a group) are copied into one buffer. */
 const SMALL_RECORD_BYTES = 8192;
 /** The largest group buffer a journal keeps for reuse. */
@@ -75,7 +68,7 @@ const MAX_GROUP_BUFFER_BYTES = 8 * 1024 * 1024;
 interface Pending {
   rec: JournalRecord;
   bytes: number;
-  done: DurableCallback;
+  done: DurableCallback | Durable;
 }
 
 /** A group whose write was issued, in issue order. */
@@ -287,13 +280,13 @@ export class Journal {
   }
 
   /** Queue a record; `done` runs once it is durable or failed. */
-  append(rec: JournalRecord, done: DurableCallback): void {
+  append(rec: JournalRecord, done: DurableCallback | Durable): void {
     if (this.failure) {
-      done(this.failure);
+      notifyDurable(done, this.failure);
       return;
     }
     if (this.closed || !this.fh) {
-      done(new Error('journal is closed'));
+      notifyDurable(done, new Error('journal is closed'));
       return;
     }
     const bytes = JOURNAL_HEADER_BYTES + rec.payload.length;
@@ -478,7 +471,7 @@ export class Journal {
   /** Run one record's callback; one that throws is a caller's bug, logged, and must not stall the journal. */
   private complete(p: Pending, err: Error | undefined): void {
     try {
-      p.done(err);
+      notifyDurable(p.done, err);
     } catch (thrown) {
       this.opts.logger.error({ err: thrown }, 'a journal record callback threw; the journal goes on');
     }
