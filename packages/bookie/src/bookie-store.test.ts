@@ -349,6 +349,27 @@ test('bookie store - a burst flushed as one batch fills several entry logs, so a
   }
 });
 
+test('bookie store - a failed journal write answers its adds IO_ERROR, never OK, and every later add too', async (t) => {
+  const dir = await tempDir(t);
+  const s = await openStore(dir, { journalGroupWaitMs: 0 });
+  t.teardown(() => s.abort().catch(() => undefined));
+  t.is((await s.add(entry(9, 0), false)).status, 'OK');
+  const fh = (s.journal as unknown as { fh: FileHandle }).fh;
+  fh.writev = (async () => {
+    throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
+  }) as FileHandle['writev'];
+  const outs = await Promise.all([1, 2, 3].map((i) => s.add(entry(9, i), false)));
+  t.deepEqual(
+    outs.map((o) => o.status),
+    ['IO_ERROR', 'IO_ERROR', 'IO_ERROR'],
+  );
+  t.regex(outs[0]!.message, /EIO/);
+  t.true(s.readOnly);
+  t.not((await s.read(9, 1)).status, 'OK');
+  t.is((await s.read(9, 0)).status, 'OK', 'what was acknowledged stays readable');
+  t.is((await s.add(entry(9, 4), false)).status, 'IO_ERROR');
+});
+
 test('bookie store - an add arriving while the fence record is fsynced is refused, never acked after the fence', async (t) => {
   const dir = await tempDir(t);
   const s = await openStore(dir, { journalGroupWaitMs: 0 });

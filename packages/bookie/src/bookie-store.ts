@@ -104,6 +104,40 @@ class DirectAdd implements StoredEntry, Durable {
 }
 
 /**
+ * An entry added through the journal: one object is its journal record,
+ * what the write cache copies in once the record is durable, and the target
+ * of the journal's completion (see `DirectAdd` for why not a closure).
+ */
+class JournalAdd implements JournalRecord, StoredEntry, Durable {
+  readonly type = RecordType.ADD;
+  readonly ledgerId: number;
+  readonly entryId: number;
+  readonly lac: number;
+  readonly crc32c: number;
+  readonly payloadCrc: number;
+  readonly ledgerLength: number;
+  readonly payload: Buffer;
+
+  constructor(
+    e: AddRequest,
+    readonly done: (o: Outcome) => void,
+    private readonly settled: (add: JournalAdd, err: Error | undefined) => void,
+  ) {
+    this.ledgerId = e.ledgerId;
+    this.entryId = e.entryId;
+    this.lac = e.lac;
+    this.crc32c = e.crc32c >>> 0;
+    this.payloadCrc = this.crc32c;
+    this.ledgerLength = e.ledgerLength;
+    this.payload = e.payload;
+  }
+
+  durable(err: Error | undefined): void {
+    this.settled(this, err);
+  }
+}
+
+/**
  * The storage engine of a bookie: adds go through the group-committed
  * journal and, once durable, into ledger storage; fences likewise. It owns
  * the checkpoint schedule and the writable / read-only state.
@@ -321,29 +355,21 @@ export class BookieStore {
       this.appendDirect(e, done);
       return;
     }
-    // One object is both the journal record and, once durable, what the write cache copies in.
-    const crc = e.crc32c >>> 0;
-    const entry: JournalRecord & StoredEntry = {
-      type: RecordType.ADD,
-      ledgerId: e.ledgerId,
-      entryId: e.entryId,
-      lac: e.lac,
-      crc32c: crc,
-      payloadCrc: crc,
-      ledgerLength: e.ledgerLength,
-      payload: e.payload,
-    };
-    this.journal.append(entry, (err) => {
-      if (err) {
-        this.setReadOnly('io', `journal I/O error: ${err.message}`);
-        done(this.refuseAdds() ?? { status: 'IO_ERROR', message: err.message });
-        return;
-      }
-      this.storage.applyAdd(entry);
-      if (this.storage.cacheBytes > this.opts.writeCacheBytes) this.triggerCheckpoint();
-      done(OK);
-    });
+    const add = new JournalAdd(e, done, this.journalSettled);
+    this.journal.append(add, add);
   }
+
+  /** A journal-path add's record is durable (or failed). */
+  private readonly journalSettled = (add: JournalAdd, err: Error | undefined): void => {
+    if (err) {
+      this.setReadOnly('io', `journal I/O error: ${err.message}`);
+      add.done(this.refuseAdds() ?? { status: 'IO_ERROR', message: err.message });
+      return;
+    }
+    this.storage.applyAdd(add);
+    if (this.storage.cacheBytes > this.opts.writeCacheBytes) this.triggerCheckpoint();
+    add.done(OK);
+  };
 
   /** Write a large entry once (see `DirectAdd`). */
   private appendDirect(e: AddRequest, done: (o: Outcome) => void): void {
