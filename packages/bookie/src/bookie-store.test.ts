@@ -349,6 +349,24 @@ test('bookie store - a burst flushed as one batch fills several entry logs, so a
   }
 });
 
+/**
+ * Three adds from entry `first` of `ledger` meet a failing write: each is
+ * answered IO_ERROR (never OK), none reads back, the store turns read-only,
+ * and later adds on either path are refused.
+ */
+async function failedAdds(t: ExecutionContext, s: BookieStore, ledger: number, first: number, size: number) {
+  const outs = await Promise.all([0, 1, 2].map((i) => s.add(entry(ledger, first + i, size), false)));
+  t.deepEqual(
+    outs.map((o) => o.status),
+    ['IO_ERROR', 'IO_ERROR', 'IO_ERROR'],
+  );
+  t.regex(outs[0]!.message, /EIO/);
+  t.true(s.readOnly);
+  t.not((await s.read(ledger, first)).status, 'OK');
+  t.is((await s.add(entry(ledger, first + 3, LARGE), false)).status, 'IO_ERROR');
+  t.is((await s.add(entry(ledger, first + 4, 100), false)).status, 'IO_ERROR');
+}
+
 test('bookie store - a failed journal write answers its adds IO_ERROR, never OK, and every later add too', async (t) => {
   const dir = await tempDir(t);
   const s = await openStore(dir, { journalGroupWaitMs: 0 });
@@ -358,16 +376,8 @@ test('bookie store - a failed journal write answers its adds IO_ERROR, never OK,
   fh.writev = (async () => {
     throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
   }) as FileHandle['writev'];
-  const outs = await Promise.all([1, 2, 3].map((i) => s.add(entry(9, i), false)));
-  t.deepEqual(
-    outs.map((o) => o.status),
-    ['IO_ERROR', 'IO_ERROR', 'IO_ERROR'],
-  );
-  t.regex(outs[0]!.message, /EIO/);
-  t.true(s.readOnly);
-  t.not((await s.read(9, 1)).status, 'OK');
+  await failedAdds(t, s, 9, 1, 100);
   t.is((await s.read(9, 0)).status, 'OK', 'what was acknowledged stays readable');
-  t.is((await s.add(entry(9, 4), false)).status, 'IO_ERROR');
 });
 
 test('bookie store - an add arriving while the fence record is fsynced is refused, never acked after the fence', async (t) => {
@@ -619,18 +629,7 @@ test('bookie store - a failed fdatasync of the direct log answers its adds IO_ER
   wrapDirectSyncs(s, async () => {
     throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
   });
-  const outs = await Promise.all([0, 1, 2].map((i) => s.add(entry(6, i, LARGE), false)));
-  t.deepEqual(
-    outs.map((o) => o.status),
-    ['IO_ERROR', 'IO_ERROR', 'IO_ERROR'],
-  );
-  t.regex(outs[0]!.message, /EIO/);
-  t.true(s.readOnly);
-  // Never applied: not readable as if stored.
-  t.not((await s.read(6, 0)).status, 'OK');
-  // Neither path takes adds any more, though the journal itself is fine.
-  t.is((await s.add(entry(6, 3, LARGE), false)).status, 'IO_ERROR');
-  t.is((await s.add(entry(6, 4, 100), false)).status, 'IO_ERROR');
+  await failedAdds(t, s, 6, 0, LARGE);
 });
 
 test('bookie store - a reference whose entry never reached the entry log is skipped at replay; a damaged one reads as corrupt', async (t) => {

@@ -60,6 +60,28 @@ export type ReadOnlyReason = 'disk' | 'io';
 const OK: Outcome = { status: 'OK', message: '' };
 const invalid = (message: string): Outcome => ({ status: 'INVALID', message });
 
+/** An add the store accepted: its entry, and whom to tell the outcome. */
+abstract class AcceptedAdd implements StoredEntry {
+  readonly ledgerId: number;
+  readonly entryId: number;
+  readonly lac: number;
+  readonly crc32c: number;
+  readonly ledgerLength: number;
+  readonly payload: Buffer;
+
+  constructor(
+    e: AddRequest,
+    readonly done: (o: Outcome) => void,
+  ) {
+    this.ledgerId = e.ledgerId;
+    this.entryId = e.entryId;
+    this.lac = e.lac;
+    this.crc32c = e.crc32c >>> 0;
+    this.ledgerLength = e.ledgerLength;
+    this.payload = e.payload;
+  }
+}
+
 /**
  * A large entry that is written once: straight to the direct entry log, with
  * an ADD_REF record in the journal queued in the same turn (so it keeps its
@@ -73,28 +95,17 @@ const invalid = (message: string): Outcome => ({ status: 'INVALID', message });
  * sampled with V8's heap profiler), 1.7 KB with this and no closure in
  * `validate`.
  */
-class DirectAdd implements StoredEntry, Durable {
-  readonly ledgerId: number;
-  readonly entryId: number;
-  readonly lac: number;
-  readonly crc32c: number;
-  readonly ledgerLength: number;
-  readonly payload: Buffer;
+class DirectAdd extends AcceptedAdd implements Durable {
   loc: EntryLocation | undefined = undefined;
   private waiting = 2;
   private failure: Error | undefined = undefined;
 
   constructor(
     e: AddRequest,
-    readonly done: (o: Outcome) => void,
+    done: (o: Outcome) => void,
     private readonly settled: (add: DirectAdd, failure: Error | undefined) => void,
   ) {
-    this.ledgerId = e.ledgerId;
-    this.entryId = e.entryId;
-    this.lac = e.lac;
-    this.crc32c = e.crc32c >>> 0;
-    this.ledgerLength = e.ledgerLength;
-    this.payload = e.payload;
+    super(e, done);
   }
 
   durable(err: Error | undefined): void {
@@ -108,28 +119,19 @@ class DirectAdd implements StoredEntry, Durable {
  * what the write cache copies in once the record is durable, and the target
  * of the journal's completion (see `DirectAdd` for why not a closure).
  */
-class JournalAdd implements JournalRecord, StoredEntry, Durable {
+class JournalAdd extends AcceptedAdd implements JournalRecord, Durable {
   readonly type = RecordType.ADD;
-  readonly ledgerId: number;
-  readonly entryId: number;
-  readonly lac: number;
-  readonly crc32c: number;
-  readonly payloadCrc: number;
-  readonly ledgerLength: number;
-  readonly payload: Buffer;
 
   constructor(
     e: AddRequest,
-    readonly done: (o: Outcome) => void,
+    done: (o: Outcome) => void,
     private readonly settled: (add: JournalAdd, err: Error | undefined) => void,
   ) {
-    this.ledgerId = e.ledgerId;
-    this.entryId = e.entryId;
-    this.lac = e.lac;
-    this.crc32c = e.crc32c >>> 0;
-    this.payloadCrc = this.crc32c;
-    this.ledgerLength = e.ledgerLength;
-    this.payload = e.payload;
+    super(e, done);
+  }
+
+  get payloadCrc(): number {
+    return this.crc32c;
   }
 
   durable(err: Error | undefined): void {
