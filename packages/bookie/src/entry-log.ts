@@ -36,6 +36,9 @@ export interface StoredEntry {
 
 export type ReadOutcome = { ok: true; entry: StoredEntry } | { ok: false; reason: string };
 
+const headerScratch = Buffer.alloc(ENTRY_HEADER_BYTES);
+const headerScratchBody = headerScratch.subarray(8);
+
 /** Write the record header of `e` at `out[at]` (the payload goes right after it). */
 export function writeEntryHeader(
   out: Buffer,
@@ -43,14 +46,18 @@ export function writeEntryHeader(
   e: Omit<StoredEntry, 'payload'>,
   payloadLength: number,
 ): void {
-  out.writeUInt32LE(ENTRY_HEADER_BYTES - 4 + payloadLength, at);
-  writeInt64LE(out, e.ledgerId, at + 8);
-  writeInt64LE(out, e.entryId, at + 16);
-  writeInt64LE(out, e.lac, at + 24);
-  writeInt64LE(out, e.ledgerLength, at + 32);
-  out.writeUInt32LE(e.crc32c >>> 0, at + 40);
-  out.writeUInt32LE(0, at + 44);
-  out.writeUInt32LE(crc32c(out.subarray(at + 8, at + ENTRY_HEADER_BYTES)), at + 4);
+  // Built in a scratch buffer and copied into place: the CRC is computed
+  // over a fixed view instead of a fresh `subarray` per entry.
+  const h = headerScratch;
+  h.writeUInt32LE(ENTRY_HEADER_BYTES - 4 + payloadLength, 0);
+  writeInt64LE(h, e.ledgerId, 8);
+  writeInt64LE(h, e.entryId, 16);
+  writeInt64LE(h, e.lac, 24);
+  writeInt64LE(h, e.ledgerLength, 32);
+  h.writeUInt32LE(e.crc32c >>> 0, 40);
+  h.writeUInt32LE(0, 44);
+  h.writeUInt32LE(crc32c(headerScratchBody), 4);
+  out.set(h, at);
 }
 
 /** Parse and verify a record read back from a log; anything inconsistent is corruption. */

@@ -57,6 +57,14 @@ export function encodeRecordHeader(
   return h;
 }
 
+/**
+ * Headers are built here and copied into place: the header CRC is then
+ * computed over a fixed view instead of a fresh `subarray` per record
+ * (~100 bytes of garbage per add on the hot path).
+ */
+const headerScratch = Buffer.alloc(JOURNAL_HEADER_BYTES);
+const headerScratchBody = headerScratch.subarray(8);
+
 /** `encodeRecordHeader` into `out` at `at` (a group's buffer), without a Buffer of its own. */
 export function writeRecordHeader(
   out: Buffer,
@@ -65,17 +73,19 @@ export function writeRecordHeader(
   payloadLength: number,
   fileId: number,
 ): void {
-  out.writeUInt32LE(JOURNAL_HEADER_BYTES - 8 + payloadLength, at);
-  out.writeUInt8(rec.type, at + 8);
-  out.writeUInt8(JOURNAL_FORMAT_VERSION, at + 9);
-  out.writeUInt16LE(0, at + 10);
-  writeInt64LE(out, rec.ledgerId, at + 12);
-  writeInt64LE(out, rec.entryId, at + 20);
-  writeInt64LE(out, rec.lac, at + 28);
-  out.writeUInt32LE(rec.payloadCrc >>> 0, at + 36);
-  writeInt64LE(out, rec.ledgerLength, at + 40);
-  out.writeUInt32LE(fileId >>> 0, at + 48);
-  out.writeUInt32LE(crc32c(out.subarray(at + 8, at + JOURNAL_HEADER_BYTES)), at + 4);
+  const h = headerScratch;
+  h.writeUInt32LE(JOURNAL_HEADER_BYTES - 8 + payloadLength, 0);
+  h.writeUInt8(rec.type, 8);
+  h.writeUInt8(JOURNAL_FORMAT_VERSION, 9);
+  h.writeUInt16LE(0, 10);
+  writeInt64LE(h, rec.ledgerId, 12);
+  writeInt64LE(h, rec.entryId, 20);
+  writeInt64LE(h, rec.lac, 28);
+  h.writeUInt32LE(rec.payloadCrc >>> 0, 36);
+  writeInt64LE(h, rec.ledgerLength, 40);
+  h.writeUInt32LE(fileId >>> 0, 48);
+  h.writeUInt32LE(crc32c(headerScratchBody), 4);
+  out.set(h, at);
 }
 
 export function fenceRecord(ledgerId: number): JournalRecord {
@@ -99,17 +109,23 @@ export function fenceRecord(ledgerId: number): JournalRecord {
  */
 export const REF_PAYLOAD_BYTES = 24;
 
+/** Built here, then copied: the CRC covers a fixed view, not a fresh `subarray` per record. */
+const refScratch = Buffer.alloc(REF_PAYLOAD_BYTES);
+const refScratchCovered = refScratch.subarray(0, 16);
+
 /** The ADD_REF record of an entry stored at `loc` of an entry log. */
 export function refRecord(
   e: { ledgerId: number; entryId: number; lac: number; crc32c: number; ledgerLength: number },
   loc: { logId: number; offset: number; length: number },
 ): JournalRecord {
+  const r = refScratch;
+  r.writeUInt32LE(loc.logId, 0);
+  writeInt64LE(r, loc.offset, 4);
+  r.writeUInt32LE(loc.length, 12);
+  r.writeUInt32LE(crc32c(refScratchCovered), 16);
+  r.writeUInt32LE(0, 20);
   const payload = Buffer.allocUnsafe(REF_PAYLOAD_BYTES);
-  payload.writeUInt32LE(loc.logId, 0);
-  writeInt64LE(payload, loc.offset, 4);
-  payload.writeUInt32LE(loc.length, 12);
-  payload.writeUInt32LE(crc32c(payload.subarray(0, 16)), 16);
-  payload.writeUInt32LE(0, 20);
+  payload.set(r);
   return {
     type: RecordType.ADD_REF,
     ledgerId: e.ledgerId,
