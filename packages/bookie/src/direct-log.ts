@@ -1,10 +1,8 @@
 import type { FileHandle } from 'node:fs/promises';
 import { alignDown, alignUp, allocAligned, DIRECT_IO_ALIGN } from './direct-io.js';
-import { type Durable, type DurableCallback, notifyDurable } from './durable.js';
+import type { Durable } from './durable.js';
 import { type EntryLocation, type EntryLogs, shortWrite } from './entry-log.js';
 import type { BookieMetrics } from './metrics.js';
-
-type Done = DurableCallback | Durable;
 
 /** Groups whose fdatasync may be in flight at once (one syncing while the next is written and synced). */
 const MAX_SYNCING_GROUPS = 2;
@@ -37,7 +35,7 @@ interface Queued {
   offset: number;
   header: Buffer;
   payload: Buffer;
-  done: Done;
+  done: Durable;
 }
 
 /**
@@ -120,9 +118,9 @@ export class DirectLog {
 
   /**
    * Reserve where a record of `header` + `payload` goes and queue its write;
-   * `done` runs once it is durable or failed. The location is final.
+   * `done.durable` runs once it is durable or failed. The location is final.
    */
-  append(header: Buffer, payload: Buffer, done: Done): EntryLocation {
+  append(header: Buffer, payload: Buffer, done: Durable): EntryLocation {
     const length = header.length + payload.length;
     let file = this.file;
     if (!file || (file.reserved > 0 && file.reserved + length > this.fileBytes)) {
@@ -221,7 +219,7 @@ export class DirectLog {
         this.failure = error;
         this.onFailure(error);
       }
-      for (const q of group) notifyDurable(q.done, this.failure);
+      for (const q of group) q.done.durable(this.failure);
     } else {
       let bytes = 0;
       for (const w of written) {
@@ -229,7 +227,7 @@ export class DirectLog {
         bytes += w.bytes;
       }
       this.metrics.entryLogBytes.inc(bytes);
-      for (const q of group) notifyDurable(q.done, undefined);
+      for (const q of group) q.done.durable(undefined);
     }
     for (const q of group) {
       if (--q.file.pendingWrites === 0 && q.file.retired) void this.close(q.file);

@@ -1,7 +1,7 @@
 import { ClosedError, type Logger } from '@sluice/common';
 import { directIoWorks } from './direct-io.js';
 import { DirectLog } from './direct-log.js';
-import type { Durable, DurableCallback } from './durable.js';
+import type { Durable } from './durable.js';
 import {
   ENTRY_HEADER_BYTES,
   type EntryLocation,
@@ -116,10 +116,10 @@ export class LedgerStorage {
 
   /**
    * Write an entry once, straight to the direct log; returns where it goes
-   * at once, and `done` runs once it is durable there. Apply it with
+   * at once, and `done.durable` runs once it is durable there. Apply it with
    * `applyStored` after its journal ADD_REF record is durable too.
    */
-  appendDirect(e: StoredEntry, done: DurableCallback | Durable): EntryLocation {
+  appendDirect(e: StoredEntry, done: Durable): EntryLocation {
     const header = Buffer.allocUnsafe(ENTRY_HEADER_BYTES);
     writeEntryHeader(header, 0, e, e.payload.length);
     return this.direct.append(header, e.payload, done);
