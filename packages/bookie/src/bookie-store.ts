@@ -53,6 +53,8 @@ export interface BookieStoreOptions {
   maxEntryBytes: number;
   logger: Logger;
   metrics: BookieMetrics;
+  /** A ledger's index records are persisted ahead of the checkpoint once this many wait (tests lower it). */
+  indexSpreadRecords?: number;
 }
 
 export type ReadOnlyReason = 'disk' | 'io';
@@ -178,6 +180,7 @@ export class BookieStore {
       logger: opts.logger,
       metrics: opts.metrics,
       onFailure: (err) => this.setReadOnly('io', `ledger storage I/O error: ${err.message}`),
+      indexSpreadRecords: opts.indexSpreadRecords,
     });
   }
 

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32c, silentLogger } from '@sluice/common';
@@ -59,4 +59,46 @@ test('ledger index - locations set between persists load back, the latest of a t
   const cp = JSON.parse(await readFile(join(dir, 'checkpoint.json'), 'utf8'));
   t.deepEqual(cp.ledgers[0].slice(0, 1), [3]);
   t.is(cp.ledgers[0][4], 3103);
+});
+
+test('ledger index - a busy ledger is persisted ahead of the checkpoint; its records load back without one', async (t) => {
+  const dir = await tempDir(t);
+  const a = new LedgerIndex(dir, silentLogger, 100);
+  await a.load(0);
+  let fulls = 0;
+  a.onFull = () => fulls++;
+  const busy = a.getOrCreate(4, 0);
+  const quiet = a.getOrCreate(5, 0);
+  for (let i = 0; i < 150; i++) a.setLocation(busy, i, { logId: 1, offset: i * 64, length: 64 });
+  for (let i = 0; i < 20; i++) a.setLocation(quiet, i, { logId: 1, offset: 20_000 + i * 64, length: 64 });
+  t.is(fulls, 1, 'told once, when the busy ledger reached the threshold');
+  await a.persistFull();
+  const idx = (id: number) => join(dir, 'index', `${id}.idx`);
+  t.is((await stat(idx(4))).size, 150 * 32);
+  t.is(busy.pending.count, 0);
+  t.is(busy.durableRecords, 150);
+  await t.throwsAsync(stat(idx(5)), { code: 'ENOENT' }, 'a quiet ledger waits for the checkpoint');
+  t.is(quiet.pending.count, 20);
+
+  // Taken by a checkpoint's persist after it filled up: nothing left to append early.
+  for (let i = 150; i < 250; i++) a.setLocation(busy, i, { logId: 1, offset: i * 64, length: 64 });
+  t.is(fulls, 2);
+  await a.persist();
+  await a.persistFull();
+  t.is((await stat(idx(4))).size, 250 * 32);
+
+  // A crash before any checkpoint file: the fsynced records still load back,
+  // and a torn append after them is skipped, not taken for damage.
+  for (let i = 250; i < 300; i++) a.setLocation(busy, i, { logId: 2, offset: i * 64, length: 64 });
+  const fh = await open(idx(4), 'a');
+  await fh.write(Buffer.alloc(32 + 5, 0xcd));
+  await fh.close();
+  const b = new LedgerIndex(dir, silentLogger, 100);
+  await b.load(0);
+  const m = b.get(4)!;
+  t.is(m.entries.size, 250);
+  t.deepEqual(m.entries.get(249), { logId: 1, offset: 249 * 64, length: 64 });
+  t.is(m.entries.get(250), undefined);
+  t.is(m.suspect, undefined);
+  t.is(b.get(5)!.entries.size, 20);
 });

@@ -52,7 +52,8 @@ export class LedgerState {
 /**
  * Index file of a ledger: 32-byte records, each
  *   u64 entryId | u32 logId | u64 offset | u32 length | u32 crc32c(bytes 0..24) | u32 0
- * appended at checkpoints; a later record of an entry supersedes an earlier
+ * appended at checkpoints (and between them once a busy ledger has many
+ * waiting, see `persistFull`); a later record of an entry supersedes an earlier
  * one (compaction moves entries). A bad CRC past the records the last
  * checkpoint counted is a torn append and is skipped: its entries are still
  * in the journal, which is not trimmed until the index is durable. A bad CRC
@@ -144,9 +145,16 @@ export class LedgerIndex {
   private readonly indexDir: string;
   private readonly checkpointPath: string;
 
+  /** Ledgers whose pending records reached `spreadRecords` since their last persist. */
+  private readonly full = new Set<LedgerState>();
+  /** Called when a ledger's pending records reach `spreadRecords` (the owner schedules `persistFull`). */
+  onFull: (() => void) | undefined;
+
   constructor(
     dir: string,
     private readonly logger: Logger,
+    /** A ledger holding this many pending records may be persisted ahead of the checkpoint. */
+    private readonly spreadRecords = Number.MAX_SAFE_INTEGER,
   ) {
     this.indexDir = join(dir, 'index');
     this.checkpointPath = join(dir, 'checkpoint.json');
@@ -249,7 +257,12 @@ export class LedgerIndex {
     if (old) this.liveBytes.set(old.logId, (this.liveBytes.get(old.logId) ?? 0) - old.length);
     this.liveBytes.set(loc.logId, (this.liveBytes.get(loc.logId) ?? 0) + loc.length);
     if (entryId > l.lastEntryId) l.lastEntryId = entryId;
-    if (dirty) l.pending.add(entryId, loc);
+    if (!dirty) return;
+    l.pending.add(entryId, loc);
+    if (l.pending.count === this.spreadRecords) {
+      this.full.add(l);
+      this.onFull?.();
+    }
   }
 
   /**
@@ -260,50 +273,82 @@ export class LedgerIndex {
   async persist(): Promise<void> {
     let created = false;
     for (const l of this.ledgers.values()) {
-      const pending = l.pending;
-      if (pending.count === 0) continue;
-      l.pending = new PendingRecords();
-      const path = join(this.indexDir, `${l.ledgerId}.idx`);
-      if (l.fileRecords + pending.count > 2 * l.entries.size + 1024) {
-        // Mostly superseded records: rewrite the file from the live locations.
-        const ids = l.entries.ids();
-        const buf = Buffer.allocUnsafe(ids.length * INDEX_RECORD_BYTES);
-        for (let i = 0; i < ids.length; i++) {
-          const loc = l.entries.get(ids[i]!)!;
-          encodeIndexRecord(buf, i * INDEX_RECORD_BYTES, ids[i]!, loc.logId, loc.offset, loc.length);
-          // A large ledger is hundreds of thousands of records: encode them
-          // in slices so that a rewrite never stalls adds on this event loop.
-          if ((i + 1) % ENCODE_SLICE_RECORDS === 0) await setImmediatePromise();
-        }
-        await writeFileAtomic(path, buf);
-        l.fileRecords = ids.length;
-        l.durableRecords = ids.length;
-        continue;
-      }
-      // An id set twice since the last persist has two records: the later
-      // one supersedes on load.
-      const fh = await open(path, 'a');
-      try {
-        if ((await fh.stat()).size === 0) created = true;
-        const bufs = pending.buffers();
-        const bytes = pending.count * INDEX_RECORD_BYTES;
-        const { bytesWritten } = await fh.writev(bufs);
-        if (bytesWritten !== bytes) {
-          throw Object.assign(
-            new Error(`short index write: ${bytesWritten} of ${bytes} bytes (disk full?)`),
-            {
-              code: 'ENOSPC',
-            },
-          );
-        }
-        await fh.datasync();
-      } finally {
-        await fh.close();
-      }
-      l.fileRecords += pending.count;
-      l.durableRecords = l.fileRecords;
+      if (l.pending.count === 0) continue;
+      if (l.fileRecords + l.pending.count > 2 * l.entries.size + 1024) await this.rewrite(l);
+      else created = (await this.append(l)) || created;
+    }
+    this.full.clear();
+    if (created) await fsyncDir(this.indexDir);
+  }
+
+  /**
+   * Append and fsync the pending records of the ledgers that hold
+   * `spreadRecords` or more, ahead of the checkpoint, so that a busy ledger's
+   * records reach the disk in slices spread over the interval instead of all
+   * at once at the checkpoint, where one fdatasync of megabytes held up the
+   * journal's. Records past the count the last checkpoint recorded are
+   * trusted on load only when their CRC holds (a torn one is skipped: its
+   * entry is still in the journal), so this is safe at any time under the
+   * same rule as `persist`: the entry logs they point into are synced first.
+   * Only appends: a file due for a rewrite waits for the checkpoint, since a
+   * rewritten file may hold fewer records than the last checkpoint counted.
+   */
+  async persistFull(): Promise<void> {
+    const full = [...this.full];
+    this.full.clear();
+    let created = false;
+    for (const l of full) {
+      if (this.ledgers.get(l.ledgerId) !== l || l.pending.count < this.spreadRecords) continue;
+      if (l.fileRecords + l.pending.count > 2 * l.entries.size + 1024) continue;
+      created = (await this.append(l)) || created;
     }
     if (created) await fsyncDir(this.indexDir);
+  }
+
+  /** Rewrite a ledger's file from its live locations (it holds mostly superseded records). */
+  private async rewrite(l: LedgerState): Promise<void> {
+    l.pending = new PendingRecords();
+    const ids = l.entries.ids();
+    const buf = Buffer.allocUnsafe(ids.length * INDEX_RECORD_BYTES);
+    for (let i = 0; i < ids.length; i++) {
+      const loc = l.entries.get(ids[i]!)!;
+      encodeIndexRecord(buf, i * INDEX_RECORD_BYTES, ids[i]!, loc.logId, loc.offset, loc.length);
+      // A large ledger is hundreds of thousands of records: encode them
+      // in slices so that a rewrite never stalls adds on this event loop.
+      if ((i + 1) % ENCODE_SLICE_RECORDS === 0) await setImmediatePromise();
+    }
+    await writeFileAtomic(join(this.indexDir, `${l.ledgerId}.idx`), buf);
+    l.fileRecords = ids.length;
+    l.durableRecords = ids.length;
+  }
+
+  /**
+   * Append a ledger's pending records to its file and fdatasync it; returns
+   * whether the file was new (its directory entry then needs an fsync). An
+   * id set twice since the last persist has two records: the later one
+   * supersedes on load.
+   */
+  private async append(l: LedgerState): Promise<boolean> {
+    const pending = l.pending;
+    l.pending = new PendingRecords();
+    const fh = await open(join(this.indexDir, `${l.ledgerId}.idx`), 'a');
+    let created = false;
+    try {
+      created = (await fh.stat()).size === 0;
+      const bytes = pending.count * INDEX_RECORD_BYTES;
+      const { bytesWritten } = await fh.writev(pending.buffers());
+      if (bytesWritten !== bytes) {
+        throw Object.assign(new Error(`short index write: ${bytesWritten} of ${bytes} bytes (disk full?)`), {
+          code: 'ENOSPC',
+        });
+      }
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    l.fileRecords += pending.count;
+    l.durableRecords = l.fileRecords;
+    return created;
   }
 
   async writeCheckpoint(journal: { fileId: number; offset: number }): Promise<void> {

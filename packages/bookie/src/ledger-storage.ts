@@ -29,6 +29,8 @@ export interface LedgerStorageOptions {
   now?: () => number;
   /** Called once when an entry log or index write fails (the bookie must stop taking adds). */
   onFailure?: (err: Error) => void;
+  /** A ledger's index records are persisted ahead of the checkpoint once this many wait (default `INDEX_SPREAD_RECORDS`). */
+  indexSpreadRecords?: number;
 }
 
 export type ReadResult =
@@ -48,6 +50,14 @@ const BEHIND_SYNC_BYTES = 8 * 1024 * 1024;
 const NO_BYTES = Buffer.alloc(0);
 
 /**
+ * A ledger with this many index records waiting (256 KiB) has them appended
+ * and fsynced on the storage chain, ahead of the checkpoint. At 75k adds/s
+ * to one ledger a 10 s checkpoint otherwise fdatasynced 24 MB of index at
+ * once, and the journal's fdatasyncs queued behind it on the same disk.
+ */
+export const INDEX_SPREAD_RECORDS = 8192;
+
+/**
  * Entry logs + index + write cache. Acknowledged entries land in the write
  * cache; a background flusher appends them to the current entry log (plain
  * writes, no fsync); a checkpoint flushes the rest, fsyncs the entry logs,
@@ -62,6 +72,7 @@ export class LedgerStorage {
   readonly direct: DirectLog;
   private chain: Promise<unknown> = Promise.resolve();
   private flushScheduled = false;
+  private persistScheduled = false;
   private readonly now: () => number;
   private failure: Error | undefined;
   private lastCheckpoint: JournalPosition = { fileId: 0, offset: 0 };
@@ -78,7 +89,8 @@ export class LedgerStorage {
   private readonly flushBatchBytes: number;
 
   constructor(private readonly opts: LedgerStorageOptions) {
-    this.index = new LedgerIndex(opts.dir, opts.logger);
+    this.index = new LedgerIndex(opts.dir, opts.logger, opts.indexSpreadRecords ?? INDEX_SPREAD_RECORDS);
+    this.index.onFull = () => this.schedulePersist();
     // Spare chunks as many as the cache may hold (adds wait at twice
     // `writeCacheBytes`), so a checkpoint's evictions refill the next round
     // whole. With spares for only `writeCacheBytes`, a bookie under full load
@@ -181,6 +193,24 @@ export class LedgerStorage {
       }
       this.opts.metrics.writeCacheBytes.set(this.cache.bytes);
       if (this.cache.hasUnflushed) this.scheduleFlush();
+    }).catch((err) => this.fail(err as Error));
+  }
+
+  /**
+   * Persist the index records of busy ledgers (`LedgerIndex.persistFull`).
+   * The entry logs are synced first, whatever appended to them (the flusher,
+   * compaction), so that no persisted record points at bytes a crash could
+   * still take: the same rule as the checkpoint's.
+   */
+  private schedulePersist(): void {
+    if (this.persistScheduled || this.failure) return;
+    this.persistScheduled = true;
+    void this.serial(async () => {
+      this.persistScheduled = false;
+      if (this.failure) return;
+      await this.logs.sync();
+      this.unsyncedBytes = 0;
+      await this.index.persistFull();
     }).catch((err) => this.fail(err as Error));
   }
 
