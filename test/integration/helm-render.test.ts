@@ -18,6 +18,7 @@ import { Job } from 'kubernetes-models/batch/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { Secret, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { parse, parseAllDocuments } from 'yaml';
+import { BOOKIE_NODE_OPTIONS } from '../../packages/bookie/src/node-options.js';
 import { type RenderOptions, renderChart } from '../support/helm-render/render.js';
 
 const root = new URL('../..', import.meta.url).pathname;
@@ -343,6 +344,13 @@ test('helm - bookies: StatefulSet behind a headless Service with stable addresse
   t.true(
     ct.env.some((e: Obj) => e.name === 'POD_NAME' && e.valueFrom.fieldRef.fieldPath === 'metadata.name'),
   );
+  // The V8 flags the benchmarks measured bookies with.
+  t.deepEqual(
+    ct.env.filter((e: Obj) => e.name === 'NODE_OPTIONS'),
+    [{ name: 'NODE_OPTIONS', value: BOOKIE_NODE_OPTIONS }],
+  );
+  const off = one(render({ set: ['bookie.nodeOptions='] }), 'StatefulSet', `${PREFIX}-bookie`);
+  t.false(off.spec.template.spec.containers[0].env.some((e: Obj) => e.name === 'NODE_OPTIONS'));
   t.deepEqual(
     ss.spec.volumeClaimTemplates.map((v: Obj) => [v.metadata.name, v.spec.resources.requests.storage]),
     [

@@ -12,6 +12,7 @@ import {
   MAX_GRPC_MESSAGE_BYTES,
   type ReadEntryResponse__Output,
 } from '@sluice/proto';
+import { bookieNodeOptions } from '../../packages/bookie/src/node-options.js';
 import { freePort, waitFor } from './ports.js';
 
 const REPO = join(import.meta.dirname, '..', '..');
@@ -52,6 +53,8 @@ export class BookieProcess {
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       SLUICE_LOG_LEVEL: process.env.SLUICE_LOG_LEVEL ?? 'warn',
+      // As the Helm chart starts bookies.
+      NODE_OPTIONS: bookieNodeOptions(process.env.NODE_OPTIONS),
     };
     for (const [k, v] of Object.entries(opts.env ?? {})) env[`SLUICE_BOOKIE_${k}`] = v;
     this.proc = spawn(

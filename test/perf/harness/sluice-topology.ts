@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { bookieNodeOptions } from '../../../packages/bookie/src/node-options.js';
 import type { Workload } from '../../../packages/cli/src/perf/index.js';
 import { EtcdServer } from '../../support/etcd.js';
 import { freePort, waitFor } from '../../support/ports.js';
@@ -84,7 +85,8 @@ export async function startSluice(w: Workload, dataDir: string): Promise<SluiceT
             '--bind-host=127.0.0.1',
             `--advertise-address=127.0.0.1:${port}`,
           ],
-          serverEnv,
+          // As the Helm chart starts bookies.
+          { ...serverEnv, NODE_OPTIONS: bookieNodeOptions(process.env.NODE_OPTIONS) },
         );
         procs.push(p);
         return { p, httpPort };
