@@ -109,6 +109,8 @@ for (const [size, transport] of [
     const ports = await bookiePorts();
     const env = {
       CHECKPOINT_INTERVAL_MS: '250',
+      // Index records also go to disk between checkpoints, so a kill can land in either.
+      INDEX_SPREAD_RECORDS: '64',
       JOURNAL_FILE_BYTES: '2M',
       ENTRY_LOG_FILE_BYTES: '2M',
       // Entries of 16 KiB and more are written once whatever the journal's backlog.

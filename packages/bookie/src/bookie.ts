@@ -149,6 +149,7 @@ export class Bookie {
       checkpointIntervalMs: cfg.checkpointIntervalMs,
       writeCacheBytes: cfg.writeCacheBytes,
       entryLogSyncBytes: cfg.entryLogSyncBytes,
+      indexSpreadRecords: cfg.indexSpreadRecords,
       entryLogDirectBytes: cfg.entryLogDirectBytes,
       entryLogDirectBacklogBytes: cfg.entryLogDirectBacklogBytes,
       entryLogDirectIo: cfg.entryLogDirectIo,

@@ -1,4 +1,5 @@
 import { InvalidArgumentError, z, zDuration, zSize } from '@sluice/common';
+import { INDEX_SPREAD_RECORDS } from './ledger-storage.js';
 
 /**
  * Settings of a bookie. Every setting has a default and a one-line doc; the
@@ -130,6 +131,13 @@ export const bookieConfigSchema = z.object({
     .default(true),
   /** Checkpoint (flush entry logs + index, then trim the journal) at least this often. */
   checkpointIntervalMs: zDuration.default(10_000),
+  /**
+   * A ledger with this many index records waiting has them appended and
+   * fdatasynced between checkpoints (after an entry log sync), so that a
+   * busy ledger's index reaches the disk in slices rather than all at the
+   * checkpoint, where one fdatasync of megabytes held up the journal's.
+   */
+  indexSpreadRecords: z.coerce.number().int().min(1).default(INDEX_SPREAD_RECORDS),
   /** Checkpoint early when the write cache holds this many bytes; adds wait when it holds twice this. */
   writeCacheBytes: zSize.default(64 * 1024 * 1024),
   /** Largest payload accepted in one entry. */
