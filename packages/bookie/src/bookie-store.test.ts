@@ -854,3 +854,19 @@ test('bookie store - a busy ledger index is persisted between checkpoints, only 
     t.true(r.status === 'OK' && r.entry.payload.equals(entry(5, i, 1000).payload), `entry ${i}`);
   }
 });
+
+test('bookie store - an early index persist that finds the storage closed is no I/O failure', async (t) => {
+  const dir = await tempDir(t);
+  const s = await openStore(dir, { indexSpreadRecords: 4 });
+  await s.close();
+  // A late apply (as one racing a stop would be) fills a ledger past the threshold.
+  for (let i = 0; i < 4; i++) {
+    s.storage.applyStored(
+      { ledgerId: 9, entryId: i, lac: i - 1, crc32c: 0, ledgerLength: 0 },
+      { logId: 1, offset: i * 64, length: 64 },
+    );
+  }
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setTimeout(r, 20));
+  t.is(s.storage.failed, undefined);
+});

@@ -193,7 +193,7 @@ export class LedgerStorage {
       }
       this.opts.metrics.writeCacheBytes.set(this.cache.bytes);
       if (this.cache.hasUnflushed) this.scheduleFlush();
-    }).catch((err) => this.fail(err as Error));
+    }).catch((err) => this.failInBackground(err as Error));
   }
 
   /**
@@ -211,7 +211,7 @@ export class LedgerStorage {
       await this.logs.sync();
       this.unsyncedBytes = 0;
       await this.index.persistFull();
-    }).catch((err) => this.fail(err as Error));
+    }).catch((err) => this.failInBackground(err as Error));
   }
 
   private async flushSome(maxBytes: number): Promise<void> {
@@ -229,6 +229,11 @@ export class LedgerStorage {
     this.cache.markFlushed(bytes);
     this.opts.metrics.entryLogBytes.inc(bytes);
     this.unsyncedBytes += bytes;
+  }
+
+  /** A background task failed; one that found the storage closed (a stop) is no failure. */
+  private failInBackground(err: Error): void {
+    if (!(err instanceof ClosedError)) this.fail(err);
   }
 
   private fail(err: Error): void {
