@@ -16,7 +16,7 @@ export {
 export { type DiskUsage, diskUsage } from './disk-watchdog.js';
 export type { GcResult } from './garbage-collector.js';
 export { type BookieMetrics, createBookieMetrics } from './metrics.js';
-export { BOOKIE_NODE_OPTIONS, bookieNodeOptions } from './node-options.js';
+export { BOOKIE_NODE_OPTIONS, bookieNodeOptions, semiSpaceChosen } from './node-options.js';
 export {
   BOOKIES_AVAILABLE_PREFIX,
   BOOKIES_COOKIES_PREFIX,

@@ -118,6 +118,11 @@ export class PendingRecords {
   }
 }
 
+/** Whether a ledger's index file, with its pending records, would hold mostly superseded records (it is then rewritten). */
+function mostlySuperseded(l: LedgerState): boolean {
+  return l.fileRecords + l.pending.count > 2 * l.entries.size + 1024;
+}
+
 /** Index records encoded per event-loop turn when `persist` rewrites an index file. */
 const ENCODE_SLICE_RECORDS = 4096;
 
@@ -274,7 +279,7 @@ export class LedgerIndex {
     let created = false;
     for (const l of this.ledgers.values()) {
       if (l.pending.count === 0) continue;
-      if (l.fileRecords + l.pending.count > 2 * l.entries.size + 1024) await this.rewrite(l);
+      if (mostlySuperseded(l)) await this.rewrite(l);
       else created = (await this.append(l)) || created;
     }
     this.full.clear();
@@ -299,7 +304,7 @@ export class LedgerIndex {
     let created = false;
     for (const l of full) {
       if (this.ledgers.get(l.ledgerId) !== l || l.pending.count < this.spreadRecords) continue;
-      if (l.fileRecords + l.pending.count > 2 * l.entries.size + 1024) continue;
+      if (mostlySuperseded(l)) continue;
       created = (await this.append(l)) || created;
     }
     if (created) await fsyncDir(this.indexDir);

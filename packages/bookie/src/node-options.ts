@@ -15,8 +15,16 @@
  */
 export const BOOKIE_NODE_OPTIONS = '--max-semi-space-size=64';
 
+/** Whether a process started with these flags chose its young-generation size itself. */
+export function semiSpaceChosen(execArgv: readonly string[], nodeOptions: string | undefined): boolean {
+  return (
+    execArgv.some((a) => a.startsWith('--max-semi-space-size')) ||
+    (nodeOptions ?? '').includes('--max-semi-space-size')
+  );
+}
+
 /** `NODE_OPTIONS` for a bookie process: `existing` plus `BOOKIE_NODE_OPTIONS`, unless it sets the semi-space itself. */
 export function bookieNodeOptions(existing: string | undefined): string {
-  if (existing?.includes('--max-semi-space-size')) return existing;
+  if (existing && semiSpaceChosen([], existing)) return existing;
   return existing ? `${existing} ${BOOKIE_NODE_OPTIONS}` : BOOKIE_NODE_OPTIONS;
 }

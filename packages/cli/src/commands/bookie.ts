@@ -1,4 +1,4 @@
-import { BOOKIE_NODE_OPTIONS, Bookie, bookieConfigSchema } from '@sluice/bookie';
+import { BOOKIE_NODE_OPTIONS, Bookie, bookieConfigSchema, semiSpaceChosen } from '@sluice/bookie';
 import { InvalidArgumentError, loadConfig } from '@sluice/common';
 import type { Command } from 'commander';
 
@@ -45,7 +45,7 @@ export function registerBookieCommand(program: Command): void {
         });
         bookie = new Bookie({ config: cfg });
         await bookie.start();
-        if (!semiSpaceSet(process.execArgv, process.env.NODE_OPTIONS)) {
+        if (!semiSpaceChosen(process.execArgv, process.env.NODE_OPTIONS)) {
           bookie.logger.info(
             { recommended: BOOKIE_NODE_OPTIONS },
             'V8 runs this bookie with its default young generation; NODE_OPTIONS=--max-semi-space-size=64 (the Helm chart sets it) cuts its collections about 3x',
@@ -72,12 +72,4 @@ export function registerBookieCommand(program: Command): void {
       process.on('SIGTERM', () => shutdown('SIGTERM'));
       process.on('SIGINT', () => shutdown('SIGINT'));
     });
-}
-
-/** Whether the process was started with a young-generation size of its own choosing. */
-export function semiSpaceSet(execArgv: readonly string[], nodeOptions: string | undefined): boolean {
-  return (
-    execArgv.some((a) => a.startsWith('--max-semi-space-size')) ||
-    (nodeOptions ?? '').includes('--max-semi-space-size')
-  );
 }
