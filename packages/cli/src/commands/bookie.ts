@@ -48,7 +48,7 @@ export function registerBookieCommand(program: Command): void {
         if (!semiSpaceChosen(process.execArgv, process.env.NODE_OPTIONS)) {
           bookie.logger.info(
             { recommended: BOOKIE_NODE_OPTIONS },
-            'V8 runs this bookie with its default young generation; NODE_OPTIONS=--max-semi-space-size=64 (the Helm chart sets it) cuts its collections about 3x',
+            `V8 runs this bookie with its default young generation; NODE_OPTIONS=${BOOKIE_NODE_OPTIONS} (the Helm chart sets it) cuts its collections about 3x`,
           );
         }
       } catch (err) {
