@@ -1,10 +1,15 @@
 import type { FileHandle } from 'node:fs/promises';
-import { alignDown, alignUp, allocAligned, DIRECT_IO_ALIGN } from './direct-io.js';
+import { alignDown, alignUp, allocAligned } from './direct-io.js';
 import type { Durable } from './durable.js';
 import { type EntryLocation, type EntryLogs, shortWrite } from './entry-log.js';
 import type { BookieMetrics } from './metrics.js';
 
-/** Groups whose fdatasync may be in flight at once (one syncing while the next is written and synced). */
+/**
+ * Groups whose write may be in flight at once: an add that arrives while a
+ * group is being written goes out beside it instead of waiting for it.
+ */
+const MAX_WRITES_IN_FLIGHT = 2;
+/** Groups written whose fdatasync may be in flight (or wait for an older group) before no new group starts. */
 const MAX_SYNCING_GROUPS = 2;
 /** Largest O_DIRECT write: a group is copied into aligned memory this much at a time. */
 const STAGING_BYTES = 4 * 1024 * 1024;
@@ -17,17 +22,16 @@ interface LogFile {
   fh: Promise<FileHandle>;
   /** Bytes reserved so far. */
   reserved: number;
-  /** Groups still to be written to this file, oldest first. */
+  /** Records still to be written to this file. */
   pendingWrites: number;
   retired: boolean;
-  /** End of the bytes written so far. */
-  written: number;
   /**
-   * Set when the file was opened with O_DIRECT (writes then go out aligned
-   * from `DirectLog.staging`): a copy of its last partial block, `written`
-   * modulo the alignment.
+   * Where the next group's records in this file start: the end of the
+   * groups cut so far, for an O_DIRECT file rounded up to a whole block.
    */
-  tail: Buffer | undefined;
+  cut: number;
+  /** Opened with O_DIRECT: writes go out in whole blocks from aligned staging memory. */
+  direct: boolean;
 }
 
 interface Queued {
@@ -48,11 +52,15 @@ interface Queued {
  *
  * A location is reserved synchronously when the add arrives, so the ADD_REF
  * record is queued in the journal in the add's own turn and keeps its order
- * against FENCE records. Writes are grouped like the journal's: while one
- * group is being written the next gathers, then goes out as one `writev`
- * and one `fdatasync` per file, the `writev` overlapping the previous
- * group's fdatasync. The next file is opened ahead of need, so a roll never
- * stalls the reservation.
+ * against FENCE records. Writes are grouped like the journal's: what
+ * arrived since the last group goes out as one write and one `fdatasync`
+ * per file, up to `MAX_WRITES_IN_FLIGHT` groups side by side (an add does
+ * not wait for the write ahead of it), and groups settle in order. In an
+ * O_DIRECT file every group starts on a fresh block (the reservation skips
+ * to the next block when a group is cut), so two writes in flight never
+ * share a block and neither can overwrite the other's bytes with its
+ * padding. The next file is opened ahead of need, so a roll never stalls
+ * the reservation.
  *
  * After a crash, an ADD_REF whose bytes never reached the log (the file is
  * shorter than the record's end) belongs to an add that was never
@@ -63,8 +71,8 @@ export class DirectLog {
   private file: LogFile | undefined;
   private next: LogFile | undefined;
   private queue: Queued[] = [];
-  /** A group's `writev` is in progress (the next group waits for it). */
-  private writing = false;
+  /** Groups cut whose writes are in progress. */
+  private writing = 0;
   /** Groups written whose fdatasync is in flight or that wait for an older group to settle. */
   private syncing = 0;
   /** Settles when the newest group has: groups settle in order. */
@@ -74,8 +82,8 @@ export class DirectLog {
   private appended = 0;
   private settled = 0;
   private barriers: { at: number; resolve: () => void }[] = [];
-  /** Page-aligned memory a group is copied into for an O_DIRECT write. */
-  private staging: Buffer | undefined;
+  /** Page-aligned memory groups are copied into for O_DIRECT writes, one per write in flight. */
+  private staging: Buffer[] = [];
   /** Open new files with O_DIRECT (see `useDirectIo`). */
   private directIo = false;
 
@@ -111,8 +119,8 @@ export class DirectLog {
       reserved: 0,
       pendingWrites: 0,
       retired: false,
-      written: 0,
-      tail: directIo ? Buffer.alloc(DIRECT_IO_ALIGN) : undefined,
+      cut: 0,
+      direct: directIo,
     };
   }
 
@@ -153,46 +161,88 @@ export class DirectLog {
   }
 
   private schedule(): void {
-    if (this.writing || this.syncing >= MAX_SYNCING_GROUPS || this.queue.length === 0) return;
-    this.writing = true;
-    setImmediate(() => void this.flush());
+    if (
+      this.writing >= MAX_WRITES_IN_FLIGHT ||
+      this.syncing >= MAX_SYNCING_GROUPS ||
+      this.queue.length === 0
+    ) {
+      return;
+    }
+    this.writing++;
+    setImmediate(() => this.cut());
   }
 
   /**
-   * Write one group, then let the next group's `writev` run while this
-   * one's fdatasync is in flight (copying into the page cache overlaps the
-   * disk's work); groups still settle in order, so a `done` never runs
-   * before an older group's.
+   * Cut what is queued into a group and write it. Each file's share of a
+   * group is one contiguous run (reservations are sequential) that starts
+   * where the previous group's run in that file was cut; an O_DIRECT file's
+   * reservation then moves on to the next block.
    */
-  private async flush(): Promise<void> {
+  private cut(): void {
     const group = this.queue;
+    if (group.length === 0) {
+      // An earlier cut in the same turn took everything.
+      this.writing--;
+      return;
+    }
     this.queue = [];
+    const runs = new Map<LogFile, Queued[]>();
+    for (const q of group) {
+      const run = runs.get(q.file);
+      if (run) run.push(q);
+      else runs.set(q.file, [q]);
+    }
+    let broken: Error | undefined;
+    for (const [file, run] of runs) {
+      const first = run[0]!;
+      const last = run[run.length - 1]!;
+      if (first.offset !== file.cut) {
+        broken ??= new Error(
+          `entry log ${file.id}: a group at ${first.offset} does not continue ${file.cut}`,
+        );
+      }
+      const end = last.offset + recordBytes(last);
+      file.cut = file.direct ? alignUp(end) : end;
+      // Every record reserved in the file is in this group or an older one.
+      if (file === this.file) file.reserved = file.cut;
+    }
+    void this.flush(group, runs, broken);
+  }
+
+  /**
+   * Write one group, then sync it while later groups are written and
+   * synced; groups still settle in order, so a `done` never runs before an
+   * older group's.
+   */
+  private async flush(
+    group: Queued[],
+    runs: Map<LogFile, Queued[]>,
+    broken: Error | undefined,
+  ): Promise<void> {
     const prior = this.previous;
     let settledThis!: () => void;
     this.previous = new Promise((resolve) => {
       settledThis = resolve;
     });
-    let error = this.failure;
+    let error = this.failure ?? broken;
     const written: { file: LogFile; fh: FileHandle; end: number; bytes: number }[] = [];
     if (!error) {
+      // One run at a time: a group's O_DIRECT runs share its staging memory.
+      const staging = this.staging.pop();
+      let held = staging;
       try {
-        // Reservations are sequential, so each file's share is one contiguous run.
-        const runs = new Map<LogFile, Queued[]>();
-        for (const q of group) {
-          const run = runs.get(q.file);
-          if (run) run.push(q);
-          else runs.set(q.file, [q]);
-        }
-        // One run at a time: O_DIRECT runs share the staging memory.
         for (const [file, run] of runs) {
           const fh = await file.fh;
-          written.push({ file, fh, ...(await this.writeRun(file, fh, run)) });
+          const w = await this.writeRun(file, fh, run, held);
+          held = w.staging;
+          written.push({ file, fh, end: w.end, bytes: w.bytes });
         }
       } catch (err) {
         error = err as Error;
       }
+      if (held) this.staging.push(held);
     }
-    this.writing = false;
+    this.writing--;
     this.syncing++;
     this.schedule();
     if (!error) {
@@ -243,80 +293,69 @@ export class DirectLog {
   }
 
   /**
-   * Write a run of records that continues `file` where its last write
-   * ended; returns the end of the records and the bytes handed to the disk.
+   * Write a run of records that starts where its group was cut (for an
+   * O_DIRECT file on a block boundary); returns the end of the records, the
+   * bytes handed to the disk and the staging memory it used.
    */
   private async writeRun(
     file: LogFile,
     fh: FileHandle,
     run: Queued[],
-  ): Promise<{ end: number; bytes: number }> {
+    staging: Buffer | undefined,
+  ): Promise<{ end: number; bytes: number; staging: Buffer | undefined }> {
     const at = run[0]!.offset;
-    if (at !== file.written)
-      throw new Error(`entry log ${file.id}: write at ${at} does not continue ${file.written}`);
     let records = 0;
     for (const q of run) records += recordBytes(q);
     const end = at + records;
-    let bytes = records;
-    if (file.tail) {
-      // At most STAGING_BYTES per write (one larger record gets a write of
-      // its own): a large group is not copied whole.
-      bytes = 0;
-      let from = 0;
-      while (from < run.length) {
-        let to = from;
-        let chunk = 0;
-        while (to < run.length && (to === from || chunk + recordBytes(run[to]!) <= STAGING_BYTES)) {
-          chunk += recordBytes(run[to]!);
-          to++;
-        }
-        bytes += await this.writeDirect(file, file.tail, fh, run.slice(from, to), chunk);
-        from = to;
-      }
-    } else {
+    if (!file.direct) {
       const buffers: Buffer[] = [];
       for (const q of run) {
         buffers.push(q.header);
         if (q.payload.length > 0) buffers.push(q.payload);
       }
       const { bytesWritten } = await fh.writev(buffers, at);
-      if (bytesWritten !== bytes) throw shortWrite(bytesWritten, bytes);
-      file.written = end;
+      if (bytesWritten !== records) throw shortWrite(bytesWritten, records);
+      return { end, bytes: records, staging };
     }
-    return { end, bytes };
-  }
-
-  /**
-   * Write records that continue `file` at `file.written` with O_DIRECT, in
-   * whole blocks from the one holding that offset: the start of that block
-   * (the end of earlier records) is written again with the same bytes, and
-   * the last block is padded with zeros that the next write overwrites.
-   * Returns the bytes handed to the disk.
-   */
-  private async writeDirect(
-    file: LogFile,
-    tail: Buffer,
-    fh: FileHandle,
-    records: Queued[],
-    length: number,
-  ): Promise<number> {
-    const at = file.written;
-    const end = at + length;
-    const start = alignDown(at);
-    const bytes = alignUp(end) - start;
-    if (!this.staging || this.staging.length < bytes) this.staging = allocAligned(bytes);
-    const buf = this.staging;
-    let p = tail.copy(buf, 0, 0, at - start);
-    for (const q of records) {
-      p += q.header.copy(buf, p);
-      p += q.payload.copy(buf, p);
+    // At most STAGING_BYTES of records per write (one larger record gets a
+    // write of its own): a large group is not copied whole. Each write
+    // continues the last, so it writes the last one's partial block again.
+    let bytes = 0;
+    let written = at;
+    let carry = 0;
+    let from = 0;
+    while (from < run.length) {
+      let to = from;
+      let chunk = 0;
+      while (to < run.length && (to === from || chunk + recordBytes(run[to]!) <= STAGING_BYTES)) {
+        chunk += recordBytes(run[to]!);
+        to++;
+      }
+      const start = written - carry;
+      const length = alignUp(carry + chunk);
+      if (!staging || staging.length < length) {
+        const larger = allocAligned(length);
+        if (staging) staging.copy(larger, 0, 0, carry);
+        staging = larger;
+      }
+      let p = carry;
+      for (let i = from; i < to; i++) {
+        const q = run[i]!;
+        p += q.header.copy(staging, p);
+        p += q.payload.copy(staging, p);
+      }
+      staging.fill(0, p, length);
+      const { bytesWritten } = await fh.write(staging, 0, length, start);
+      if (bytesWritten !== length) throw shortWrite(bytesWritten, length);
+      bytes += length;
+      written += chunk;
+      // The partial block at the end goes to the front for the next write.
+      const keep = alignDown(p);
+      carry = p - keep;
+      staging.copy(staging, 0, keep, p);
+      from = to;
     }
-    buf.fill(0, p, bytes);
-    const { bytesWritten } = await fh.write(buf, 0, bytes, start);
-    if (bytesWritten !== bytes) throw shortWrite(bytesWritten, bytes);
-    buf.copy(tail, 0, alignDown(end) - start, end - start);
-    file.written = end;
-    return bytes;
+    return { end, bytes, staging };
   }
 
   /**
