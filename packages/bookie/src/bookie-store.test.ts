@@ -567,8 +567,8 @@ for (const [syncBytes, expectSyncs] of [
 
 const LARGE = 64 * 1024;
 
-/** Wrap every fdatasync of the store's direct log files created from now on. */
-function wrapDirectSyncs(s: BookieStore, wrap: (datasync: () => Promise<void>) => Promise<void>): void {
+/** Run `change` on each file handle of the store's direct log files created from now on. */
+function onDirectFiles(s: BookieStore, change: (fh: FileHandle) => void): void {
   const logs = s.storage.logs;
   const create = logs.create.bind(logs);
   logs.create = (directIo?: boolean) => {
@@ -576,12 +576,19 @@ function wrapDirectSyncs(s: BookieStore, wrap: (datasync: () => Promise<void>) =
     return {
       id: made.id,
       fh: made.fh.then((fh) => {
-        const datasync = fh.datasync.bind(fh);
-        fh.datasync = () => wrap(datasync);
+        change(fh);
         return fh;
       }),
     };
   };
+}
+
+/** Wrap every fdatasync of the store's direct log files created from now on. */
+function wrapDirectSyncs(s: BookieStore, wrap: (datasync: () => Promise<void>) => Promise<void>): void {
+  onDirectFiles(s, (fh) => {
+    const datasync = fh.datasync.bind(fh);
+    fh.datasync = () => wrap(datasync);
+  });
 }
 
 /**
@@ -818,27 +825,18 @@ test('bookie store - two direct log groups are written side by side and still ac
     release = resolve;
   });
   let writes = 0;
-  const logs = s.storage.logs;
-  const create = logs.create.bind(logs);
-  logs.create = (directIo?: boolean) => {
-    const made = create(directIo);
-    return {
-      id: made.id,
-      fh: made.fh.then((fh) => {
-        const write = fh.write.bind(fh) as (...args: unknown[]) => Promise<{ bytesWritten: number }>;
-        (fh as { write: unknown }).write = async (...args: unknown[]) => {
-          const n = writes++;
-          events.push(`write ${n} started`);
-          if (n === 0) await held;
-          else release();
-          const r = await write(...args);
-          events.push(`write ${n} done`);
-          return r;
-        };
-        return fh;
-      }),
+  onDirectFiles(s, (fh) => {
+    const write = fh.write.bind(fh) as (...args: unknown[]) => Promise<{ bytesWritten: number }>;
+    (fh as { write: unknown }).write = async (...args: unknown[]) => {
+      const n = writes++;
+      events.push(`write ${n} started`);
+      if (n === 0) await held;
+      else release();
+      const r = await write(...args);
+      events.push(`write ${n} done`);
+      return r;
     };
-  };
+  });
   const size = LARGE + 5;
   const first = s.add(entry(15, 0, size), false).then((o) => {
     events.push('entry 0 acked');
