@@ -228,8 +228,7 @@ export class DirectLog {
     const written: { file: LogFile; fh: FileHandle; end: number; bytes: number }[] = [];
     if (!error) {
       // One run at a time: a group's O_DIRECT runs share its staging memory.
-      const staging = this.staging.pop();
-      let held = staging;
+      let held = this.staging.pop();
       try {
         for (const [file, run] of runs) {
           const fh = await file.fh;
