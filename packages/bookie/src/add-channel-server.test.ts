@@ -71,13 +71,19 @@ class HoldingStore {
   }
 }
 
-function channel(store: HoldingStore, pool: SlabPool, maxInFlightBytesPerStream = 1 << 30) {
+function channel(
+  store: HoldingStore,
+  pool: SlabPool,
+  maxInFlightBytesPerStream = 1 << 30,
+  maxInFlightAddsPerStream = 1 << 20,
+) {
   const socket = new FakeSocket();
   const ch = new AddChannel(pool, {
     store: store as unknown as BookieStore,
     metrics: createBookieMetrics(createRegistry(false)),
     logger: createLogger('test'),
     maxInFlightBytesPerStream,
+    maxInFlightAddsPerStream,
   });
   ch.attach(socket as unknown as Socket);
   return { ch, socket };
@@ -181,6 +187,33 @@ test('add channel - over the in-flight byte cap the channel pauses reading, and 
   store.settle(() => true);
   t.false(socket.paused);
   t.is(store.corrupt, 0);
+});
+
+test('add channel - over the in-flight add cap the channel pauses reading, even for adds with empty payloads', async (t) => {
+  const payload = Buffer.alloc(0);
+  const expected = new Map<number, Buffer>();
+  const entries = Array.from({ length: 10 }, (_, i) => {
+    expected.set(i, payload);
+    return new EncodedEntry(
+      { ledgerId: 1, entryId: i, lac: -1, crc32c: crc32c(payload), ledgerLength: 0 },
+      payload,
+    );
+  });
+  const body = encodeAddEntriesRequest(entries, false);
+  const store = new HoldingStore(expected);
+  // No payload bytes in flight ever: only the count can stop the reading.
+  const { ch, socket } = channel(store, new SlabPool(), 256 * 1024, 4);
+  ch.receivedChunk(
+    Buffer.concat([ADD_CHANNEL_PREFACE, addChannelHeader(AddChannelFrame.REQUEST, body.length), body]),
+  );
+  t.is(store.held.length, 10);
+  t.true(socket.paused, '10 adds in flight, over the cap of 4');
+  store.settle((i) => i < 7);
+  t.true(socket.paused, 'still over half the cap');
+  store.settle((i) => i < 1);
+  t.false(socket.paused, 'two left: reading resumes');
+  store.settle(() => true);
+  t.false(socket.paused);
 });
 
 test('add channel - a connection that is not an add channel gets INVALID_ARGUMENT and nothing is stored', async (t) => {

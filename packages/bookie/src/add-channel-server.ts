@@ -90,7 +90,7 @@ export class SlabPool {
 
 export type AddChannelServiceOptions = Pick<
   BookieServiceOptions,
-  'store' | 'metrics' | 'logger' | 'maxInFlightBytesPerStream'
+  'store' | 'metrics' | 'logger' | 'maxInFlightBytesPerStream' | 'maxInFlightAddsPerStream'
 >;
 
 /**

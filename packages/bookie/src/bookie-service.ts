@@ -35,6 +35,8 @@ export interface BookieServiceOptions {
   logger: Logger;
   metrics: BookieMetrics;
   maxInFlightBytesPerStream: number;
+  /** Adds received on one stream and not yet acknowledged before it is paused, whatever their size. */
+  maxInFlightAddsPerStream: number;
   info: () => { bookieId: string; freeBytes: number; totalBytes: number };
 }
 
@@ -241,7 +243,7 @@ export function createBookieService(opts: BookieServiceOptions) {
 export interface AddSessionSink {
   /** Results that completed together (one group commit), as one response. */
   send(results: AddResultFields[]): void;
-  /** Stop reading requests: over the stream's in-flight byte cap. */
+  /** Stop reading requests: over the stream's in-flight byte or add cap. */
   pause(): void;
   resume(): void;
   /** The peer ended and every add is answered: close the call with OK. */
@@ -252,7 +254,11 @@ export interface AddSessionSink {
  * One AddEntries stream, whatever carries it (grpc-js, or the bookie's add
  * channel): adds go to the store as they arrive, results that complete in
  * the same turn leave together, and reading pauses while more than
- * `maxInFlightBytesPerStream` of payload waits for the disk.
+ * `maxInFlightBytesPerStream` of payload, or more than
+ * `maxInFlightAddsPerStream` adds, wait for the disk. Bytes alone do not
+ * bound the queues: adds with empty payloads cost no bytes, but each holds
+ * memory in the store and the journal until it settles. Reading resumes
+ * once both are back under half their cap.
  */
 export class AddSession {
   private inFlight = 0;
@@ -270,7 +276,7 @@ export class AddSession {
   constructor(
     private readonly opts: Pick<
       BookieServiceOptions,
-      'store' | 'metrics' | 'logger' | 'maxInFlightBytesPerStream'
+      'store' | 'metrics' | 'logger' | 'maxInFlightBytesPerStream' | 'maxInFlightAddsPerStream'
     >,
     private readonly sink: AddSessionSink,
   ) {}
@@ -287,7 +293,11 @@ export class AddSession {
     }
     this.opts.metrics.inFlightAdds.inc(req.entries.length);
     for (const e of req.entries) this.add(e, req.recovery, released);
-    if (!this.paused && this.inFlightBytes > this.opts.maxInFlightBytesPerStream) {
+    if (
+      !this.paused &&
+      (this.inFlightBytes > this.opts.maxInFlightBytesPerStream ||
+        this.inFlight > this.opts.maxInFlightAddsPerStream)
+    ) {
       this.paused = true;
       this.sink.pause();
     }
@@ -326,7 +336,11 @@ export class AddSession {
         metrics.addLatencySeconds.observe((performance.now() - t0) / 1000);
       } else metrics.addsTotal.inc({ status: out.status });
       this.push({ ledgerId: e.ledgerId, entryId: e.entryId, status: wire(out.status), message: out.message });
-      if (this.paused && this.inFlightBytes <= this.opts.maxInFlightBytesPerStream / 2) {
+      if (
+        this.paused &&
+        this.inFlightBytes <= this.opts.maxInFlightBytesPerStream / 2 &&
+        this.inFlight <= this.opts.maxInFlightAddsPerStream / 2
+      ) {
         this.paused = false;
         this.sink.resume();
       }

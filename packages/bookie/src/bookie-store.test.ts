@@ -1,11 +1,12 @@
-import { type FileHandle, mkdtemp, open, readdir, readFile, rm, stat, truncate } from 'node:fs/promises';
+import fsp, { type FileHandle, mkdtemp, open, readdir, readFile, rm, stat, truncate } from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32c, createRegistry, silentLogger } from '@sluice/common';
 import test, { type ExecutionContext } from 'ava';
 import { BookieStore, type BookieStoreOptions } from './bookie-store.js';
 import { DIRECT_IO_ALIGN, directIoWorks } from './direct-io.js';
-import { ENTRY_HEADER_BYTES } from './entry-log.js';
+import { ENTRY_HEADER_BYTES, writeEntryHeader } from './entry-log.js';
 import { JOURNAL_HEADER_BYTES, REF_PAYLOAD_BYTES } from './journal-record.js';
 import { createBookieMetrics } from './metrics.js';
 
@@ -68,6 +69,21 @@ async function openStore(dir: string, over: Partial<BookieStoreOptions> = {}): P
   const s = new BookieStore(options(dir, over));
   await s.open();
   return s;
+}
+
+/** Hold every journal write of `s` until the returned function is called. */
+function holdJournalWrites(s: BookieStore): () => void {
+  const fh = (s.journal as unknown as { fh: FileHandle }).fh;
+  const realWrite = fh.writev.bind(fh);
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  fh.writev = (async (...args: Parameters<FileHandle['writev']>) => {
+    await gate;
+    return realWrite(...args);
+  }) as FileHandle['writev'];
+  return release;
 }
 
 test('bookie store - acked entries read back from the cache, after a checkpoint and after a restart', async (t) => {
@@ -436,16 +452,7 @@ test('bookie store - a second fence waits until the first fence record is durabl
   const dir = await tempDir(t);
   const s = await openStore(dir, { journalGroupWaitMs: 0 });
   t.teardown(() => s.close());
-  const fh = (s.journal as unknown as { fh: FileHandle }).fh;
-  const realWrite = fh.writev.bind(fh);
-  let release!: () => void;
-  const gate = new Promise<void>((resolve) => {
-    release = resolve;
-  });
-  fh.writev = (async (...args: Parameters<FileHandle['writev']>) => {
-    await gate;
-    return realWrite(...args);
-  }) as FileHandle['writev'];
+  const release = holdJournalWrites(s);
   let firstDone = false;
   const first = s.fence(9).then((r) => {
     firstDone = true;
@@ -848,14 +855,12 @@ test('bookie store - two direct log groups are written side by side and still ac
     return o;
   });
   t.deepEqual([(await first).status, (await second).status], ['OK', 'OK']);
-  t.deepEqual(events, [
-    'write 0 started',
-    'write 1 started',
-    'write 1 done',
-    'write 0 done',
-    'entry 0 acked',
-    'entry 1 acked',
-  ]);
+  // The second write started while the first was held (two in flight); the
+  // two may finish in either order, and the acknowledgements follow both, in order.
+  const at = (e: string) => events.indexOf(e);
+  t.deepEqual(events.slice(0, 2), ['write 0 started', 'write 1 started'], events.join(', '));
+  t.deepEqual(events.slice(4), ['entry 0 acked', 'entry 1 acked'], events.join(', '));
+  t.true(at('write 0 done') > 1 && at('write 0 done') < 4 && at('write 1 done') < 4, events.join(', '));
   for (let i = 0; i < 2; i++) {
     const r = await s.read(15, i);
     t.true(r.status === 'OK' && r.entry.payload.equals(entry(15, i, size).payload), `entry ${i}`);
@@ -951,4 +956,144 @@ test('bookie store - an early index persist that finds the storage closed is no 
   await new Promise((r) => setImmediate(r));
   await new Promise((r) => setTimeout(r, 20));
   t.is(s.storage.failed, undefined);
+});
+
+test('bookie store - a journal record larger than a since-lowered maxEntryBytes replays, and so does every record after it', async (t) => {
+  const dir = await tempDir(t);
+  // Every entry through the journal, none written once.
+  const sizes = [100, 600 * 1024, 100, 100];
+  let s = await openStore(dir, { maxEntryBytes: 1024 * 1024, entryLogDirectBytes: 0 });
+  t.teardown(() => s.close());
+  for (const [i, size] of sizes.entries()) t.is((await s.add(entry(16, i, size), false)).status, 'OK');
+  // A crash, then a restart with a lower limit: the records are in the journal only.
+  await s.abort();
+  s = await openStore(dir, { maxEntryBytes: 512 * 1024, entryLogDirectBytes: 0 });
+  await assertSizedReadBack(t, s, 16, sizes);
+  t.deepEqual(s.lac(16), { lac: 2, lastEntryId: 3 });
+  t.is((await s.add(entry(16, 4, 600 * 1024), false)).status, 'INVALID', 'new adds obey the new limit');
+  // The start-up checkpoint trimmed the journal: the entries are in the entry log now.
+  await s.close();
+  s = await openStore(dir, { maxEntryBytes: 512 * 1024, entryLogDirectBytes: 0 });
+  await assertSizedReadBack(t, s, 16, sizes);
+});
+
+/** Entry i of `ledgerId` reads back OK with the payload `entry` made for `sizes[i]`. */
+async function assertSizedReadBack(t: ExecutionContext, s: BookieStore, ledgerId: number, sizes: number[]) {
+  for (const [i, size] of sizes.entries()) {
+    const r = await s.read(ledgerId, i);
+    t.true(r.status === 'OK' && r.entry.payload.equals(entry(ledgerId, i, size).payload), `${ledgerId}:${i}`);
+  }
+}
+
+test('bookie store - a direct log is not compacted away while an add written into it waits for its journal record', async (t) => {
+  const dir = await tempDir(t);
+  // Room for one large entry per direct log: the second add rolls the first log away.
+  let s = await openStore(dir, {
+    entryLogFileBytes: ENTRY_HEADER_BYTES + LARGE + 1024,
+    journalGroupWaitMs: 0,
+  });
+  t.teardown(() => s.close());
+  // Hold the journal's writes: the ADD_REF records stay in flight while the entry-log writes complete.
+  const release = holdJournalWrites(s);
+  const adds = [0, 1].map((i) => s.add(entry(40, i, LARGE), false));
+  // Both entries are durable in their logs; the first log is rolled away and its writes are done.
+  await s.storage.direct.barrier();
+  await new Promise((r) => setTimeout(r, 50));
+  // GC compacts what holds no live entries: the first log, by the index's count.
+  for (const id of s.storage.compactionCandidates(0.5)) await s.storage.compact(id, () => s.position());
+  release();
+  t.deepEqual(
+    (await Promise.all(adds)).map((o) => o.status),
+    ['OK', 'OK'],
+  );
+  const readBack = async (entryId: number) => {
+    const r = await s.read(40, entryId).catch((err: Error) => ({ status: err.message }));
+    return r.status === 'OK' && 'entry' in r && r.entry.payload.equals(entry(40, entryId, LARGE).payload);
+  };
+  t.true(await readBack(0), 'an acknowledged entry reads back');
+  t.true(await readBack(1));
+  await s.close();
+  s = await openStore(dir);
+  t.true(await readBack(0), 'and after a restart');
+});
+
+/** The path of entry log `id` in a store's ledger dir. */
+const entryLogPath = (dir: string, id: number) =>
+  join(dir, 'ledgers', `entrylog-${String(id).padStart(16, '0')}.log`);
+
+test.serial(
+  'bookie store - after a crash, every log replay indexes entries in is fdatasynced before the index is persisted',
+  async (t) => {
+    const dir = await tempDir(t);
+    let s = await openStore(dir);
+    for (let i = 0; i < 4; i++) t.is((await s.add(entry(41, i, LARGE), false)).status, 'OK');
+    const logId = s.storage.index.get(41)!.entries.get(0)!.logId;
+    // A crash: the references are replayed; the process that wrote the log (and its handle) is gone.
+    await s.abort();
+    // In order: every fdatasync of an entry log file, and every index persist or checkpoint.
+    const events: string[] = [];
+    const realOpen = fsp.open;
+    fsp.open = (async (...args: Parameters<typeof realOpen>) => {
+      const fh = await realOpen(...args);
+      const m = /entrylog-(\d{16})\.log$/.exec(String(args[0]));
+      if (m) {
+        const datasync = fh.datasync.bind(fh);
+        fh.datasync = async () => {
+          await datasync();
+          events.push(`sync ${Number(m[1])}`);
+        };
+      }
+      return fh;
+    }) as typeof realOpen;
+    syncBuiltinESMExports();
+    t.teardown(() => {
+      fsp.open = realOpen;
+      syncBuiltinESMExports();
+    });
+    s = new BookieStore(options(dir));
+    t.teardown(() => s.close());
+    const index = s.storage.index;
+    for (const name of ['persist', 'persistFull', 'writeCheckpoint'] as const) {
+      const real = (index[name] as (...a: unknown[]) => Promise<void>).bind(index);
+      (index as unknown as Record<string, unknown>)[name] = async (...a: unknown[]) => {
+        events.push(name);
+        return real(...a);
+      };
+    }
+    await s.open();
+    const firstPersist = events.findIndex((e) => !e.startsWith('sync '));
+    t.true(firstPersist > 0, events.join(', '));
+    t.true(events.slice(0, firstPersist).includes(`sync ${logId}`), events.join(', '));
+    for (let i = 0; i < 4; i++) t.is((await s.read(41, i)).status, 'OK');
+  },
+);
+
+test('bookie store - a reference into a log whose id was taken again after a crash is skipped at replay, never indexed to other bytes', async (t) => {
+  const dir = await tempDir(t);
+  let s = await openStore(dir);
+  t.teardown(() => s.close());
+  t.is((await s.add(entry(42, 0, LARGE), false)).status, 'OK');
+  t.is((await s.add(entry(44, 0, LARGE), false)).status, 'OK');
+  const at42 = s.storage.index.get(42)!.entries.get(0)!;
+  const at44 = s.storage.index.get(44)!.entries.get(0)!;
+  t.is(at42.logId, at44.logId);
+  await s.abort();
+  // What a crash before the log's creation was durable, then a start that
+  // took its id for another log, leave: the file holds other records where
+  // the references point. At 42:0, another entry of the same size; at
+  // 44:0, the middle of another record.
+  const other = entry(43, 0, LARGE);
+  const rec = Buffer.alloc(ENTRY_HEADER_BYTES + LARGE);
+  writeEntryHeader(rec, 0, other, LARGE);
+  other.payload.copy(rec, ENTRY_HEADER_BYTES);
+  const fh = await open(entryLogPath(dir, at42.logId), 'r+');
+  await fh.write(rec, 0, rec.length, at42.offset);
+  await fh.write(Buffer.alloc(ENTRY_HEADER_BYTES, 0x5a), 0, ENTRY_HEADER_BYTES, at44.offset);
+  await fh.close();
+  s = await openStore(dir);
+  for (const ledger of [42, 44]) {
+    t.is((await s.read(ledger, 0)).status, 'NO_LEDGER', `ledger ${ledger}: never acknowledged here`);
+    t.is(s.lac(ledger), undefined);
+  }
+  await addsAgain(t, s, 42, 0, LARGE);
 });

@@ -3,14 +3,7 @@ import type { EntryStatusName } from '@sluice/proto';
 import type { Durable } from './durable.js';
 import type { EntryLocation, StoredEntry } from './entry-log.js';
 import { Journal } from './journal.js';
-import {
-  fenceRecord,
-  JOURNAL_HEADER_BYTES,
-  type JournalRecord,
-  RecordType,
-  refLocation,
-  refRecord,
-} from './journal-record.js';
+import { fenceRecord, type JournalRecord, RecordType, refLocation, refRecord } from './journal-record.js';
 import { LedgerStorage, type ReadResult } from './ledger-storage.js';
 import type { BookieMetrics } from './metrics.js';
 
@@ -167,7 +160,6 @@ export class BookieStore {
       sync: opts.journalSync,
       preallocBytes: opts.journalPreallocBytes,
       maxWritesInFlight: opts.journalMaxWritesInFlight,
-      maxRecordBytes: opts.maxEntryBytes + JOURNAL_HEADER_BYTES,
       logger: opts.logger,
       metrics: opts.metrics,
     });
@@ -202,16 +194,17 @@ export class BookieStore {
           crc32c: rec.payloadCrc,
           ledgerLength: rec.ledgerLength,
         };
-        // Past the end of its log (or in its zero padding) the entry never
-        // became durable, so its add was never acknowledged. Bytes that are
-        // there are verified on read.
+        // Past the end of its log, in its zero padding, or where another
+        // record lies (the log's id was taken again after a crash) the entry
+        // never became durable, so its add was never acknowledged (see
+        // `EntryLogs.holdsEntry`). The payload is verified on read.
         let size = logSizes.get(loc.logId);
         if (size === undefined) {
           size = this.storage.logs.fileSize(loc.logId);
           logSizes.set(loc.logId, size);
         }
-        if (await this.storage.logs.wasWritten(loc, await size)) {
-          this.storage.applyStored(meta, loc);
+        if (await this.storage.logs.holdsEntry(loc, await size, meta)) {
+          this.storage.applyReplayed(meta, loc);
           replayed++;
         } else unwritten++;
       } else if (rec.type === RecordType.ADD) {
@@ -234,7 +227,7 @@ export class BookieStore {
     if (unwritten > 0) {
       this.opts.logger.warn(
         { unwritten },
-        'journal named entries whose direct write never completed (adds that were not acknowledged); skipped',
+        'journal named entries not found where it says (direct writes that never completed: adds that were not acknowledged); skipped',
       );
     }
     this.opts.logger.info({ from, records: count, entries: replayed }, 'journal replayed');
@@ -387,11 +380,12 @@ export class BookieStore {
   /** Both writes of a direct add settled (`failure` set when either failed). */
   private readonly directSettled = (add: DirectAdd, failure: Error | undefined): void => {
     if (failure) {
+      this.storage.abandonDirect(add.loc!);
       this.setReadOnly('io', `I/O error: ${failure.message}`);
       add.done(this.refuseAdds() ?? { status: 'IO_ERROR', message: failure.message });
       return;
     }
-    this.storage.applyStored(add, add.loc!);
+    this.storage.applyDirect(add, add.loc!);
     this.opts.metrics.entriesWrittenOnce.inc();
     add.done(OK);
   };

@@ -186,6 +186,7 @@ export class Bookie {
         logger,
         metrics: this.metrics,
         maxInFlightBytesPerStream: cfg.maxInFlightBytesPerStream,
+        maxInFlightAddsPerStream: cfg.maxInFlightAddsPerStream,
         info: () => ({
           bookieId: identity.bookieId,
           freeBytes: watchdog.freeBytes,
@@ -212,6 +213,7 @@ export class Bookie {
         logger,
         metrics: this.metrics,
         maxInFlightBytesPerStream: cfg.maxInFlightBytesPerStream,
+        maxInFlightAddsPerStream: cfg.maxInFlightAddsPerStream,
       });
       this.addPort = await this.addChannels.listen(cfg.bindHost, addPort);
     }

@@ -1,4 +1,5 @@
 import { InvalidArgumentError, z, zDuration, zSize } from '@sluice/common';
+import { JOURNAL_MAX_PAYLOAD_BYTES } from './journal-record.js';
 import { INDEX_SPREAD_RECORDS } from './ledger-storage.js';
 
 /**
@@ -140,8 +141,15 @@ export const bookieConfigSchema = z.object({
   indexSpreadRecords: z.coerce.number().int().min(1).default(INDEX_SPREAD_RECORDS),
   /** Checkpoint early when the write cache holds this many bytes; adds wait when it holds twice this. */
   writeCacheBytes: zSize.default(64 * 1024 * 1024),
-  /** Largest payload accepted in one entry. */
-  maxEntryBytes: zSize.default(5 * 1024 * 1024 + 64 * 1024),
+  /**
+   * Largest payload accepted in one entry. Lowering it later is safe: the
+   * journal replays records written under a larger value.
+   */
+  maxEntryBytes: zSize
+    .refine((v) => v <= JOURNAL_MAX_PAYLOAD_BYTES, {
+      message: `must be at most ${JOURNAL_MAX_PAYLOAD_BYTES} bytes, the largest journal record`,
+    })
+    .default(5 * 1024 * 1024 + 64 * 1024),
   /** Turn read-only when disk usage of the journal or ledger disk exceeds this fraction. */
   diskUsageThreshold: z.coerce.number().gt(0).lte(1).default(0.95),
   /** Turn writable again once disk usage is below this fraction. */
@@ -164,6 +172,13 @@ export const bookieConfigSchema = z.object({
   sessionTtlMs: zDuration.default(10_000),
   /** Per-stream cap on bytes of adds received but not yet acknowledged; the stream is paused above it. */
   maxInFlightBytesPerStream: zSize.default(32 * 1024 * 1024),
+  /**
+   * Per-stream cap on adds received but not yet acknowledged, whatever their
+   * size (adds with tiny or empty payloads stay under the byte cap); the
+   * stream is paused above it. Well above what a ledger client keeps in
+   * flight (4096).
+   */
+  maxInFlightAddsPerStream: z.coerce.number().int().min(1).default(32_768),
 });
 
 /** Bookie settings as given (defaults applied by `resolveBookieConfig`). */

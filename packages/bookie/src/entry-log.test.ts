@@ -1,4 +1,4 @@
-import fsp, { mkdtemp, readdir, readlink, rm, stat } from 'node:fs/promises';
+import fsp, { type FileHandle, mkdtemp, readdir, readlink, rm, stat } from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -147,3 +147,29 @@ test.serial(
     t.deepEqual(await deletedFds('entrylog-0000000000000001.log'), []);
   },
 );
+
+test('entry log - a failed fdatasync of a rolled-away log still closes every rolled-away handle, and the failure is thrown', async (t) => {
+  const dir = await tempDir(t);
+  const logs = new EntryLogs(dir, 1000);
+  await logs.open();
+  t.teardown(() => logs.close().catch(() => undefined));
+  // Three full logs rolled away: their write handles wait for the next sync.
+  await logs.append([record(0, 952), record(1, 952), record(2, 952)]);
+  const unsynced = (logs as unknown as { unsynced: FileHandle[] }).unsynced;
+  t.is(unsynced.length, 3);
+  const closed: number[] = [];
+  unsynced.forEach((fh, i) => {
+    if (i === 0) {
+      fh.datasync = async () => {
+        throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+      };
+    }
+    const close = fh.close.bind(fh);
+    fh.close = async () => {
+      closed.push(i);
+      return close();
+    };
+  });
+  await t.throwsAsync(logs.sync(), { message: /EIO/ });
+  t.deepEqual(closed, [0, 1, 2], 'no handle is leaked');
+});

@@ -60,6 +60,26 @@ export function writeEntryHeader(
   out.set(h, at);
 }
 
+/**
+ * Whether `head`, the first ENTRY_HEADER_BYTES of a record of `length`
+ * bytes, is an intact header of entry `e`: its CRC holds, and it names the
+ * same ledger, entry, length and payload CRC32C.
+ */
+export function headerNames(
+  head: Buffer,
+  length: number,
+  e: { ledgerId: number; entryId: number; crc32c: number },
+): boolean {
+  return (
+    head.length === ENTRY_HEADER_BYTES &&
+    head.readUInt32LE(0) + 4 === length &&
+    crc32c(head.subarray(8, ENTRY_HEADER_BYTES)) === head.readUInt32LE(4) &&
+    Number(head.readBigUInt64LE(8)) === e.ledgerId &&
+    Number(head.readBigUInt64LE(16)) === e.entryId &&
+    head.readUInt32LE(40) === e.crc32c >>> 0
+  );
+}
+
 /** Parse and verify a record read back from a log; anything inconsistent is corruption. */
 export function decodeEntry(buf: Buffer, ledgerId: number, entryId: number): ReadOutcome {
   if (buf.length < ENTRY_HEADER_BYTES)
@@ -137,7 +157,19 @@ export class EntryLogs {
   private lastId = 0;
   /** Logs other writers (the direct log) are still appending to. */
   private readonly othersActive = new Set<number>();
+  /**
+   * Adds written once into a log and not yet indexed (or failed), by log.
+   * Such a log holds bytes no index record counts as live yet, so it is
+   * never compacted or deleted: its own writes may settle well before the
+   * ADD_REF journal records of the adds in it.
+   */
+  private readonly unindexed = new Map<number, number>();
   private unsynced: FileHandle[] = [];
+  /**
+   * Logs this process has no write handle for that replay indexed entries
+   * in: the next `sync` fdatasyncs them (see `adopt`).
+   */
+  private readonly adopted = new Set<number>();
   private readers = new Map<number, ReadHandle>();
   /** Size of every log file, for the live-fraction accounting of compaction. */
   readonly sizes = new Map<number, number>();
@@ -151,9 +183,33 @@ export class EntryLogs {
     return this.writerId;
   }
 
-  /** A log being appended to (never compacted or deleted). */
+  /** A log being appended to, or holding adds not yet indexed (never compacted or deleted). */
   isActive(id: number): boolean {
-    return id === this.writerId || this.othersActive.has(id);
+    return id === this.writerId || this.othersActive.has(id) || this.unindexed.has(id);
+  }
+
+  /** An add was written into log `id`; keep the log until `unpin` says it is indexed (or failed). */
+  pin(id: number): void {
+    this.unindexed.set(id, (this.unindexed.get(id) ?? 0) + 1);
+  }
+
+  unpin(id: number): void {
+    const n = this.unindexed.get(id) ?? 0;
+    if (n <= 1) this.unindexed.delete(id);
+    else this.unindexed.set(id, n - 1);
+  }
+
+  /**
+   * Replay indexed an entry in log `id`, written before a crash. Its
+   * bytes may have reached only the page cache (an add whose group was
+   * written but never fdatasynced, so never acknowledged), and the
+   * handle that wrote them is gone: `sync` only covers handles of this
+   * process. So the next `sync`, which every checkpoint and early index
+   * persist runs first, fdatasyncs the file itself: no persisted index
+   * record may point at bytes a crash could still take.
+   */
+  adopt(id: number): void {
+    this.adopted.add(id);
   }
 
   /**
@@ -269,14 +325,41 @@ export class EntryLogs {
     this.sizes.set(this.writerId, end);
   }
 
-  /** Make every append so far durable. */
+  /**
+   * Make every append so far durable, and every adopted log. Every
+   * rolled-away handle is closed even when an fdatasync fails (the failure
+   * is thrown after, and fails the storage: a failed flush is never retried).
+   */
   async sync(): Promise<void> {
-    const old = this.unsynced.splice(0);
-    for (const fh of old) {
+    let failure: unknown;
+    const note = (err: unknown) => {
+      failure ??= err;
+    };
+    for (const fh of this.unsynced.splice(0)) {
+      await fh.datasync().catch(note);
+      await fh.close().catch(note);
+    }
+    for (const id of [...this.adopted]) {
+      await this.syncFile(id).then(() => this.adopted.delete(id), note);
+    }
+    if (failure !== undefined) throw failure;
+    await this.writer?.datasync();
+  }
+
+  private async syncFile(id: number): Promise<void> {
+    let fh: FileHandle;
+    try {
+      fh = await open(join(this.dir, fileName(id)), 'r');
+    } catch (err) {
+      // Compacted away since (after its entries were copied and synced).
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    try {
       await fh.datasync();
+    } finally {
       await fh.close();
     }
-    await this.writer?.datasync();
   }
 
   /** Size of log `id` on disk (0 when it does not exist). */
@@ -317,15 +400,35 @@ export class EntryLogs {
   }
 
   /**
-   * Whether the record at `loc` was ever written: its log reaches past it
-   * and its header is not zeros. An O_DIRECT log pads its last block with
-   * zeros, so a record of a write that never happened can lie inside the
-   * file. What was written is verified on every read.
+   * Whether the log `loc` names (of `logSize` bytes) holds entry `e` at
+   * `loc`, as a journal ADD_REF record says: the log reaches past the record and its
+   * header is intact and names `e` (see `headerNames`). The payload is
+   * verified on every read, as always.
+   *
+   * A reference that fails this belongs to an add that was never
+   * acknowledged: an acknowledged entry was written whole and fdatasynced
+   * into a file created (and its directory entry made durable) before the
+   * write. It fails when the write never landed (past the end, or zeros: an
+   * O_DIRECT log pads blocks, and a later group may land while an earlier
+   * one did not), and when the log's id was taken again after a crash. The
+   * direct log names a log in an ADD_REF queued in the add's own turn,
+   * while the file is still being created in the background; a crash before
+   * it is durable (or the deletion of empty logs at start) frees the id,
+   * and the next start's logs can hold other records where the reference
+   * points. Checking the header is one small read per reference at replay;
+   * the other way, persisting a high-water id before any reference to it
+   * can be durable, would hold the journal behind a directory fsync. (A
+   * header damaged on disk within the replay window reads as never written,
+   * as a damaged journal record ends the journal's replay.)
    */
-  async wasWritten(loc: EntryLocation, logSize: number): Promise<boolean> {
-    if (logSize < loc.offset + loc.length) return false;
-    const head = await this.readRaw({ ...loc, length: Math.min(loc.length, ENTRY_HEADER_BYTES) });
-    return head.some((b) => b !== 0);
+  async holdsEntry(
+    loc: EntryLocation,
+    logSize: number,
+    e: { ledgerId: number; entryId: number; crc32c: number },
+  ): Promise<boolean> {
+    if (loc.length < ENTRY_HEADER_BYTES || logSize < loc.offset + loc.length) return false;
+    const head = await this.readRaw({ ...loc, length: ENTRY_HEADER_BYTES });
+    return headerNames(head, loc.length, e);
   }
 
   async read(loc: EntryLocation, ledgerId: number, entryId: number): Promise<ReadOutcome> {

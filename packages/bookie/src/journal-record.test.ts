@@ -49,7 +49,7 @@ test('journal record - records written back to back decode to what was written, 
         }
         at = 0;
         for (const [i, r] of recs.entries()) {
-          const d = decodeRecord(buf, at, 1024 * 1024, fileId);
+          const d = decodeRecord(buf, at, fileId);
           if (!d.ok) return false;
           t.deepEqual({ ...d.record, payload: Buffer.from(d.record.payload) }, { ...r }, `record ${i}`);
           const loc = items[i]![1];

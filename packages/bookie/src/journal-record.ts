@@ -20,7 +20,8 @@ import { writeInt64LE } from './int64.js';
  * The header CRC covers everything but the payload; the payload is covered by
  * the writer's own CRC32C, so a record is checked whole without computing a
  * second checksum over large payloads. A short record, a bad header CRC or a
- * payload that fails its CRC marks the torn tail of a journal.
+ * payload that fails its CRC marks the torn tail of a journal. A record is
+ * never judged by a size limit of the running bookie: see `decodeRecord`.
  */
 export const JOURNAL_HEADER_BYTES = 52;
 export const JOURNAL_FORMAT_VERSION = 2;
@@ -160,32 +161,45 @@ function isZero(buf: Buffer, offset: number, length: number): boolean {
 }
 
 /**
+ * The largest payload a journal record can hold: its body length is a u32.
+ * Replay bounds records by this, never by `maxEntryBytes`, which may have
+ * been lowered since the record was written and acknowledged.
+ */
+export const JOURNAL_MAX_PAYLOAD_BYTES = 0xffff_ffff - (JOURNAL_HEADER_BYTES - 8);
+
+/**
  * Decode the record at `offset` of `buf`, read from journal file `fileId`;
  * the payload is a slice of `buf`.
+ *
+ * The header CRC is checked before anything the header says is believed: an
+ * intact header is a record that was written whole, whatever today's
+ * settings allow, and only a header that fails its CRC is a torn tail. (The
+ * body length, bytes 0..4, is outside the header CRC; a wrong one fails the
+ * payload's own check, or the fixed length of FENCE and ADD_REF bodies.)
  */
-export function decodeRecord(
-  buf: Buffer,
-  offset: number,
-  maxRecordBytes: number,
-  fileId: number,
-): DecodeResult {
+export function decodeRecord(buf: Buffer, offset: number, fileId: number): DecodeResult {
   if (buf.length - offset < JOURNAL_HEADER_BYTES) return { ok: false, reason: 'short' };
   // Zero-filled space the journal preallocated: the end of what was written.
   if (isZero(buf, offset, JOURNAL_HEADER_BYTES)) return { ok: false, reason: 'zero' };
   const bodyLength = buf.readUInt32LE(offset);
   const crc = buf.readUInt32LE(offset + 4);
-  // Version 1 had a 40-byte header and version byte 0: intact old data, not a torn tail.
-  const legacy = () =>
-    buf.readUInt8(offset + 9) === 0 && crc32c(buf.subarray(offset + 8, offset + 40)) === crc;
-  if (bodyLength < JOURNAL_HEADER_BYTES - 8 || bodyLength > maxRecordBytes)
-    return { ok: false, reason: legacy() ? 'version' : 'length' };
-  if (crc32c(buf.subarray(offset + 8, offset + JOURNAL_HEADER_BYTES)) !== crc)
-    return { ok: false, reason: legacy() ? 'version' : 'crc' };
+  if (crc32c(buf.subarray(offset + 8, offset + JOURNAL_HEADER_BYTES)) !== crc) {
+    // Version 1 had a 40-byte header and version byte 0: intact old data, not a torn tail.
+    const legacy = buf.readUInt8(offset + 9) === 0 && crc32c(buf.subarray(offset + 8, offset + 40)) === crc;
+    return { ok: false, reason: legacy ? 'version' : 'crc' };
+  }
   if (buf.readUInt8(offset + 9) !== JOURNAL_FORMAT_VERSION) return { ok: false, reason: 'version' };
   if (buf.readUInt32LE(offset + 48) !== fileId >>> 0) return { ok: false, reason: 'stale' };
+  const type = buf.readUInt8(offset + 8) as RecordType;
+  const payloadLength = bodyLength - (JOURNAL_HEADER_BYTES - 8);
+  if (
+    payloadLength < 0 ||
+    (type === RecordType.FENCE && payloadLength !== 0) ||
+    (type === RecordType.ADD_REF && payloadLength !== REF_PAYLOAD_BYTES)
+  )
+    return { ok: false, reason: 'length' };
   const size = 8 + bodyLength;
   if (buf.length - offset < size) return { ok: false, reason: 'short' };
-  const type = buf.readUInt8(offset + 8) as RecordType;
   const payloadCrc = buf.readUInt32LE(offset + 36);
   const payload = buf.subarray(offset + JOURNAL_HEADER_BYTES, offset + size);
   if (type === RecordType.ADD && crc32c(payload) !== payloadCrc) return { ok: false, reason: 'payload-crc' };

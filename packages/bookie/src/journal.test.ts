@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32c, createRegistry, silentLogger } from '@sluice/common';
@@ -22,7 +22,6 @@ function journal(dir: string, over: Partial<JournalOptions> = {}): Journal {
     sync: true,
     preallocBytes: 0,
     maxWritesInFlight: 2,
-    maxRecordBytes: 1024 * 1024,
     logger: silentLogger,
     metrics: createBookieMetrics(createRegistry(false)),
     ...over,
@@ -325,4 +324,87 @@ test('a next file whose preparation failed in the background is prepared again a
   t.is(j.failed, undefined);
   t.true((await j.listFileIds()).length >= 3, 'rolled into file 2 and beyond');
   await j.close();
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('journal - a write carrying zero fill never overlaps another write, so its zeros never erase a later group', async (t) => {
+  const dir = await tempDir(t);
+  const prealloc = 1024 * 1024;
+  const j = journal(dir, { preallocBytes: prealloc });
+  await j.start();
+  // The kernel may run two pwritev calls in either order: hold the first
+  // write (the fresh file's first group, which carries the fill) until the
+  // second has landed, or until it is clear no second one is coming.
+  const secondLanded = deferred();
+  let inFlight = 0;
+  let overlapped = false;
+  interceptWrites(j, async (n, real) => {
+    if (inFlight > 0) overlapped = true;
+    inFlight++;
+    try {
+      if (n === 0) await Promise.race([secondLanded.promise, sleep(200)]);
+      const res = await real();
+      if (n === 1) secondLanded.resolve();
+      return res;
+    } finally {
+      inFlight--;
+    }
+  });
+  const acked: number[] = [];
+  const done = (id: number) => (err: Error | undefined) => {
+    if (!err) acked.push(id);
+  };
+  j.append(record(0), done(0));
+  await new Promise((r) => setImmediate(r));
+  j.append(record(1), done(1));
+  j.append(record(2), done(2));
+  await j.idle();
+  j.append(record(3), done(3));
+  await j.idle();
+  await j.close();
+  t.deepEqual(acked, [0, 1, 2, 3]);
+  const replayed: number[] = [];
+  await journal(dir).replay({ fileId: 0, offset: 0 }, (rec) => {
+    replayed.push(rec.entryId);
+  });
+  t.deepEqual(replayed, [0, 1, 2, 3], 'every acknowledged record replays');
+  t.false(overlapped, 'no write started while the one carrying fill was out');
+  const [id] = await j.listFileIds();
+  const size = (await stat(join(dir, `journal-${String(id).padStart(16, '0')}.log`))).size;
+  t.true(size >= prealloc, `the fill was written (${size} bytes)`);
+});
+
+test('journal - with zero fill on, groups inside the filled stretch still go out two at a time', async (t) => {
+  const dir = await tempDir(t);
+  const j = journal(dir, { preallocBytes: 1024 * 1024 });
+  await j.start();
+  // The first group fills ahead, alone.
+  await new Promise<Error | undefined>((r) => j.append(record(0), r));
+  const release = deferred();
+  const issued: number[] = [];
+  interceptWrites(j, async (n, real) => {
+    issued.push(n);
+    if (n === 0) await release.promise;
+    return real();
+  });
+  const acked: number[] = [];
+  const done = (id: number) => (err: Error | undefined) => {
+    if (!err) acked.push(id);
+  };
+  j.append(record(1), done(1));
+  await new Promise((r) => setImmediate(r));
+  j.append(record(2), done(2));
+  for (let i = 0; i < 50 && issued.length < 2; i++) await sleep(2);
+  t.deepEqual(issued, [0, 1], 'the second group was written while the first was in flight');
+  t.deepEqual(acked, []);
+  release.resolve();
+  await j.idle();
+  t.deepEqual(acked, [1, 2]);
+  await j.close();
+  const replayed: number[] = [];
+  await journal(dir).replay({ fileId: 0, offset: 0 }, (rec) => {
+    replayed.push(rec.entryId);
+  });
+  t.deepEqual(replayed, [0, 1, 2]);
 });

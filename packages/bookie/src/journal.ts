@@ -43,7 +43,8 @@ export interface JournalOptions {
    * does not change: their flush covers data only and never waits for a
    * file system journal commit (which other files' metadata, e.g. a
    * checkpoint's, can make slow).
-   * 0 turns it off.
+   * 0 turns it off. A write that carries fill never overlaps another
+   * write (see `flush`).
    */
   preallocBytes: number;
   /**
@@ -55,11 +56,12 @@ export interface JournalOptions {
    * before it is durable too (replay stops at the first torn record).
    */
   maxWritesInFlight: number;
-  maxRecordBytes: number;
   logger: Logger;
   metrics: BookieMetrics;
 }
 
+/** Replay reads the journal this much at a time (more when one record is larger). */
+const REPLAY_READ_BYTES = 4 * 1024 * 1024;
 /** Records below this size (on average in a group) are copied into one buffer. */
 const SMALL_RECORD_BYTES = 8192;
 /** The largest group buffer a journal keeps for reuse. */
@@ -114,6 +116,8 @@ export class Journal {
   private allocated = 0;
   /** Set once a fill came up short (disk nearly full): no more fill in this file. */
   private fillStopped = false;
+  /** A write carrying zero fill is in flight: no other write starts until it returns (see `flush`). */
+  private fillInFlight = false;
   private pending: Pending[] = [];
   /** Buffers for groups of small records not in use by a write (see `encodeGroup`). */
   private readonly groupBuffers: Buffer[] = [];
@@ -160,6 +164,9 @@ export class Journal {
   /**
    * Replay every intact record from `from` on, in order. A torn or corrupt
    * record ends the replay of its file quietly (it is the tail a crash left).
+   * Records are bounded only by what the format can hold, not by today's
+   * `maxEntryBytes`: a record written under a larger setting was
+   * acknowledged, and stopping at it would drop it and everything after it.
    */
   async replay(
     from: JournalPosition,
@@ -177,7 +184,7 @@ export class Journal {
         let bufStart = start;
         for (;;) {
           const rel = pos - bufStart;
-          const res = decodeRecord(buf, rel, this.opts.maxRecordBytes, id);
+          const res = decodeRecord(buf, rel, id);
           if (res.ok) {
             pos += res.size;
             count++;
@@ -185,7 +192,12 @@ export class Journal {
             continue;
           }
           if (res.reason === 'short' && bufStart + buf.length < size) {
-            const need = Math.max(4 * 1024 * 1024, this.opts.maxRecordBytes + 64);
+            // An intact header in hand (decodeRecord checked it before
+            // finding the body short) says how large its record is: read at
+            // least the rest of it.
+            const have = buf.length - rel;
+            const rest = have >= JOURNAL_HEADER_BYTES ? 8 + buf.readUInt32LE(rel) - have : 0;
+            const need = Math.max(REPLAY_READ_BYTES, rest);
             const chunk = Buffer.allocUnsafe(Math.min(need, size - (bufStart + buf.length)));
             const { bytesRead } = await fh.read(chunk, 0, chunk.length, bufStart + buf.length);
             buf = Buffer.concat([buf.subarray(rel), chunk.subarray(0, bytesRead)]);
@@ -304,7 +316,7 @@ export class Journal {
    * for fewer fsyncs on a slow disk.
    */
   private schedule(): void {
-    if (this.failure || this.rolling || this.pending.length === 0) return;
+    if (this.failure || this.rolling || this.fillInFlight || this.pending.length === 0) return;
     if (this.writes.length >= this.opts.maxWritesInFlight) return;
     // A file roll waits until the writes into the current file have settled.
     if (this.writes.length > 0 && this.needsRoll()) return;
@@ -372,7 +384,7 @@ export class Journal {
   }
 
   private async flush(): Promise<void> {
-    if (this.failure || this.rolling || this.pending.length === 0) return;
+    if (this.failure || this.rolling || this.fillInFlight || this.pending.length === 0) return;
     if (this.writes.length >= this.opts.maxWritesInFlight) return;
     this.clearTimer();
     if (this.needsRoll()) {
@@ -405,8 +417,19 @@ export class Journal {
     const { out, used } = this.encodeGroup(group, bytes, this.fileId);
     // Past the allocated end, the same write zero-fills the next stretch:
     // the file grows (a metadata commit) once per stretch, not per group.
-    const fill = this.zeroFill(at + bytes, bytes);
-    if (fill > 0) out.push(zeros(fill));
+    // The fill covers where the next groups' records go, and two writes in
+    // flight run on two libuv threads that may land in either order: a
+    // fill landing after the next group's records would zero them,
+    // acknowledged, and replay would stop there. So a write carries fill
+    // only when no other write is in flight, and none starts until it has
+    // returned; a group that finds another write in flight goes without
+    // fill (the next one written alone fills again). The common path, a
+    // group inside the allocated stretch, keeps two writes in flight.
+    const fill = this.writes.length === 0 ? this.zeroFill(at + bytes, bytes) : 0;
+    if (fill > 0) {
+      out.push(zeros(fill));
+      this.fillInFlight = true;
+    }
     this.offset = at + bytes;
     const write: Write = { group, end: { fileId: this.fileId, offset: at + bytes }, completed: false };
     this.writes.push(write);
@@ -435,6 +458,7 @@ export class Journal {
       this.fail(err as Error);
     } finally {
       write.completed = true;
+      if (fill > 0) this.fillInFlight = false;
       if (
         used &&
         used.length <= MAX_GROUP_BUFFER_BYTES &&

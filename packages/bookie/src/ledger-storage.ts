@@ -128,13 +128,39 @@ export class LedgerStorage {
 
   /**
    * Write an entry once, straight to the direct log; returns where it goes
-   * at once, and `done.durable` runs once it is durable there. Apply it with
-   * `applyStored` after its journal ADD_REF record is durable too.
+   * at once, and `done.durable` runs once it is durable there. Once its
+   * journal ADD_REF record is durable too, call `applyDirect` (or
+   * `abandonDirect` when either write failed): until then its log is
+   * neither compacted nor deleted, since no index record counts the entry
+   * as live yet.
    */
   appendDirect(e: StoredEntry, done: Durable): EntryLocation {
     const header = Buffer.allocUnsafe(ENTRY_HEADER_BYTES);
     writeEntryHeader(header, 0, e, e.payload.length);
-    return this.direct.append(header, e.payload, done);
+    const loc = this.direct.append(header, e.payload, done);
+    this.logs.pin(loc.logId);
+    return loc;
+  }
+
+  /** Index an entry written once whose both writes are durable (see `appendDirect`). */
+  applyDirect(e: Omit<StoredEntry, 'payload'>, loc: EntryLocation): void {
+    this.applyStored(e, loc);
+    this.logs.unpin(loc.logId);
+  }
+
+  /** An entry written once that failed: it is never indexed (see `appendDirect`). */
+  abandonDirect(loc: EntryLocation): void {
+    this.logs.unpin(loc.logId);
+  }
+
+  /**
+   * Index an entry that journal replay found at `loc`, written before a
+   * crash: its log is fdatasynced before the index record can be persisted
+   * (see `EntryLogs.adopt`).
+   */
+  applyReplayed(e: Omit<StoredEntry, 'payload'>, loc: EntryLocation): void {
+    this.applyStored(e, loc);
+    this.logs.adopt(loc.logId);
   }
 
   /** Apply an entry already durable at `loc` of an entry log (no cache copy, no flush). */
