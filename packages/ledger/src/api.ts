@@ -36,6 +36,11 @@ export interface CreateLedgerOptions {
   writeQuorum: number;
   ackQuorum: number;
   custom?: Record<string, string>;
+  /**
+   * The new ledger's id is greater than this: a log passes its newest
+   * ledger's id, since positions along a log compare by ledger id first.
+   */
+  idAbove?: LedgerId;
 }
 
 export interface LedgerEntry {
@@ -97,6 +102,12 @@ export interface OpenLedgerOptions {
 
 /** Entry point of the ledger client, one per process. */
 export interface LedgerClient {
+  /**
+   * Largest entry payload this client's writers accept; a larger addEntry
+   * fails with InvalidArgumentError and leaves the ledger usable. Absent:
+   * `MAX_ENTRY_BYTES`.
+   */
+  readonly maxEntryBytes?: number;
   createLedger(opts: CreateLedgerOptions): Promise<LedgerWriter>;
   openLedger(ledgerId: LedgerId, opts?: OpenLedgerOptions): Promise<LedgerReader>;
   /** Remove the ledger's metadata; bookies garbage-collect its data. Idempotent. */

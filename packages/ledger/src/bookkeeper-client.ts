@@ -28,7 +28,7 @@ import { LedgerIdAllocator } from './ledger-id-allocator.js';
 import { LedgerMetadataStore, validateQuorums } from './ledger-metadata-store.js';
 import { ReplicatedLedgerReader } from './ledger-reader.js';
 import { LedgerRecovery, type RecoveryOptions } from './ledger-recovery.js';
-import { type LedgerWriterOptions, ReplicatedLedgerWriter } from './ledger-writer.js';
+import { type LedgerWriterOptions, MAX_ENTRY_BYTES, ReplicatedLedgerWriter } from './ledger-writer.js';
 import { type PlacementPolicy, RackAwarePlacementPolicy } from './placement-policy.js';
 
 export interface LedgerClientOptions
@@ -103,12 +103,16 @@ export class BookKeeperClient implements LedgerClient {
     }
   }
 
+  get maxEntryBytes(): number {
+    return this.opts.maxEntryBytes ?? MAX_ENTRY_BYTES;
+  }
+
   async createLedger(o: CreateLedgerOptions): Promise<LedgerWriter> {
     this.checkOpen();
     validateQuorums(o.ensembleSize, o.writeQuorum, o.ackQuorum);
     await this.refreshPool();
     const bookies = this.placement.newEnsemble(o.ensembleSize, await this.directory.list());
-    const ledgerId = await this.ids.nextId();
+    const ledgerId = await this.ids.nextId(o.idAbove ?? 0);
     const metadata: LedgerMetadata = {
       ledgerId,
       ensembleSize: o.ensembleSize,

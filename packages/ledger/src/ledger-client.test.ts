@@ -1,7 +1,15 @@
-import { ClosedError, FencedError, NotFoundError, OutOfRangeError, UnavailableError } from '@sluice/common';
+import {
+  ClosedError,
+  FencedError,
+  InvalidArgumentError,
+  NotFoundError,
+  OutOfRangeError,
+  UnavailableError,
+} from '@sluice/common';
 import test from 'ava';
 import type { LedgerWriter } from './api.js';
 import { LedgerMetadataStore } from './ledger-metadata-store.js';
+import { isEntryTooLarge, MAX_ENTRY_BYTES } from './ledger-writer.js';
 import { MemoryCluster } from './testing/memory-cluster.js';
 
 const payload = (i: number, size = 16) => Buffer.alloc(size, `entry-${i}-`);
@@ -289,4 +297,20 @@ test('ledger - the entry size limit counts every part', async (t) => {
   const half = Buffer.alloc(3 * 1024 * 1024);
   const err = await t.throwsAsync(w.addEntry([half, half]));
   t.regex(err?.message ?? '', /exceeds the limit/);
+});
+
+test('ledger - an entry over the limit is refused alone, recognisably, and the client reports the limit', async (t) => {
+  const c = await MemoryCluster.start(3);
+  t.teardown(() => c.stop());
+  const defaults = c.client();
+  t.is(defaults.maxEntryBytes, MAX_ENTRY_BYTES);
+  const client = c.client({ maxEntryBytes: 1024 });
+  t.is(client.maxEntryBytes, 1024);
+  const w = await client.createLedger({ ensembleSize: 3, writeQuorum: 2, ackQuorum: 2 });
+  const first = w.addEntry(payload(0));
+  const err = await t.throwsAsync(w.addEntry(Buffer.alloc(1025)), { instanceOf: InvalidArgumentError });
+  t.true(isEntryTooLarge(err));
+  t.false(isEntryTooLarge(new InvalidArgumentError('some other argument')));
+  t.deepEqual(await Promise.all([first, w.addEntry(payload(1))]), [0, 1], 'the ledger keeps taking entries');
+  t.is((await w.close()).lastEntryId, 1);
 });

@@ -1,8 +1,14 @@
 /**
  * Ledger ids come from `idgen/ledgers` in ranges: one CAS reserves a block
  * (1000 ids by default) that this process hands out locally. Ids of a block
- * that a crashed process never used are simply skipped; uniqueness is all
- * that matters.
+ * that a crashed process never used are simply skipped.
+ *
+ * Ids are unique, and along one log they must also rise: positions compare
+ * by ledger id first. Blocks of two processes interleave (a broker that
+ * owned a topic, lost it and got it back still holds ids below those its
+ * successor used), so `nextId(above)` drops what is left of the local
+ * block when it is not above the log's newest ledger and reserves a fresh
+ * one, which lies above every id handed out so far.
  */
 import { AlreadyExistsError, BadVersionError, type LedgerId, retry, UnavailableError } from '@sluice/common';
 import type { MetadataStore } from '@sluice/metadata';
@@ -19,12 +25,22 @@ export class LedgerIdAllocator {
     private readonly blockSize = 1000,
   ) {}
 
-  async nextId(): Promise<LedgerId> {
-    while (this.next >= this.end) {
+  /** A new id, unique and greater than `above` (a log's newest ledger id; 0 for none). */
+  async nextId(above: LedgerId = 0): Promise<LedgerId> {
+    let fresh = false;
+    while (this.next >= this.end || this.next <= above) {
+      if (fresh && this.end - 1 <= above) {
+        throw new UnavailableError(
+          `ledger id counter at ${this.end} is not above ledger ${above}; '${LEDGER_IDGEN_KEY}' in metadata was reset`,
+        );
+      }
+      // The rest of this block lies below the log's newest ledger.
+      if (this.next <= above) this.next = this.end;
       this.reserving ??= this.reserve().finally(() => {
         this.reserving = undefined;
       });
       await this.reserving;
+      fresh = true;
     }
     return this.next++;
   }

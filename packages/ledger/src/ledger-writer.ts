@@ -54,11 +54,38 @@ export interface LedgerWriterOptions {
   maxEntryBytes?: number;
 }
 
+/**
+ * Largest entry payload a ledger writer accepts unless its client sets
+ * `maxEntryBytes`: a 5 MiB message plus 64 KiB for the broker's entry
+ * framing. Anything that accepts data bound for a ledger (the managed log's
+ * append, the broker's max message size) caps itself at this value.
+ */
+export const MAX_ENTRY_BYTES = 5 * 1024 * 1024 + 64 * 1024;
+
+/** The refusal of one entry over `maxEntryBytes`; the ledger stays usable for later adds. */
+export function entryTooLarge(bytes: number, maxEntryBytes: number): InvalidArgumentError {
+  return new InvalidArgumentError(
+    `entry of ${bytes} bytes exceeds the limit of ${maxEntryBytes} bytes; split it`,
+    {
+      details: { entryBytes: String(bytes), maxEntryBytes: String(maxEntryBytes) },
+    },
+  );
+}
+
+/**
+ * True for `entryTooLarge` refusals: only that add failed, not the ledger
+ * (other InvalidArgumentErrors, say from a metadata write, fail the writer).
+ */
+export function isEntryTooLarge(err: unknown): boolean {
+  const e = err as { code?: string; details?: Record<string, string> } | undefined;
+  return e?.code === 'INVALID_ARGUMENT' && e.details?.maxEntryBytes !== undefined;
+}
+
 export const DEFAULT_WRITER_OPTIONS: Required<LedgerWriterOptions> = {
   maxPendingAdds: 1000,
   maxPendingBytes: 64 * 1024 * 1024,
   maxEnsembleChanges: 16,
-  maxEntryBytes: 5 * 1024 * 1024 + 64 * 1024,
+  maxEntryBytes: MAX_ENTRY_BYTES,
 };
 
 export interface WriterDeps {
@@ -190,11 +217,7 @@ export class ReplicatedLedgerWriter implements LedgerWriter {
     let bytes = 0;
     for (const part of parts) bytes += part.length;
     if (bytes > this.opts.maxEntryBytes) {
-      return Promise.reject(
-        new InvalidArgumentError(
-          `entry of ${bytes} bytes exceeds the limit of ${this.opts.maxEntryBytes} bytes; split it`,
-        ),
-      );
+      return Promise.reject(entryTooLarge(bytes, this.opts.maxEntryBytes));
     }
     return new Promise<EntryId>((resolve, reject) => {
       const req: WaitingAdd = { parts, bytes, resolve, reject };

@@ -233,6 +233,25 @@ export class CursorStore {
     }
   }
 
+  private async deleteSnapshot(): Promise<void> {
+    try {
+      await this.ctx.metadata.delete(this.key(), { expectedVersion: this.version });
+    } catch (err) {
+      if (!isBadVersion(err)) throw err;
+      const current = await this.ctx.metadata.get(this.key());
+      // Already gone (an earlier attempt whose answer was lost).
+      if (!current) return;
+      if (this.unsure?.equals(current.value)) {
+        // Our own earlier write whose answer was lost moved the version on.
+        this.version = current.version;
+        this.unsure = undefined;
+        return this.deleteSnapshot();
+      }
+      this.ctx.markFenced();
+      throw this.ctx.fencedError(err);
+    }
+  }
+
   /** Final state: close the cursor ledger and write the snapshot (inline when small). */
   async close(state: CursorState): Promise<void> {
     const seq = ++this.seq;
@@ -254,14 +273,19 @@ export class CursorStore {
     await this.writeSnapshot(snap);
   }
 
-  /** Remove the cursor's snapshot and ledger. */
+  /**
+   * Remove the cursor's snapshot and ledger. Only the owner may: a fenced
+   * log refuses, and the snapshot goes only while it is at the version this
+   * store last read or wrote (else another owner rewrote it: FencedError).
+   */
   async destroy(): Promise<void> {
+    if (this.ctx.fenced) throw this.ctx.fencedError();
     const ids = new Set<LedgerId>();
     if (this.writer) ids.add(this.writer.ledgerId);
     if (this.snapshotLedger !== undefined) ids.add(this.snapshotLedger);
     if (this.writer) await this.writer.close().catch(() => undefined);
     this.writer = undefined;
-    await this.ctx.metadata.delete(this.key());
+    await this.deleteSnapshot();
     for (const id of ids) {
       await this.ctx.ledgers.deleteLedger(id).catch((err) => {
         this.ctx.logger.warn({ log: this.ctx.name, ledgerId: id, err }, 'deleting cursor ledger failed');

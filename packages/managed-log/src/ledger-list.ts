@@ -43,6 +43,18 @@ export interface VersionedList {
   version: number;
 }
 
+/**
+ * The highest ledger id the list names, trash included (0 for none). A new
+ * ledger of the log must have a higher one: positions compare by ledger id
+ * first, and a cursor may still point into a ledger that went to the trash.
+ */
+export function newestLedgerId(list: LedgerList): LedgerId {
+  let max = 0;
+  for (const l of list.ledgers) if (l.ledgerId > max) max = l.ledgerId;
+  for (const t of list.trash) if (t.ledgerId > max) max = t.ledgerId;
+  return max;
+}
+
 export function emptyList(): LedgerList {
   return { format: 1, ledgers: [], trash: [] };
 }

@@ -12,6 +12,9 @@ import {
 } from './ledger-list.js';
 import type { LogMetrics } from './metrics.js';
 
+/** Empty ledgers dropped at rollover that positions may still name (see `droppedEmpty`). */
+const MAX_DROPPED_EMPTY = 1024;
+
 /**
  * What the parts of one open log share: its config and services, and the
  * in-memory copy of its ledger list. Every change to the list goes through
@@ -33,6 +36,13 @@ export class LogContext {
   /** A list whose CAS may have landed unseen (the put and the read-back both failed). */
   private unsure: LedgerList | undefined;
   private readonly fencedListeners: (() => void)[] = [];
+  /**
+   * Ledgers a rollover dropped from the list because they held nothing,
+   * oldest first. A position handed out while one was open and empty (its
+   * entry 0: a cursor or reader at the end of the log) stays valid: it
+   * reads on from the next ledger. Bounded; a trim past one forgets it.
+   */
+  private readonly droppedEmpty = new Set<LedgerId>();
 
   constructor(
     readonly name: string,
@@ -106,6 +116,23 @@ export class LogContext {
       `managed log '${this.name}' was taken over by another owner; reopen it where the topic is now owned`,
       cause === undefined ? undefined : { cause },
     );
+  }
+
+  /** Record that `ledgerId` left the list holding no entry. */
+  noteDroppedEmpty(ledgerId: LedgerId): void {
+    this.droppedEmpty.add(ledgerId);
+    if (this.droppedEmpty.size > MAX_DROPPED_EMPTY) {
+      this.droppedEmpty.delete(this.droppedEmpty.values().next().value as LedgerId);
+    }
+  }
+
+  /** Trim removed ledgers up to `ledgerId`: a position before them is trimmed, not merely empty. */
+  forgetDroppedThrough(ledgerId: LedgerId): void {
+    for (const id of this.droppedEmpty) if (id <= ledgerId) this.droppedEmpty.delete(id);
+  }
+
+  wasDroppedEmpty(ledgerId: LedgerId): boolean {
+    return this.droppedEmpty.has(ledgerId) && !this.record(ledgerId);
   }
 
   record(ledgerId: LedgerId): LedgerRecord | undefined {

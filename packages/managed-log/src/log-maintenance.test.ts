@@ -1,11 +1,21 @@
-import { type LedgerId, ManualClock, OutOfRangeError, type Position, UnavailableError } from '@sluice/common';
-import test from 'ava';
-import type { ManagedLog } from './api.js';
+import {
+  FencedError,
+  type LedgerId,
+  ManualClock,
+  OutOfRangeError,
+  type Position,
+  systemClock,
+  UnavailableError,
+} from '@sluice/common';
+import type { BookKeeperClient } from '@sluice/ledger';
+import test, { type ExecutionContext } from 'ava';
+import type { Cursor, ManagedLog } from './api.js';
 import { LedgerListStore } from './ledger-list.js';
 import type { LogContext } from './log-context.js';
-import { CUSTOM_LOG, CUSTOM_ROLE } from './log-keys.js';
+import { CUSTOM_CURSOR, CUSTOM_LOG, CUSTOM_ROLE, cursorKey } from './log-keys.js';
+import { ManagedLogFactory } from './managed-log-factory.js';
 import { referencedLedgers } from './orphan-sweeper.js';
-import { createRig, type Rig } from './test-harness.js';
+import { createRig, FAST, type Rig } from './test-harness.js';
 
 let rig: Rig;
 test.beforeEach(async () => {
@@ -302,4 +312,142 @@ test.serial('delete - removes the list, cursors and every ledger', async (t) => 
   t.is(await new LedgerListStore(rig.metadata, 't/ns/del').read(), undefined);
   t.deepEqual(await rig.metadata.listAll('cursors/t/ns/del/'), []);
   t.deepEqual(await rig.offloader.list(), []);
+});
+
+/** A log where cursor 'a-fast' consumed all 23 entries (5 ledgers) and 'b-behind' only the first. */
+async function laggingCursor(name: string): Promise<Position[]> {
+  const log = await rig.factory().open(name, { maxEntriesPerLedger: 5 });
+  const fast = await log.openCursor('a-fast', 'earliest');
+  const behind = await log.openCursor('b-behind', 'earliest');
+  const ps = await fill(log, 23);
+  fast.ackCumulative(ps[22]!);
+  behind.ack(ps[0]!);
+  await behind.flush();
+  await fast.flush();
+  await log.close();
+  return ps;
+}
+
+/** A ledger client whose recovery of `cursor`'s ledger takes `delayMs` (and then fails, with `fail`). */
+function slowCursorLoads(cursor: string, delayMs: number, fail: boolean): BookKeeperClient {
+  const client = rig.otherClient();
+  const openLedger = client.openLedger.bind(client);
+  client.openLedger = async (id, o) => {
+    const md = await client.getLedgerMetadata(id);
+    if (o?.recover && md?.custom[CUSTOM_CURSOR] === cursor) {
+      await new Promise((r) => setTimeout(r, delayMs));
+      if (fail) throw new UnavailableError('recovery of the cursor ledger timed out (injected)');
+    }
+    return openLedger(id, o);
+  };
+  return client;
+}
+
+/** A factory whose maintenance tick runs every 20 ms. */
+function tickingFactory(t: ExecutionContext, ledgers: BookKeeperClient): ManagedLogFactory {
+  const f = new ManagedLogFactory({
+    metadata: rig.metadata,
+    ledgers,
+    clock: systemClock,
+    defaults: { ...FAST, maxEntriesPerLedger: 5, maintenanceIntervalMs: 20 },
+  });
+  t.teardown(() => f.close());
+  return f;
+}
+
+test.serial('trim - nothing is trimmed until every persisted cursor is loaded', async (t) => {
+  const name = 't/ns/trim-load';
+  const ps = await laggingCursor(name);
+  // Loading b-behind takes many maintenance intervals.
+  const log = await tickingFactory(t, slowCursorLoads('b-behind', 400, false)).open(name);
+  t.deepEqual(log.firstPosition(), ps[0], 'the entries b-behind has not consumed are all there');
+  const behind = await log.openCursor('b-behind');
+  t.is(behind.backlog(), 22);
+  t.is((await log.read(behind.readPosition, 100)).length, 22);
+  // Once loaded, the tick runs: what every cursor consumed goes.
+  behind.ackCumulative(ps[22]!);
+  await eventually(() => log.stats().ledgers.length === 1, 'trim by the maintenance tick');
+  t.true(log.stats().ledgers[0]!.open);
+});
+
+test.serial('trim - an open that fails to load a cursor has trimmed nothing', async (t) => {
+  const name = 't/ns/trim-load-fails';
+  const ps = await laggingCursor(name);
+  const before = (await new LedgerListStore(rig.metadata, name).read())!.list.ledgers;
+  await t.throwsAsync(tickingFactory(t, slowCursorLoads('b-behind', 400, true)).open(name), {
+    instanceOf: UnavailableError,
+  });
+  const after = (await new LedgerListStore(rig.metadata, name).read())!.list;
+  t.deepEqual(
+    after.ledgers.map((l) => [l.ledgerId, l.entries]),
+    before.map((l) => [l.ledgerId, l.entries]),
+  );
+  const again = await rig.factory().open(name);
+  t.is((await again.read(ps[0]!, 100)).length, 23, 'every entry is still readable');
+});
+
+/** The new owner's list, cursor and ledgers are untouched and it keeps working. */
+async function newOwnerIntact(
+  t: ExecutionContext,
+  name: string,
+  owner: ManagedLog,
+  cursor: Cursor,
+  entries: number,
+): Promise<void> {
+  const list = (await new LedgerListStore(rig.metadata, name).read())?.list;
+  t.truthy(list, 'the list is there');
+  t.deepEqual(list!.trash, [], 'nothing was trashed');
+  for (const l of list!.ledgers)
+    t.truthy(await rig.ledgers.getLedgerMetadata(l.ledgerId), `ledger ${l.ledgerId}`);
+  t.truthy(await rig.metadata.get(cursorKey(name, 'sub')), 'the cursor snapshot is there');
+  t.is((await owner.read(cursor.readPosition, 100)).length, entries);
+  await owner.append(Buffer.from('after'));
+  t.false(owner.fenced);
+}
+
+test.serial("delete - a fenced owner refuses and leaves the new owner's log and cursors", async (t) => {
+  const name = 't/ns/del-fenced';
+  const stale = await rig.factory().open(name);
+  await stale.append(Buffer.from('from-stale'));
+  await stale.openCursor('sub', 'earliest');
+  const owner = await rig.factory().open(name);
+  const cursor = await owner.openCursor('sub', 'earliest');
+  await fill(owner, 3);
+  await t.throwsAsync(stale.append(Buffer.from('late')), { instanceOf: FencedError });
+  t.true(stale.fenced);
+  await t.throwsAsync(stale.delete(), { instanceOf: FencedError, message: /cannot delete/ });
+  await newOwnerIntact(t, name, owner, cursor, 4);
+});
+
+test.serial('delete - a stale owner that has not noticed the takeover deletes nothing', async (t) => {
+  const name = 't/ns/del-stale';
+  const stale = await rig.factory().open(name);
+  await stale.append(Buffer.from('from-stale'));
+  await stale.openCursor('sub', 'earliest');
+  const owner = await rig.factory().open(name);
+  const cursor = await owner.openCursor('sub', 'earliest');
+  await fill(owner, 3);
+  t.false(stale.fenced);
+  await t.throwsAsync(stale.delete(), { instanceOf: FencedError, message: /cannot delete/ });
+  await newOwnerIntact(t, name, owner, cursor, 4);
+});
+
+test.serial('delete - a cursor snapshot another owner rewrote is not deleted', async (t) => {
+  const name = 't/ns/del-cursor-stale';
+  const stale = await rig.factory().open(name);
+  const ps = await fill(stale, 3);
+  await stale.openCursor('sub', 'earliest');
+  const owner = await rig.factory().open(name);
+  const cursor = await owner.openCursor('sub', 'earliest');
+  cursor.ack(ps[0]!);
+  await cursor.flush();
+  const snapshot = await rig.metadata.get(cursorKey(name, 'sub'));
+  t.false(stale.fenced);
+  await t.throwsAsync(stale.deleteCursor('sub'), { instanceOf: FencedError });
+  t.true(stale.fenced, 'the stale owner learnt it lost the log');
+  t.deepEqual(await rig.metadata.get(cursorKey(name, 'sub')), snapshot, 'the snapshot is untouched');
+  await owner.close();
+  const again = await rig.factory().open(name);
+  const back = await again.openCursor('sub');
+  t.deepEqual(back.markDelete, ps[0], "the new owner's acks survived");
 });

@@ -70,6 +70,7 @@ export class LogMaintenance {
       list.ledgers = list.ledgers.filter((l) => !ids.has(l.ledgerId));
       for (const v of victims) list.trash.push(trashOf(v));
     });
+    this.ctx.forgetDroppedThrough(Math.max(...ids));
     for (const id of ids) await this.reader.dropLedger(id);
     this.ctx.metrics.trimmedLedgers.inc(ids.size);
     this.ctx.logger.info({ log: this.ctx.name, ledgers: [...ids] }, 'trimmed ledgers');

@@ -63,6 +63,11 @@ export class LogReader {
     const first = this.ctx.firstPosition();
     const ls = this.ctx.list.ledgers;
     const rec = this.ctx.record(from.ledgerId);
+    if (!rec && from.entryId === 0 && this.ctx.wasDroppedEmpty(from.ledgerId)) {
+      // The end of the log while that ledger was open and empty: nothing was
+      // skipped, reading goes on at the next stored entry (if any yet).
+      return this.ctx.nextPosition({ ledgerId: from.ledgerId, entryId: -1 });
+    }
     if (!rec || from.entryId < 0) {
       if (first && from.ledgerId < first.ledgerId) {
         throw new OutOfRangeError(

@@ -4,6 +4,7 @@ import type { ManagedLogConfig } from './api.js';
 import {
   isBadVersion,
   type LedgerListStore,
+  newestLedgerId,
   type SealedSize,
   sealOrTrash,
   type VersionedList,
@@ -35,6 +36,7 @@ export async function takeOverLog(
       writeQuorum: config.writeQuorum,
       ackQuorum: config.ackQuorum,
       custom: ledgerCustom(store.name, 'data'),
+      idAbove: newestLedgerId(list),
     });
     list.ledgers.push({
       ledgerId: writer.ledgerId,

@@ -1,8 +1,18 @@
-import { systemClock, UnavailableError } from '@sluice/common';
-import type { BookKeeperClient } from '@sluice/ledger';
+import {
+  ClosedError,
+  InvalidArgumentError,
+  type LedgerId,
+  systemClock,
+  UnavailableError,
+} from '@sluice/common';
+import { type BookKeeperClient, MAX_ENTRY_BYTES } from '@sluice/ledger';
+import type { MetadataStore } from '@sluice/metadata';
 import test, { type ExecutionContext } from 'ava';
+import type { ManagedLog } from './api.js';
 import { LedgerListStore } from './ledger-list.js';
+import { CUSTOM_LOG, logKey } from './log-keys.js';
 import { ManagedLogFactory } from './managed-log-factory.js';
+import { referencedLedgers } from './orphan-sweeper.js';
 import { createRig, FAST, type Rig } from './test-harness.js';
 
 let rig: Rig;
@@ -101,3 +111,192 @@ test.serial(
     await log.close();
   },
 );
+
+/** `p`, or a rejection once it has been pending `ms` (a hang fails the test instead of timing it out). */
+function within<T>(ms: number, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`still pending after ${ms} ms`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+/** Every ledger in metadata whose custom names `log`. */
+async function ledgersOf(log: string): Promise<LedgerId[]> {
+  const out: LedgerId[] = [];
+  for (const { key } of await rig.metadata.listAll('ledgers/', { keysOnly: true })) {
+    const id = Number(key.slice(key.lastIndexOf('/') + 1));
+    if (!Number.isSafeInteger(id)) continue;
+    const md = await rig.ledgers.getLedgerMetadata(id);
+    if (md?.custom[CUSTOM_LOG] === log) out.push(id);
+  }
+  return out.sort((a, b) => a - b);
+}
+
+async function readBack(log: ManagedLog): Promise<string[]> {
+  const first = log.firstPosition();
+  return first ? (await log.read(first, 1000)).map((e) => e.payload.toString()) : [];
+}
+
+/** Fail the next `times` writes of `key` (before they land) with UnavailableError. */
+function failPuts(metadata: MetadataStore, key: string, times: number): void {
+  const put = metadata.put.bind(metadata);
+  metadata.put = async (k, value, opts) => {
+    if (k === key && times-- > 0) throw new UnavailableError('metadata store unreachable (injected)');
+    return put(k, value, opts);
+  };
+}
+
+test.serial(
+  'log writer - an append over the ledger entry limit is refused up front; the appends around it land once, in order',
+  async (t) => {
+    const name = 't/ns/oversize';
+    const log = await rig.factory().open(name);
+    const before = Array.from({ length: 5 }, (_, i) => log.append(payload(i)));
+    const big = log.append(Buffer.alloc(MAX_ENTRY_BYTES + 1));
+    const bigParts = log.append([Buffer.alloc(MAX_ENTRY_BYTES), Buffer.alloc(1)]);
+    const after = log.append(payload(5));
+    await t.throwsAsync(within(5000, big), { instanceOf: InvalidArgumentError, message: /exceeds/ });
+    await t.throwsAsync(within(5000, bigParts), { instanceOf: InvalidArgumentError });
+    const positions = await within(5000, Promise.all([...before, after]));
+    const ledgerId = positions[0]!.ledgerId;
+    t.deepEqual(
+      positions,
+      Array.from({ length: 6 }, (_, i) => ({ ledgerId, entryId: i })),
+      'one ledger, consecutive entries, in append order',
+    );
+    t.is(log.stats().ledgers.length, 1, 'no rollover');
+    t.deepEqual(
+      await readBack(log),
+      Array.from({ length: 6 }, (_, i) => `entry-${i}`),
+    );
+    // The largest allowed entry is stored.
+    const max = await within(5000, log.append(Buffer.alloc(MAX_ENTRY_BYTES)));
+    t.is(max.ledgerId, ledgerId);
+  },
+);
+
+test.serial('log writer - an entry the ledger refuses fails only that append, not the ledger', async (t) => {
+  // The writers refuse entries over 1 KiB, a limit the client does not
+  // report: the log's own check lets them through to the ledger.
+  const client = rig.otherClient({ maxEntryBytes: 1024 });
+  Object.defineProperty(client, 'maxEntryBytes', { value: undefined });
+  const f = factory(t, client);
+  const log = await f.open('t/ns/refused');
+  const before = Array.from({ length: 3 }, (_, i) => log.append(payload(i)));
+  const big = log.append(Buffer.alloc(2048));
+  const after = Array.from({ length: 3 }, (_, i) => log.append(payload(3 + i)));
+  await t.throwsAsync(within(5000, big), { instanceOf: InvalidArgumentError });
+  const positions = await within(5000, Promise.all([...before, ...after]));
+  const ledgerId = positions[0]!.ledgerId;
+  t.deepEqual(
+    positions,
+    Array.from({ length: 6 }, (_, i) => ({ ledgerId, entryId: i })),
+  );
+  t.is(log.stats().ledgers.length, 1, 'the ledger was not rolled over');
+  t.deepEqual(
+    await readBack(log),
+    Array.from({ length: 6 }, (_, i) => `entry-${i}`),
+    'nothing twice, nothing out of order',
+  );
+  await log.close();
+});
+
+test.serial(
+  'log writer - a rollover whose list update fails transiently is retried by the next append',
+  async (t) => {
+    const name = 't/ns/list-fails';
+    const log = await rig.factory().open(name, { maxEntriesPerLedger: 2 });
+    const [a] = await Promise.all([log.append(payload(0)), log.append(payload(1))]);
+    failPuts(rig.metadata, logKey(name), 1);
+    await t.throwsAsync(within(5000, log.append(payload(2))), { instanceOf: UnavailableError });
+    const d = await within(5000, log.append(payload(3)));
+    t.not(d.ledgerId, a!.ledgerId);
+    const rec = await listed(name, a!.ledgerId);
+    t.true(rec?.sealed);
+    t.is(rec?.entries, 2);
+    t.deepEqual(await readBack(log), ['entry-0', 'entry-1', 'entry-3']);
+    await log.close();
+    t.deepEqual(
+      await ledgersOf(name),
+      [...(await referencedLedgers(rig.metadata, name))].sort((x, y) => x - y),
+      'the failed attempt left no ledger behind',
+    );
+  },
+);
+
+test.serial(
+  'log writer - a rollover whose list write landed unseen records its new ledger once',
+  async (t) => {
+    const name = 't/ns/list-unsure';
+    const log = await rig.factory().open(name, { maxEntriesPerLedger: 2 });
+    const [a] = await Promise.all([log.append(payload(0)), log.append(payload(1))]);
+    // The next list write commits but its answer is lost, and so is the read-back.
+    const key = logKey(name);
+    const put = rig.metadata.put.bind(rig.metadata);
+    const get = rig.metadata.get.bind(rig.metadata);
+    let stage: 'put' | 'get' | 'done' = 'put';
+    rig.metadata.put = async (k, value, opts) => {
+      const v = await put(k, value, opts);
+      if (k === key && stage === 'put') {
+        stage = 'get';
+        throw new UnavailableError('answer lost (injected)');
+      }
+      return v;
+    };
+    rig.metadata.get = async (k) => {
+      if (k === key && stage === 'get') {
+        stage = 'done';
+        throw new UnavailableError('read-back failed (injected)');
+      }
+      return get(k);
+    };
+    await t.throwsAsync(within(5000, log.append(payload(2))), { instanceOf: UnavailableError });
+    const d = await within(5000, log.append(payload(3)));
+    const list = (await new LedgerListStore(rig.metadata, name).read())!.list;
+    t.deepEqual(
+      list.ledgers.map((l) => [l.ledgerId, l.sealed]),
+      [
+        [a!.ledgerId, true],
+        [d.ledgerId, false],
+      ],
+      'the ledger recorded by the unseen write is the one appended to, listed once',
+    );
+    t.deepEqual(await readBack(log), ['entry-0', 'entry-1', 'entry-3']);
+    await log.close();
+    t.deepEqual(
+      await ledgersOf(name),
+      [...(await referencedLedgers(rig.metadata, name))].sort((x, y) => x - y),
+    );
+  },
+);
+
+test.serial('log writer - close during a rollover waits for it and leaves no ledger behind', async (t) => {
+  const name = 't/ns/close-rolling';
+  const log = await rig.factory().open(name, { maxEntriesPerLedger: 2 });
+  // Ledgers fill at 2 entries: a rollover starts at once, and another is due
+  // when it completes (its new ledger fills from the queue right away).
+  const appends = Array.from({ length: 10 }, (_, i) =>
+    log.append(payload(i)).then(
+      (p) => p,
+      (err: unknown) => err,
+    ),
+  );
+  await within(5000, log.close());
+  const results = await within(5000, Promise.all(appends));
+  for (const r of results) {
+    if (r instanceof Error) t.true(r instanceof ClosedError, String(r));
+  }
+  const list = (await new LedgerListStore(rig.metadata, name).read())!.list;
+  t.true(
+    list.ledgers.every((l) => l.sealed),
+    'every listed ledger is sealed',
+  );
+  // Give a rollover left running the time to create its ledger.
+  await new Promise((r) => setTimeout(r, 100));
+  t.deepEqual(
+    await ledgersOf(name),
+    [...(await referencedLedgers(rig.metadata, name))].sort((x, y) => x - y),
+    'no ledger of an abandoned rollover is left behind',
+  );
+});

@@ -2,16 +2,17 @@ import {
   backoffDelay,
   ClosedError,
   FencedError,
+  InvalidArgumentError,
   isRetriable,
   type LedgerId,
   type Position,
   ResourceExhaustedError,
   type Timer,
 } from '@sluice/common';
-import type { LedgerMetadata, LedgerWriter } from '@sluice/ledger';
+import { isEntryTooLarge, type LedgerMetadata, type LedgerWriter, MAX_ENTRY_BYTES } from '@sluice/ledger';
 import type { EntryBytes } from './api.js';
 import { entryByteLength } from './entry-bytes.js';
-import { type SealedSize, sealOrTrash } from './ledger-list.js';
+import { newestLedgerId, type SealedSize, sealOrTrash } from './ledger-list.js';
 import type { LogContext } from './log-context.js';
 import { ledgerCustom } from './log-keys.js';
 import { sealLedger } from './log-recovery.js';
@@ -26,7 +27,12 @@ interface PendingAppend {
   entryId?: number;
 }
 
-/** 'unsealed': the last rollover could not seal the full ledger; the next append retries it. */
+/**
+ * 'unsealed': the last rollover stopped part-way (the full ledger could not
+ * be sealed, no new ledger could be created, or the list update failed), so
+ * the list does not yet record the full ledger sealed; the next append
+ * retries the rollover.
+ */
 type WriterState = 'writing' | 'rolling' | 'unsealed' | 'fenced' | 'closed';
 
 /**
@@ -51,7 +57,16 @@ export class LogWriter {
   private ledgerCtime = 0;
   private rolling: Promise<void> | undefined;
   private ageTimer: Timer | undefined;
-  private drained: (() => void) | undefined;
+  /** Waiting for every in-flight append to settle: a rollover and close() may both wait. */
+  private drainWaiters: (() => void)[] = [];
+  /** close() was called: no new rollover starts (close seals the ledger itself). */
+  private closeRequested = false;
+  /**
+   * A ledger a failed rollover created but could not record: the next
+   * rollover uses it rather than delete it, since a list write whose answer
+   * was lost may have recorded it.
+   */
+  private spare: LedgerWriter | undefined;
   /** Rollovers after write failures since the last acknowledged append. */
   private failedRolls = 0;
   /** The age timer is set to roll this full ledger once it reaches the minimum age. */
@@ -84,6 +99,17 @@ export class LogWriter {
     if (this.state === 'closed') {
       return Promise.reject(new ClosedError(`managed log '${this.ctx.name}' is closed; reopen it to append`));
     }
+    const bytes = entryByteLength(payload);
+    const max = this.ctx.ledgers.maxEntryBytes ?? MAX_ENTRY_BYTES;
+    if (bytes > max) {
+      // Refused here, not by the ledger: the append never enters the pipeline.
+      return Promise.reject(
+        new InvalidArgumentError(
+          `entry of ${bytes} bytes exceeds the largest a ledger stores (${max} bytes); send smaller messages or batches`,
+          { details: { entryBytes: String(bytes), maxEntryBytes: String(max) } },
+        ),
+      );
+    }
     if (this.inflight.length + this.queued.length >= this.ctx.config.maxPendingAppends) {
       return Promise.reject(
         new ResourceExhaustedError(
@@ -95,7 +121,7 @@ export class LogWriter {
     return new Promise<Position>((resolve, reject) => {
       const p: PendingAppend = {
         payload,
-        bytes: entryByteLength(payload),
+        bytes,
         resolve,
         reject,
         started: this.ctx.clock.now(),
@@ -157,7 +183,7 @@ export class LogWriter {
       },
       (err) => {
         if (gen !== this.generation) return;
-        this.onWriteError(err);
+        this.onWriteError(err, p, writer.ledgerId);
       },
     );
   }
@@ -176,12 +202,24 @@ export class LogWriter {
       this.onConfirmed(pos, p.payload, p.bytes);
       p.resolve(pos);
     }
-    if (this.inflight.length === 0) this.drained?.();
+    this.notifyDrained();
   }
 
-  private onWriteError(err: unknown): void {
+  private onWriteError(err: unknown, p: PendingAppend, ledgerId: LedgerId): void {
     if (err instanceof FencedError || (err as { code?: string })?.code === 'FENCED') {
       this.ctx.markFenced();
+      return;
+    }
+    if (isEntryTooLarge(err)) {
+      // The ledger refused this entry alone (it took no entry id) and keeps
+      // acknowledging the others: fail only this append.
+      const i = this.inflight.indexOf(p);
+      if (i < 0) return;
+      this.inflight.splice(i, 1);
+      this.issuedEntries--;
+      this.issuedBytes -= p.bytes;
+      p.reject(err);
+      this.settleInOrder(ledgerId);
       return;
     }
     this.ctx.logger.warn(
@@ -194,24 +232,33 @@ export class LogWriter {
     for (const p of this.inflight) p.entryId = undefined;
     this.queued = [...this.inflight, ...this.queued];
     this.inflight = [];
-    this.drained?.();
-    this.rollover('write-failure');
+    this.notifyDrained();
+    void this.rollover('write-failure');
   }
 
   /** Start a rollover unless one runs; resolves when it completes. */
   rollover(reason: string): Promise<void> {
     if (this.rolling) return this.rolling;
+    if (this.closeRequested) return Promise.resolve();
     if (this.state !== 'writing' && this.state !== 'unsealed') return Promise.resolve();
     const afterFailure = reason === 'write-failure' || this.state === 'unsealed';
     this.state = 'rolling';
     this.ageTimer?.clear();
     this.ageTimer = undefined;
     this.ctx.metrics.rollovers.inc({ reason });
-    this.rolling = this.doRollover(afterFailure).finally(() => {
-      this.rolling = undefined;
-      // Appends that arrived while rolling may already fill the new ledger.
-      if (this.state === 'writing' && this.queued.length > 0) this.maybeRoll();
-    });
+    this.rolling = this.doRollover(afterFailure)
+      .catch((err: unknown) => {
+        this.ctx.logger.error({ log: this.ctx.name, err }, 'rollover failed');
+        this.failAll(err);
+      })
+      .finally(() => {
+        this.rolling = undefined;
+        // A rollover that installed no new ledger must not leave 'rolling'
+        // behind: appends would queue forever. The next append retries it.
+        if (this.state === 'rolling') this.state = this.ctx.fenced ? 'fenced' : 'unsealed';
+        // Appends that arrived while rolling may already fill the new ledger.
+        if (this.state === 'writing' && this.queued.length > 0) this.maybeRoll();
+      });
     return this.rolling;
   }
 
@@ -222,7 +269,11 @@ export class LogWriter {
       const failures = this.failedRolls++;
       if (failures > 0) await this.ctx.clock.sleep(backoffDelay(failures - 1));
     }
-    const next = this.createLedgerWithRetry();
+    const spare = this.spare;
+    this.spare = undefined;
+    const next = spare ? Promise.resolve(spare) : this.createLedgerWithRetry();
+    // Not awaited until the seal is done: an early failure must not go unhandled meanwhile.
+    next.catch(() => undefined);
     await this.waitDrained();
     let sealed: SealedSize | undefined;
     let sealError: unknown;
@@ -259,6 +310,7 @@ export class LogWriter {
     try {
       writer = await next;
     } catch (err) {
+      // Sealed, but not yet recorded so: the next append retries ('unsealed').
       this.failAll(err);
       return;
     }
@@ -266,6 +318,8 @@ export class LogWriter {
     try {
       await this.ctx.mutateList((list) => {
         sealOrTrash(list, old.ledgerId, closed, this.ctx.clock.now());
+        // A retry after a list write whose answer was lost may find it recorded.
+        if (list.ledgers.some((l) => l.ledgerId === writer.ledgerId)) return;
         list.ledgers.push({
           ledgerId: writer.ledgerId,
           entries: 0,
@@ -275,11 +329,17 @@ export class LogWriter {
         });
       });
     } catch (err) {
-      await this.discard(writer);
-      if (!this.ctx.fenced) this.ctx.logger.error({ log: this.ctx.name, err }, 'ledger list update failed');
+      if (this.ctx.fenced) await this.discard(writer);
+      else {
+        // A transient metadata failure: appends fail now, the next one retries
+        // the rollover with this ledger ('unsealed').
+        this.spare = writer;
+        this.ctx.logger.error({ log: this.ctx.name, err }, 'ledger list update failed');
+      }
       this.failAll(err);
       return;
     }
+    if (closed.entries === 0) this.ctx.noteDroppedEmpty(old.ledgerId);
     if (this.state === 'closed') {
       await this.closeQuietly(writer);
       return;
@@ -327,13 +387,12 @@ export class LogWriter {
 
   private waitDrained(): Promise<void> {
     if (this.inflight.length === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.drained = () => {
-        if (this.inflight.length > 0) return;
-        this.drained = undefined;
-        resolve();
-      };
-    });
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  private notifyDrained(): void {
+    if (this.inflight.length > 0 || this.drainWaiters.length === 0) return;
+    for (const resolve of this.drainWaiters.splice(0)) resolve();
   }
 
   private async createLedgerWithRetry(): Promise<LedgerWriter> {
@@ -345,6 +404,7 @@ export class LogWriter {
           writeQuorum: c.writeQuorum,
           ackQuorum: c.ackQuorum,
           custom: ledgerCustom(this.ctx.name, 'data'),
+          idAbove: newestLedgerId(this.ctx.list),
         });
       } catch (err) {
         // Appends wait (bounded by maxPendingAppends) while bookies are short.
@@ -394,7 +454,7 @@ export class LogWriter {
     this.inflight = [];
     this.queued = [];
     for (const p of all) p.reject(err);
-    this.drained?.();
+    this.notifyDrained();
   }
 
   /**
@@ -402,7 +462,8 @@ export class LogWriter {
    * (an empty one is dropped). Appends after this fail with ClosedError.
    */
   async close(): Promise<void> {
-    if (this.rolling) await this.rolling.catch(() => undefined);
+    this.closeRequested = true;
+    while (this.rolling) await this.rolling.catch(() => undefined);
     const wasWriting = this.state === 'writing' || this.state === 'unsealed';
     if (this.state !== 'fenced') this.state = 'closed';
     this.ageTimer?.clear();
@@ -412,6 +473,10 @@ export class LogWriter {
       p.reject(new ClosedError(`managed log '${this.ctx.name}' closed before this append was written`));
     }
     const w = this.writer;
+    const spare = this.spare;
+    this.spare = undefined;
+    // Whatever happens below, a spare left unrecorded is the orphan sweeper's.
+    if (spare) await this.closeQuietly(spare);
     if (!w || !wasWriting || this.ctx.fenced) return;
     let sealed: SealedSize;
     try {
@@ -424,7 +489,14 @@ export class LogWriter {
       );
       return;
     }
-    await this.ctx.mutateList((list) => sealOrTrash(list, w.ledgerId, sealed, this.ctx.clock.now()));
+    await this.ctx.mutateList((list) => {
+      sealOrTrash(list, w.ledgerId, sealed, this.ctx.clock.now());
+      if (spare) {
+        // Recorded or not (a list write whose answer was lost may have recorded it), it held nothing.
+        list.ledgers = list.ledgers.filter((l) => l.ledgerId !== spare.ledgerId);
+        list.trash.push({ ledgerId: spare.ledgerId, bookie: true, offloadUuids: [] });
+      }
+    });
     this.confirmedEntries = sealed.entries;
   }
 }

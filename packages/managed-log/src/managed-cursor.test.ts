@@ -1,4 +1,4 @@
-import type { Position } from '@sluice/common';
+import { InvalidArgumentError, type Position } from '@sluice/common';
 import test from 'ava';
 import type { ManagedLog } from './api.js';
 import { createRig, type Rig } from './test-harness.js';
@@ -122,4 +122,23 @@ test.serial('cursor - reset to a trimmed position is refused; reset moves the cu
   t.is(c.backlog(), 6);
   t.false(c.isAcked(ps[14]!));
   t.true(c.isAcked(ps[13]!));
+});
+
+test.serial('cursor - acks past the end of a sealed ledger are refused like unknown positions', async (t) => {
+  const log = await rig.factory().open('t/ns/c-past-end', { maxEntriesPerLedger: 5 });
+  const c = await log.openCursor('sub', 'earliest');
+  const ps = await fill(log, 8);
+  const sealed = ps[0]!.ledgerId;
+  t.is(log.stats().ledgers[0]!.entries, 5);
+  for (const entryId of [5, 7]) {
+    const past = { ledgerId: sealed, entryId };
+    t.throws(() => c.ack(past), { instanceOf: InvalidArgumentError, message: /is not an entry/ });
+    t.throws(() => c.ackBatchIndex(past, 0, 2), { instanceOf: InvalidArgumentError });
+    t.throws(() => c.ackCumulative(past), { instanceOf: InvalidArgumentError });
+  }
+  t.is(c.backlog(), 8, 'nothing was acknowledged');
+  t.is(c.ackRangeCount(), 0);
+  c.ack(ps[4]!);
+  c.ackCumulative(ps[5]!);
+  t.deepEqual(c.markDelete, ps[5], 'the last entry of the sealed ledger and the next one are acked');
 });

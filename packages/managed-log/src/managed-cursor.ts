@@ -63,7 +63,9 @@ export class ManagedCursor implements Cursor {
     if (!Number.isSafeInteger(p.ledgerId) || !Number.isSafeInteger(p.entryId) || p.entryId < 0) {
       throw new InvalidArgumentError(`${what} position ${formatPosition(p)} is malformed`);
     }
-    if (!last || comparePositions(p, last) > 0 || !this.ctx.record(p.ledgerId)) {
+    const rec = this.ctx.record(p.ledgerId);
+    // Past the end of its ledger (a sealed one's count is final) is no entry either.
+    if (!last || comparePositions(p, last) > 0 || !rec || p.entryId >= this.ctx.entriesOf(rec)) {
       throw new InvalidArgumentError(
         `${what} position ${formatPosition(p)} is not an entry of log '${this.ctx.name}' (last is ${last ? formatPosition(last) : 'none'})`,
       );

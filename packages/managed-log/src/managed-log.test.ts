@@ -1,4 +1,4 @@
-import { FencedError, type Position } from '@sluice/common';
+import { FencedError, OutOfRangeError, type Position } from '@sluice/common';
 import test from 'ava';
 import type { ManagedLog } from './api.js';
 import { createRig, type Rig } from './test-harness.js';
@@ -49,6 +49,33 @@ test.serial('managed log - pipelined appends resolve in order across rollovers a
   const again = await rig.factory().open('t/ns/a');
   t.deepEqual(await readAll(again), back, 'a fresh opener reads the same entries from bookies');
 });
+
+test.serial(
+  'managed log - a topic that moves away and back keeps ledger ids rising, so every entry reads back',
+  async (t) => {
+    // Each factory has its own ledger client, so its own block of ledger ids:
+    // X takes ids from the first block, Y from the second, X again from the first.
+    const x = rig.factory();
+    const y = rig.factory();
+    const first = await x.open('t/ns/moves');
+    await appendAll(first, 0, 5);
+    await first.close();
+    const second = await y.open('t/ns/moves');
+    await appendAll(second, 5, 5);
+    await second.close();
+    const third = await x.open('t/ns/moves');
+    await appendAll(third, 10, 5);
+    const ids = third.stats().ledgers.map((l) => l.ledgerId);
+    t.true(
+      ids.every((id, i) => i === 0 || id > ids[i - 1]!),
+      `ledger ids along the log rise: ${ids.join(', ')}`,
+    );
+    t.deepEqual(
+      await readAll(third),
+      Array.from({ length: 15 }, (_, i) => payload(i)),
+    );
+  },
+);
 
 test.serial('managed log - a second opener fences the first, whose appends then fail', async (t) => {
   const first = await rig.factory().open('t/ns/fence');
@@ -135,6 +162,67 @@ test.serial('managed log - unrecoverable write failure rolls over and loses noth
     seen,
     Array.from({ length: 25 }, (_, i) => payload(i).toString()),
   );
+});
+
+test.serial(
+  'managed log - a position in an empty ledger a rollover dropped reads on from the next entry',
+  async (t) => {
+    const log = await rig.factory().open('t/ns/dropped', { ensembleSize: 2, writeQuorum: 2, ackQuorum: 2 });
+    const cursor = await log.openCursor('sub', 'latest');
+    // The end of the empty log: entry 0 of its open ledger.
+    const end = cursor.readPosition;
+    t.deepEqual(await log.read(end, 10), []);
+    // Two of three bookies go down: the empty open ledger fails and is dropped at the rollover.
+    rig.bookies[0]!.crash();
+    rig.bookies[1]!.crash();
+    const pending = log.append(payload(0));
+    await new Promise((r) => setTimeout(r, 300));
+    rig.bookies[0]!.restart();
+    rig.bookies[1]!.restart();
+    const p = await pending;
+    t.not(p.ledgerId, end.ledgerId);
+    t.false(
+      log.stats().ledgers.some((l) => l.ledgerId === end.ledgerId),
+      'the empty ledger left the list',
+    );
+    const entries = await log.read(cursor.readPosition, 10);
+    t.deepEqual(
+      entries.map((e) => e.position),
+      [p],
+      'the cursor reads the entry appended after it',
+    );
+    t.deepEqual(entries[0]!.payload, payload(0));
+    t.deepEqual(
+      (await log.read(end, 10)).map((e) => e.position),
+      [p],
+      'so does any reader holding that end position',
+    );
+    t.is(cursor.backlog(), 1);
+    // Only entry 0 of such a ledger is a position; others are refused as before.
+    await t.throwsAsync(log.read({ ledgerId: end.ledgerId, entryId: 1 }, 1), { instanceOf: OutOfRangeError });
+  },
+);
+
+test.serial('managed log - a dropped empty ledger before a trimmed one reads as trimmed', async (t) => {
+  const log = await rig.factory().open('t/ns/dropped-trim', {
+    ensembleSize: 2,
+    writeQuorum: 2,
+    ackQuorum: 2,
+    maxEntriesPerLedger: 2,
+  });
+  const cursor = await log.openCursor('sub', 'latest');
+  const end = cursor.readPosition;
+  rig.bookies[0]!.crash();
+  rig.bookies[1]!.crash();
+  const pending = appendAll(log, 0, 5);
+  await new Promise((r) => setTimeout(r, 300));
+  rig.bookies[0]!.restart();
+  rig.bookies[1]!.restart();
+  const ps = await pending;
+  cursor.ackCumulative(ps[3]!);
+  t.true((await log.trim()) > 0);
+  // Entries after that position were trimmed: reading on from it would skip them silently.
+  await t.throwsAsync(log.read(end, 10), { instanceOf: OutOfRangeError, message: /trimmed/ });
 });
 
 test.serial('managed log - seekByTime finds the first entry at or after a time', async (t) => {

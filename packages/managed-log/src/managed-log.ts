@@ -1,4 +1,11 @@
-import { ClosedError, comparePositions, type Position, type Timer, UnavailableError } from '@sluice/common';
+import {
+  ClosedError,
+  comparePositions,
+  FencedError,
+  type Position,
+  type Timer,
+  UnavailableError,
+} from '@sluice/common';
 import type { LedgerWriter } from '@sluice/ledger';
 import { AckSet } from './ack-set.js';
 import type {
@@ -41,6 +48,11 @@ export class ManagedLogImpl implements ManagedLog {
   /** The maintenance pass the tick timer started, awaited by close. */
   private ticking: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
+  /**
+   * Until every persisted cursor is loaded, the loaded ones are not all the
+   * positions trimming must respect: nothing is trimmed and no tick runs.
+   */
+  private cursorsLoaded = false;
 
   constructor(
     private readonly ctx: LogContext,
@@ -65,6 +77,7 @@ export class ManagedLogImpl implements ManagedLog {
       ctx,
       this.reader,
       () => {
+        if (!this.cursorsLoaded) return [BEFORE_EVERYTHING];
         const marks = [...this.cursorMap.values()].map((c) => c.markDelete);
         // A cursor being created has no position yet; it may start at the earliest entry.
         if (this.openingCursors.size > 0) marks.push(BEFORE_EVERYTHING);
@@ -77,7 +90,7 @@ export class ManagedLogImpl implements ManagedLog {
     );
     this.writer.start(firstWriter);
     ctx.onFenced(() => this.wake());
-    this.armTick();
+    // The maintenance tick starts once loadCursors() has loaded every cursor.
   }
 
   /**
@@ -89,7 +102,7 @@ export class ManagedLogImpl implements ManagedLog {
    * collection frees).
    */
   private readonly evictAcked = (): void => {
-    if (this.openingCursors.size > 0) return;
+    if (!this.cursorsLoaded || this.openingCursors.size > 0) return;
     let min: Position | undefined;
     for (const c of this.cursorMap.values()) {
       if (this.cacheFree.has(c.name)) continue;
@@ -100,7 +113,11 @@ export class ManagedLogImpl implements ManagedLog {
   /** Cursors opened with `holdsTailCache: false`. */
   private readonly cacheFree = new Set<string>();
 
-  /** Load every persisted cursor, so that trimming respects subscriptions not yet reopened. */
+  /**
+   * Load every persisted cursor, so that trimming respects subscriptions not
+   * yet reopened; only then does the maintenance tick start. Until this
+   * resolves nothing is trimmed (when it fails, nothing ever was).
+   */
   async loadCursors(): Promise<void> {
     const prefix = cursorPrefix(this.ctx.name);
     const keys = await this.ctx.metadata.listAll(prefix, { keysOnly: true });
@@ -111,6 +128,8 @@ export class ManagedLogImpl implements ManagedLog {
       if (loaded)
         this.cursorMap.set(name, new ManagedCursor(this.ctx, name, store, loaded.state, this.evictAcked));
     }
+    this.cursorsLoaded = true;
+    if (!this.ctx.closed && !this.closing && !this.tickTimer) this.armTick();
   }
 
   get name(): string {
@@ -360,28 +379,41 @@ export class ManagedLogImpl implements ManagedLog {
     }
   }
 
+  /**
+   * Delete the log: its cursors, its ledgers and its list. Only the owner
+   * may: a fenced log refuses, and every step is conditional on the
+   * versions this owner holds (the list CAS, each cursor snapshot's), so a
+   * stale owner that has not noticed the takeover fails with FencedError
+   * before it deletes anything of the new owner's.
+   */
   async delete(): Promise<void> {
-    await this.openingCursors
-      .values()
-      .next()
-      .value?.catch(() => undefined);
-    for (const c of this.cursorMap.values()) await c.destroy();
-    this.cursorMap.clear();
-    await this.close();
-    // The list records every ledger in the trash before anything is deleted.
-    const current = await this.ctx.store.read();
-    if (!current) return;
-    const list = current.list;
-    for (const rec of list.ledgers) {
-      list.trash.push({
-        ledgerId: rec.ledgerId,
-        bookie: !rec.bookieDeleted,
-        offloadUuids: rec.offload ? [rec.offload.uuid] : [],
+    if (this.ctx.fenced) throw this.deleteFencedError();
+    for (const opening of [...this.openingCursors.values()]) await opening.catch(() => undefined);
+    const cursors = [...this.cursorMap.values()];
+    try {
+      // Closing seals the open ledger with a list CAS: a stale owner fails here.
+      await this.close();
+      // The list records every ledger in the trash before anything is
+      // deleted, as a CAS against the version this owner holds.
+      await this.ctx.mutateList((list) => {
+        for (const rec of list.ledgers) {
+          list.trash.push({
+            ledgerId: rec.ledgerId,
+            bookie: !rec.bookieDeleted,
+            offloadUuids: rec.offload ? [rec.offload.uuid] : [],
+          });
+        }
+        list.ledgers = [];
       });
+    } catch (err) {
+      throw this.ctx.fenced ? this.deleteFencedError(err) : err;
     }
-    list.ledgers = [];
-    this.ctx.version = await this.ctx.store.write(list, current.version);
-    this.ctx.list = list;
+    for (const c of cursors) {
+      // Conditional on the snapshot version this owner knows (see CursorStore.destroy).
+      await c.destroy();
+      this.cursorMap.delete(c.name);
+      this.cacheFree.delete(c.name);
+    }
     await this.maintenance.emptyTrash();
     if (this.ctx.list.trash.length > 0) {
       throw new UnavailableError(
@@ -389,5 +421,12 @@ export class ManagedLogImpl implements ManagedLog {
       );
     }
     await this.ctx.store.remove(this.ctx.version);
+  }
+
+  private deleteFencedError(cause?: unknown): FencedError {
+    return new FencedError(
+      `cannot delete managed log '${this.ctx.name}': another owner took it over; delete it where the topic is now owned`,
+      cause === undefined ? undefined : { cause },
+    );
   }
 }

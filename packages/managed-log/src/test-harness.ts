@@ -3,7 +3,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Clock, systemClock } from '@sluice/common';
-import { BookKeeperClient, MemoryBookie, MemoryBookiePool, StaticBookieDirectory } from '@sluice/ledger';
+import {
+  BookKeeperClient,
+  type LedgerWriterOptions,
+  MemoryBookie,
+  MemoryBookiePool,
+  StaticBookieDirectory,
+} from '@sluice/ledger';
 import { EmbeddedMetadataStore } from '@sluice/metadata';
 import { FilesystemOffloader } from '@sluice/offload';
 import type { ManagedLogConfig } from './api.js';
@@ -21,7 +27,7 @@ export interface Rig {
     offload?: boolean;
   }): ManagedLogFactory;
   /** A second ledger client (another "process") over the same bookies and metadata. */
-  otherClient(): BookKeeperClient;
+  otherClient(opts?: LedgerWriterOptions): BookKeeperClient;
   close(): Promise<void>;
 }
 
@@ -43,8 +49,8 @@ export async function createRig(bookieCount = 3): Promise<Rig> {
     bookies.map((b) => ({ bookieId: b.bookieId, address: `mem:${b.bookieId}`, readOnly: false })),
   );
   const clients: BookKeeperClient[] = [];
-  const newClient = () => {
-    const c = new BookKeeperClient({ metadata, pool, directory });
+  const newClient = (opts: LedgerWriterOptions = {}) => {
+    const c = new BookKeeperClient({ ...opts, metadata, pool, directory });
     clients.push(c);
     return c;
   };
