@@ -362,6 +362,8 @@ export function createAdminService(d: AdminDeps) {
       return {};
     }),
     DeleteSubscription: u(async (req: AnyReq & { subscription: string; force: boolean }, call) => {
+      // Refuses internal cursors ('__dedup') too: deleting one would let the topic trim what the broker still needs.
+      checkSubscriptionName(req.subscription);
       for (const p of await expand(String(req.topic))) {
         await onOwner(p, 'DeleteSubscription', req, call, async (t) => {
           await t.deleteSubscription(req.subscription, req.force);

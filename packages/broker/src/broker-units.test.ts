@@ -84,6 +84,11 @@ test('policies - validation and layering', (t) => {
   t.throws(() => validatePolicies({ maxMessageSize: 100 * 1024 * 1024 }, { allowBundles: false }), {
     message: /maxMessageSize/,
   });
+  // A batch and its envelope must fit one ledger entry.
+  t.throws(() => validatePolicies({ maxMessageSize: 10 * 1024 * 1024 }, { allowBundles: false }), {
+    message: /maxMessageSize/,
+  });
+  t.notThrows(() => validatePolicies({ maxMessageSize: 5 * 1024 * 1024 }, { allowBundles: false }));
   const eff = mergePolicies(defaultPolicies({ ensembleSize: 2, writeQuorum: 2, ackQuorum: 2 }), {
     deduplicationEnabled: false,
   });

@@ -2,15 +2,12 @@ import {
   InvalidArgumentError,
   type Position,
   ResourceExhaustedError,
-  silentLogger,
   UnavailableError,
 } from '@sluice/common';
 import type { BatchHeader__Output } from '@sluice/proto';
 import test from 'ava';
-import { defaultPolicies } from './policies.js';
-import { MemoryLog, memoryStore } from './test-support/memory-log.js';
-import { Topic } from './topic.js';
-import { parseTopicName } from './topic-name.js';
+import { MemoryLog, openMemoryTopic } from './test-support/memory-log.js';
+import type { Topic } from './topic.js';
 
 const header = (seq: number, count = 1, key = ''): BatchHeader__Output =>
   ({
@@ -24,16 +21,7 @@ const header = (seq: number, count = 1, key = ''): BatchHeader__Output =>
 
 async function openTopic(): Promise<{ topic: Topic; log: MemoryLog }> {
   const log = new MemoryLog();
-  const policies = defaultPolicies({ ensembleSize: 1, writeQuorum: 1, ackQuorum: 1 });
-  const topic = await Topic.open(
-    parseTopicName('t/ns/dedup'),
-    log.asLog(),
-    memoryStore(),
-    policies,
-    silentLogger,
-    undefined,
-    () => undefined,
-  );
+  const topic = await openMemoryTopic('t/ns/dedup', log);
   return { topic, log };
 }
 
@@ -103,7 +91,7 @@ test('dedup - an idle, disconnected producer is forgotten; a connected one is ke
   const { topic } = await openTopic();
   await topic.publish('gone', header(1), payload);
   await topic.publish('here', header(1), payload);
-  topic.producers.set('here', { name: 'here', kick: () => undefined });
+  topic.producers.set('here', { name: 'here', connected: true, kick: () => undefined });
   await topic.maintain(Date.now() + 7 * 60 * 60 * 1000);
   t.is(topic.lastSequenceId('gone'), -1);
   t.is(topic.lastSequenceId('here'), 1);

@@ -32,6 +32,15 @@ const VERSION = 1;
 const FIXED = 2 + 8 + 8 + 4 + 1 + 4 + 8;
 /** Longest batch key (UTF-8 bytes) the envelope's u16 length can hold. */
 export const MAX_BATCH_KEY_BYTES = 0xffff;
+/**
+ * Most messages a producer's batch may claim. The broker sizes batch-index
+ * ack bitsets, permits and ack loops by the claimed count without unpacking
+ * the batch, so a count near 2^32 cost seconds of CPU and gigabytes per
+ * entry. A million is 1000 times the client's default batch and still far
+ * above what fits a batch: a message takes at least 2 bytes in it, and
+ * batches are capped at the max message size (5 MiB by default).
+ */
+export const MAX_BATCH_MESSAGES = 1_000_000;
 
 /**
  * The envelope as one Buffer (what the managed log stores and caches for

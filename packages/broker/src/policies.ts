@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '@sluice/common';
+import { MAX_ENTRY_BYTES } from '@sluice/ledger';
 
 /**
  * Policies as stored in metadata (JSON) and carried by admin.proto's Policies
@@ -42,8 +43,12 @@ export interface PolicyValues {
 export type EffectivePolicies = Required<PolicyValues>;
 
 export const DEFAULT_MAX_MESSAGE_SIZE = 5 * 1024 * 1024;
-/** Hard ceiling: a batch plus framing must fit one gRPC message (MAX_GRPC_MESSAGE_BYTES = 16 MiB). */
-export const MAX_MESSAGE_SIZE_LIMIT = 15 * 1024 * 1024;
+/**
+ * Hard ceiling: a batch plus its envelope must fit one ledger entry
+ * (`MAX_ENTRY_BYTES`, 5 MiB + 64 KiB), the 64 KiB left for the envelope.
+ * A larger policy would accept batches the log then refuses.
+ */
+export const MAX_MESSAGE_SIZE_LIMIT = MAX_ENTRY_BYTES - 64 * 1024;
 export const DEFAULT_BUNDLES = 4;
 
 export function defaultPolicies(persistence: PersistencePolicy): EffectivePolicies {

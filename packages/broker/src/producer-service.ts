@@ -8,7 +8,7 @@ import {
   ResourceExhaustedError,
 } from '@sluice/common';
 import type { ProduceRequest__Output, ProduceResponse, SendBatch__Output } from '@sluice/proto';
-import { CODEC_NUMBERS, MAX_BATCH_KEY_BYTES } from './entry-envelope.js';
+import { CODEC_NUMBERS, MAX_BATCH_KEY_BYTES, MAX_BATCH_MESSAGES } from './entry-envelope.js';
 import { endWithError, oneofCase } from './grpc-util.js';
 import type { ProducerAccessMode, ProducerHandle, Topic } from './topic.js';
 import type { TopicManager } from './topic-manager.js';
@@ -67,6 +67,10 @@ class ProducerStream implements ProducerHandle {
     this.call.on('error', () => this.cleanup());
     this.call.on('cancelled', () => this.cleanup());
     this.call.on('close', () => this.cleanup());
+  }
+
+  get connected(): boolean {
+    return this.state !== 'closed' && !this.call.cancelled && !this.call.destroyed;
   }
 
   kick(err: unknown): void {
@@ -172,6 +176,12 @@ class ProducerStream implements ProducerHandle {
           `batch header count is ${batch.header.count}; a batch holds at least 1 message`,
         ),
       );
+    } else if (batch.header.count > MAX_BATCH_MESSAGES) {
+      work = refuse(
+        new InvalidArgumentError(
+          `batch header count is ${batch.header.count}, over the limit of ${MAX_BATCH_MESSAGES} messages per batch; send smaller batches (lower batching.maxMessages)`,
+        ),
+      );
     } else if (!Number.isSafeInteger(seq) || seq < 0) {
       work = refuse(
         new InvalidArgumentError(`first_sequence_id ${seq} is invalid; use a non-negative integer`),
@@ -192,6 +202,12 @@ class ProducerStream implements ProducerHandle {
       work = refuse(
         new InvalidArgumentError(
           `batch codec '${String(batch.header.codec)}' is unknown; use none, lz4, zstd, gzip or deflate`,
+        ),
+      );
+    } else if (batch.header.count > messageBytes(batch.header, batch.payload.length)) {
+      work = refuse(
+        new InvalidArgumentError(
+          `batch header count is ${batch.header.count} but the batch holds ${messageBytes(batch.header, batch.payload.length)} bytes of messages (uncompressed), and each message takes at least 1 byte; set count to the number of messages in the batch`,
         ),
       );
     } else if (tooLate(Number(batch.header.deliverAt), topic.policies.maxDeliveryDelayMs)) {
@@ -262,6 +278,18 @@ class ProducerStream implements ProducerHandle {
     });
     if (this.ending) void this.tail.then(() => this.finish());
   }
+}
+
+/**
+ * Bytes the batch's serialized messages take: the payload itself when it is
+ * not compressed, else the uncompressed size the producer declares (the
+ * broker does not inflate batches; a consumer checks the declared size when
+ * it does). Every message takes at least 2 bytes there, its field tag and
+ * length (client batch-codec.ts); the check allows 1, so a count above this
+ * cannot be right whatever the producer put in the payload.
+ */
+function messageBytes(header: { codec: unknown; uncompressedSize: number }, payloadBytes: number): number {
+  return CODEC_NUMBERS[String(header.codec)] === 0 ? payloadBytes : header.uncompressedSize;
 }
 
 /** True when `deliverAt` lies further ahead than the max delivery delay (0 = unlimited). */

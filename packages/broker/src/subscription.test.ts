@@ -4,11 +4,11 @@ import test from 'ava';
 import { Consumer, type ConsumerSink } from './consumer.js';
 import type { SubscriptionKind } from './consumer-selector.js';
 import { DEFAULT_SUBSCRIPTION_OPTIONS, Subscription, type SubscriptionOptions } from './subscription.js';
-import { batchEntry, MemoryLog } from './test-support/memory-log.js';
+import { batchEntry, MemoryLog, openMemoryTopic } from './test-support/memory-log.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function consumer(name: string): { c: Consumer; got: number[] } {
+function consumer(name: string, priority = 0): { c: Consumer; got: number[] } {
   const got: number[] = [];
   const sink: ConsumerSink = {
     deliver: (ds: Delivery[]) => {
@@ -18,7 +18,7 @@ function consumer(name: string): { c: Consumer; got: number[] } {
     error: () => undefined,
     close: () => undefined,
   };
-  return { c: new Consumer(name, 0, 1_000_000, sink), got };
+  return { c: new Consumer(name, priority, 1_000_000, sink), got };
 }
 
 async function subscription(
@@ -259,5 +259,129 @@ test('subscription - an entry ack settles a whole batch, partly acked or waiting
   sub.flow(b.c, 100);
   await sleep(30);
   t.deepEqual(b.got, []);
+  await sub.close();
+});
+
+const ids = (...entryIds: number[]) => entryIds.map((entryId) => ({ ledgerId: 1, entryId, batchIndex: 0 }));
+const range = (from: number, to: number): number[] => Array.from({ length: to - from }, (_, i) => from + i);
+
+test('subscription - failover: a new active consumer gets what the old one left unacknowledged, before newer entries', async (t) => {
+  const { sub, log } = await subscription('failover', singles(10));
+  const b = consumer('b', 1);
+  sub.addConsumer(b.c);
+  sub.flow(b.c, 100);
+  await until(() => b.got.length === 10);
+  sub.ack(b.c, ids(0, 1, 2, 3, 4), false);
+  // A consumer of higher priority takes over while b still holds 5..9 unacknowledged.
+  const a = consumer('a', 0);
+  sub.addConsumer(a.c);
+  t.false(b.c.active);
+  // b's late acks still count, while the entry waits for a and after a got it.
+  t.deepEqual(sub.ack(b.c, ids(5), false), []);
+  sub.flow(a.c, 100);
+  for (let i = 0; i < 5; i++) await log.append(batchEntry(1));
+  await until(() => a.got.length >= 9);
+  await sleep(30);
+  t.deepEqual(a.got, range(6, 15));
+  t.deepEqual(sub.ack(b.c, ids(6), false), []);
+  t.true(sub.cursor.isAcked({ ledgerId: 1, entryId: 6 }));
+  t.is(a.c.unackedMessages, 8);
+  t.is(b.c.unackedMessages, 0);
+  await sub.close();
+});
+
+test('subscription - key_shared: entries requeued by a consumer leaving during a read go out before what that read returned', async (t) => {
+  const { sub, log } = await subscription(
+    'key_shared',
+    Array.from({ length: 5 }, () => batchEntry(1, { key: 'K' })),
+  );
+  const a = consumer('a');
+  const b = consumer('b');
+  sub.addConsumer(a.c);
+  sub.addConsumer(b.c);
+  sub.flow(a.c, 100);
+  sub.flow(b.c, 100);
+  await until(() => a.got.length + b.got.length === 5);
+  const [owner, other] = a.got.length > 0 ? [a, b] : [b, a];
+  log.readDelayMs = 50;
+  for (let i = 0; i < 5; i++) await log.append(batchEntry(1, { key: 'K' }));
+  await sleep(10);
+  // A read of 5..9 is outstanding when the owner of K leaves with 0..4 unacknowledged.
+  sub.removeConsumer(owner.c);
+  await until(() => other.got.length >= 10);
+  await sleep(100);
+  t.deepEqual(other.got, range(0, 10));
+  await sub.close();
+});
+
+test('subscription - failover: an active change during a read hands over the old backlog before what that read returned', async (t) => {
+  const { sub, log } = await subscription('failover', singles(5));
+  const b = consumer('b', 1);
+  sub.addConsumer(b.c);
+  sub.flow(b.c, 100);
+  await until(() => b.got.length === 5);
+  log.readDelayMs = 50;
+  for (let i = 0; i < 5; i++) await log.append(batchEntry(1));
+  await sleep(10);
+  const a = consumer('a', 0);
+  sub.addConsumer(a.c);
+  sub.flow(a.c, 100);
+  await until(() => a.got.length >= 10);
+  await sleep(100);
+  t.deepEqual(a.got, range(0, 10));
+  t.deepEqual(b.got, range(0, 5));
+  await sub.close();
+});
+
+test('subscription - a changed subscription type redelivers everything left unacknowledged', async (t) => {
+  const log = new MemoryLog();
+  for (let i = 0; i < 10; i++) await log.append(batchEntry(1));
+  const topic = await openMemoryTopic('t/ns/retype', log);
+  const sub = await topic.subscription('s', 'exclusive', 'earliest');
+  const a = consumer('a');
+  sub.addConsumer(a.c);
+  sub.flow(a.c, 100);
+  await until(() => a.got.length === 10);
+  sub.ack(a.c, ids(0, 1, 4), false);
+  sub.nack(a.c, ids(5), 60_000);
+  sub.removeConsumer(a.c);
+  const shared = await topic.subscription('s', 'shared', 'earliest');
+  t.not(shared, sub);
+  const b = consumer('b');
+  shared.addConsumer(b.c);
+  shared.flow(b.c, 100);
+  await log.append(batchEntry(1));
+  await until(() => b.got.length >= 8);
+  await sleep(30);
+  t.deepEqual(b.got, [2, 3, 5, 6, 7, 8, 9, 10]);
+  await topic.close('test over', false);
+});
+
+test('subscription - a reader whose position was trimmed away continues at the oldest stored entry', async (t) => {
+  const { sub, log } = await subscription('exclusive', singles(10), { ackOnDelivery: true });
+  const r = consumer('reader');
+  sub.addConsumer(r.c);
+  sub.flow(r.c, 1);
+  await until(() => r.got.length === 1);
+  log.trimTo(6);
+  sub.flow(r.c, 100);
+  await until(() => r.got.length === 5);
+  t.deepEqual(r.got, [0, 6, 7, 8, 9]);
+  await sub.close();
+});
+
+test('subscription - a durable subscription whose read position and redeliveries were trimmed continues at the oldest stored entry', async (t) => {
+  const { sub, log } = await subscription('exclusive', singles(10));
+  const a = consumer('a');
+  sub.addConsumer(a.c);
+  sub.flow(a.c, 3);
+  await until(() => a.got.length === 3);
+  sub.removeConsumer(a.c);
+  log.trimTo(6);
+  const b = consumer('b');
+  sub.addConsumer(b.c);
+  sub.flow(b.c, 100);
+  await until(() => b.got.length === 4);
+  t.deepEqual(b.got, [6, 7, 8, 9]);
   await sub.close();
 });

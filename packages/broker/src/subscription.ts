@@ -14,7 +14,7 @@ import type { ConsumerSelector, SubscriptionKind } from './consumer-selector.js'
 import { DelayedIndex } from './delayed-index.js';
 import { decodeEnvelopeOf, type Envelope } from './entry-envelope.js';
 import { KeySharedSelector } from './key-shared-selector.js';
-import { previousPosition } from './log-positions.js';
+import { endPosition, previousPosition } from './log-positions.js';
 import { SharedSelector } from './shared-selector.js';
 import { SingleActiveSelector } from './single-active-selector.js';
 
@@ -63,6 +63,24 @@ interface ReplayEntry {
 }
 
 const byPosition = (a: ReplayEntry, b: ReplayEntry): number => comparePositions(a.position, b.position);
+const deliveryKey = (d: Delivery): string =>
+  `${Number(d.messageId!.ledgerId)}:${Number(d.messageId!.entryId)}`;
+
+/**
+ * Where a new Subscription over `cursor` starts reading: the first entry
+ * after mark-delete that is not acknowledged. A new Subscription holds
+ * nothing pending, so what an earlier one over the same cursor delivered
+ * and never saw acknowledged (before a change of subscription type, say)
+ * is delivered again instead of waiting behind the read position until the
+ * topic reloads.
+ */
+function firstUndelivered(log: ManagedLog, cursor: Cursor): Position {
+  const next = log.nextPosition(cursor.markDelete);
+  if (!next || comparePositions(next, cursor.readPosition) >= 0) return cursor.readPosition;
+  const unacked = cursor.firstUnackedFrom(next);
+  return comparePositions(unacked, cursor.readPosition) < 0 ? unacked : cursor.readPosition;
+}
+
 /** setTimeout fires at once for delays beyond this. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -83,6 +101,13 @@ export class Subscription {
   private readonly nacked = new Map<string, ReplayEntry>();
   /** Bumped by `reset`: a round that awaited across a reset drops what it read. */
   private epoch = 0;
+  /**
+   * Bumped when consumers' unacknowledged entries go back to the replay set
+   * (a consumer left, or the active one changed) on an ordered kind: a round
+   * that read while that happened would route newer entries before those
+   * older ones (shared promises no order, so its reads are kept).
+   */
+  private requeues = 0;
   /** Entries that could not be decoded and were skipped (acknowledged). */
   corruptEntries = 0;
   /** Moving average of messages per entry (0 until the first entry), to read about as many entries as the consumers have permits for. */
@@ -112,7 +137,8 @@ export class Subscription {
     private readonly counters?: SubscriptionCounters,
   ) {
     this.selector = selectorFor(kind);
-    this.readPosition = cursor.readPosition;
+    this.readPosition = firstUndelivered(log, cursor);
+    cursor.readPosition = this.readPosition;
     this.delayed = new DelayedIndex(options.maxDelayedEntries);
   }
 
@@ -147,7 +173,7 @@ export class Subscription {
     }
     if (this.kind === 'key_shared' && this.consumers.length > 0) c.joinBarrier = this.readPosition;
     this.consumers.push(c);
-    this.selector.consumersChanged(this.consumers);
+    this.consumersChanged();
     this.start();
     this.wake();
   }
@@ -159,8 +185,28 @@ export class Subscription {
     this.consumers.splice(i, 1);
     c.closed = true;
     this.requeue(c, [...c.pending.values()]);
-    this.selector.consumersChanged(this.consumers);
+    this.consumersChanged();
     this.wake();
+  }
+
+  /**
+   * Tell the selector. When the active consumer of an exclusive or failover
+   * subscription changes while the old one stays attached, what the old one
+   * has not acknowledged goes to the new one before anything newer, as
+   * Pulsar rewinds the cursor on an active change: otherwise the new active
+   * would acknowledge past entries the old one may never process. Acks the
+   * old consumer sends later still count (`ack` finds the entries wherever
+   * they wait).
+   */
+  private consumersChanged(): void {
+    const before = this.activeConsumer();
+    this.selector.consumersChanged(this.consumers);
+    const after = this.activeConsumer();
+    if (before && before !== after && !before.closed) this.requeue(before, [...before.pending.values()]);
+  }
+
+  private activeConsumer(): Consumer | undefined {
+    return this.selector instanceof SingleActiveSelector ? this.selector.activeConsumer() : undefined;
   }
 
   flow(c: Consumer, permits: number): void {
@@ -421,6 +467,7 @@ export class Subscription {
   }
 
   private requeue(c: Consumer, entries: PendingEntry[]): void {
+    if (entries.length > 0 && this.kind !== 'shared') this.requeues++;
     for (const p of entries) {
       c.pending.delete(posKey(p.position));
       this.enqueueReplay(p.position, true, p.count);
@@ -528,13 +575,17 @@ export class Subscription {
     let dispatched = 0;
     const markDeleteNext = this.markDeleteNext();
     const epoch = this.epoch;
+    const requeues = this.requeues;
     // A seek (or close) while this round awaited a read: what was routed goes out, the rest is dropped.
+    // Entries requeued meanwhile are older than what the read returned: the next round serves them
+    // first, and what this round routed goes out only if it is still that consumer's to process.
     const interrupted = (): boolean => {
-      if (!this.closed && this.epoch === epoch) return false;
-      this.flush(out);
+      if (!this.closed && this.epoch === epoch && this.requeues === requeues) return false;
+      this.flush(out, this.requeues !== requeues);
       return true;
     };
 
+    this.dropTrimmedReplay();
     const replayTotal = this.replay.size;
     const replayPositions = [...this.replay.values()]
       .sort(byPosition)
@@ -567,7 +618,15 @@ export class Subscription {
       this.selector.anyCapacity() &&
       !held.has('all')
     ) {
-      const entries = await this.log.read(this.readPosition, this.entriesWanted());
+      let entries: LogEntry[];
+      try {
+        entries = await this.log.read(this.readPosition, this.entriesWanted());
+      } catch (err) {
+        if (interrupted()) return 'progress';
+        if (!this.skipTrimmed(err)) throw err;
+        this.flush(out);
+        return 'progress';
+      }
       if (interrupted()) return 'progress';
       sawNew = entries.length > 0;
       for (const entry of entries) {
@@ -603,6 +662,37 @@ export class Subscription {
     return Math.max(1, Math.min(this.options.readBatchEntries, entries));
   }
 
+  /**
+   * The log refused the read position as out of range because it lies
+   * before the first stored entry (a reader left behind by retention, a
+   * cursor whose ledger was trimmed): continue at the oldest stored entry,
+   * as Pulsar's readers do. Without this the loop retried the same read
+   * every 200 ms forever. Returns false for any other failure.
+   */
+  private skipTrimmed(err: unknown): boolean {
+    if (!(err instanceof OutOfRangeError)) return false;
+    const first = this.log.firstPosition() ?? endPosition(this.log);
+    if (comparePositions(this.readPosition, first) >= 0) return false;
+    this.logger.warn(
+      { sub: this.name, from: this.readPosition, to: first },
+      'read position was trimmed from the log; continuing at the oldest stored entry',
+    );
+    this.readPosition = first;
+    this.cursor.readPosition = first;
+    return true;
+  }
+
+  /** Entries waiting for redelivery that the log trimmed meanwhile: nothing is left to deliver, and reading them fails. */
+  private dropTrimmedReplay(): void {
+    if (this.replay.size === 0) return;
+    const first = this.log.firstPosition() ?? endPosition(this.log);
+    for (const [k, e] of this.replay) {
+      if (comparePositions(e.position, first) >= 0) continue;
+      this.replay.delete(k);
+      this.redeliveries.delete(k);
+    }
+  }
+
   /** Re-read the part of the log where delayed entries overflowed the index. */
   private async rescan(
     held: Set<Consumer | 'all'>,
@@ -612,6 +702,7 @@ export class Subscription {
     const from = this.rescanFrom!;
     this.rescanFrom = undefined;
     const epoch = this.epoch;
+    const requeues = this.requeues;
     let read: LogEntry[];
     try {
       read = await this.log.read(from, this.options.readBatchEntries);
@@ -626,6 +717,11 @@ export class Subscription {
       return 0;
     }
     if (this.closed || this.epoch !== epoch) return 0;
+    if (this.requeues !== requeues) {
+      // Older entries were requeued meanwhile; the round starts again and re-scans from here.
+      this.overflowed(from);
+      return 0;
+    }
     const entries = read.filter((e) => comparePositions(e.position, this.readPosition) < 0);
     let dispatched = 0;
     let last: Position | undefined;
@@ -756,8 +852,15 @@ export class Subscription {
     return 'sent';
   }
 
-  private flush(out: Map<Consumer, { deliveries: Delivery[]; bytes: number }>): void {
-    for (const [c, g] of out) if (g.deliveries.length > 0) this.send(c, g.deliveries);
+  /** Send what was routed; `onlyPending` drops deliveries whose entries were taken back from their consumer since. */
+  private flush(out: Map<Consumer, { deliveries: Delivery[]; bytes: number }>, onlyPending = false): void {
+    for (const [c, g] of out) {
+      const deliveries =
+        onlyPending && !this.options.ackOnDelivery
+          ? g.deliveries.filter((d) => c.pending.has(deliveryKey(d)))
+          : g.deliveries;
+      if (deliveries.length > 0) this.send(c, deliveries);
+    }
   }
 
   private send(c: Consumer, deliveries: Delivery[]): void {

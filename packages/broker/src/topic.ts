@@ -1,8 +1,10 @@
 import {
+  AlreadyExistsError,
   ClosedError,
   comparePositions,
   FailedPreconditionError,
   FencedError,
+  InvalidArgumentError,
   type Logger,
   NotFoundError,
   type Position,
@@ -38,6 +40,8 @@ export interface PublishResult {
 /** A connected producer as the topic sees it: closing it ends its stream. */
 export interface ProducerHandle {
   readonly name: string;
+  /** Its stream is still open (not ended, cancelled or failed). */
+  readonly connected: boolean;
   kick(err: unknown): void;
 }
 
@@ -157,6 +161,7 @@ export class Topic {
    */
   async addProducer(p: ProducerHandle, mode: ProducerAccessMode, signal?: AbortSignal): Promise<void> {
     this.checkOpen();
+    this.checkNameFree(p);
     const others = (): string[] => [...this.producers.keys()].filter((n) => n !== p.name);
     if (mode === 'wait_for_exclusive') {
       while (others().length > 0) {
@@ -182,12 +187,33 @@ export class Topic {
         `topic '${this.name.full}' is held by exclusive producer '${this.exclusiveProducer}'; wait for it to leave or use wait-for-exclusive`,
       );
     }
-    const old = this.producers.get(p.name);
-    // A producer reconnecting under its name replaces the stale stream (dedup keeps its sends exactly-once).
-    if (old && old !== p) old.kick(new ClosedError(`producer '${p.name}' reconnected on another stream`));
+    // Checked again: another stream may have taken the name while this one waited.
+    this.checkNameFree(p);
     this.producers.set(p.name, p);
     if (mode !== 'shared') this.exclusiveProducer = p.name;
     else if (this.exclusiveProducer === p.name) this.exclusiveProducer = undefined;
+  }
+
+  /**
+   * Refuse a producer whose name a connected producer holds, as Pulsar does
+   * (ProducerBusy). Two live producers under one name kicked each other off
+   * forever, and deduplication dropped one's sends as duplicates of the
+   * other's sequence ids. A client reconnecting after its stream broke gets
+   * in once the broker has seen the old stream end (the stream's end, cancel
+   * or error releases the name); until then it is refused and retries.
+   */
+  private checkNameFree(p: ProducerHandle): void {
+    const old = this.producers.get(p.name);
+    if (!old || old === p) return;
+    if (!old.connected) {
+      // Its stream is gone but its cleanup has not run yet: the name is free.
+      old.kick(new ClosedError(`producer '${p.name}' was replaced after its stream ended`));
+      this.removeProducer(old);
+      return;
+    }
+    throw new AlreadyExistsError(
+      `producer name '${p.name}' is in use by a connected producer on topic '${this.name.full}'; give each producer a distinct producerName (or leave it empty to get a generated one)`,
+    );
   }
 
   removeProducer(p: ProducerHandle): void {
@@ -473,6 +499,12 @@ export class Topic {
 
   async deleteSubscription(name: string, force: boolean): Promise<void> {
     this.checkOpen();
+    if (isInternalCursor(name)) {
+      // The dedup snapshot's cursor keeps the entries it replays from being trimmed.
+      throw new InvalidArgumentError(
+        `'${name}' is an internal cursor of topic '${this.name.full}', not a subscription; it cannot be deleted (subscription names do not start with '__')`,
+      );
+    }
     const sub = this.subscriptions.get(name);
     if (!sub && !this.log.cursors().some((c) => c.name === name)) {
       throw new NotFoundError(`subscription '${name}' does not exist on topic '${this.name.full}'`);

@@ -1,4 +1,4 @@
-import { InvalidArgumentError, murmur3, ResourceExhaustedError } from '@sluice/common';
+import { AlreadyExistsError, InvalidArgumentError, murmur3, ResourceExhaustedError } from '@sluice/common';
 import test from 'ava';
 import { SluiceClient } from './index.js';
 import type { Message } from './message.js';
@@ -138,6 +138,30 @@ test('producer - after a stream failure it reconnects and resends pending batche
   t.is(entries.length, 2, 'each batch stored once');
   t.is(await producer.send('after'), '7:2:0');
   t.is(producer.name, 'p1');
+});
+
+test('producer - a name in use fails a first create at once, but a reconnect retries until the broker lets the old stream go', async (t) => {
+  const { broker, client } = await setup(t);
+  const inUse = () =>
+    new AlreadyExistsError(
+      "producer name 'busy' is in use by a connected producer; give each producer a distinct producerName",
+    );
+  broker.refuseOpens.push(inUse());
+  await t.throwsAsync(client.createProducer({ topic: 'busy', producerName: 'busy' }), {
+    instanceOf: AlreadyExistsError,
+    message: /is in use/,
+  });
+  t.is(broker.opens.length, 1, 'no retry of a first create');
+  const producer = await client.createProducer({
+    topic: 'busy',
+    producerName: 'busy',
+    batching: { maxDelayMs: 0 },
+  });
+  // The stream breaks, and the broker still holds the name for the first two attempts.
+  broker.refuseOpens.push(inUse(), inUse());
+  broker.killStreams();
+  t.is(await producer.send('after'), '7:0:0');
+  t.is(broker.opens.length, 5);
 });
 
 test('producer - a resumed producer name continues above the stored sequence id', async (t) => {

@@ -1,8 +1,11 @@
-import { comparePositions, type Position } from '@sluice/common';
+import { comparePositions, OutOfRangeError, type Position, silentLogger } from '@sluice/common';
 import type { Cursor, LogEntry, LogStats, ManagedLog } from '@sluice/managed-log';
 import type { MetadataStore } from '@sluice/metadata';
 import { encodeEnvelope } from '../entry-envelope.js';
 import { NonDurableCursor } from '../non-durable-cursor.js';
+import { defaultPolicies } from '../policies.js';
+import { Topic } from '../topic.js';
+import { parseTopicName } from '../topic-name.js';
 
 /**
  * An in-memory managed log for unit tests: one ledger (id 1), cursors held in
@@ -45,7 +48,15 @@ export class MemoryLog {
   }
 
   firstPosition(): Position | undefined {
-    return this.entries[0]?.position;
+    return this.entries[this.trimmedBefore]?.position;
+  }
+
+  /** Entries below this id were trimmed: reads of them fail with OUT_OF_RANGE, as the managed log's do. */
+  private trimmedBefore = 0;
+
+  /** Drop entries 0..entryId-1 as retention would (here within the one ledger). */
+  trimTo(entryId: number): void {
+    this.trimmedBefore = Math.max(this.trimmedBefore, entryId);
   }
 
   /** Delay of every read, to let a test act while a read is outstanding. */
@@ -56,11 +67,16 @@ export class MemoryLog {
     const fail = this.readFailures.shift();
     if (fail) throw fail;
     const start = from.ledgerId < 1 ? 0 : from.entryId;
+    if (start < this.trimmedBefore) {
+      throw new OutOfRangeError(
+        `position ${from.ledgerId}:${from.entryId} was trimmed; the first stored entry is 1:${this.trimmedBefore}`,
+      );
+    }
     return this.entries.slice(start, start + maxEntries);
   }
 
   nextPosition(p: Position): Position | undefined {
-    const next = p.ledgerId < 1 ? 0 : p.entryId + 1;
+    const next = Math.max(this.trimmedBefore, p.ledgerId < 1 ? 0 : p.entryId + 1);
     return next < this.entries.length ? { ledgerId: 1, entryId: next } : undefined;
   }
 
@@ -87,6 +103,10 @@ export class MemoryLog {
       this.cursorMap.set(name, c);
     }
     return c;
+  }
+
+  async deleteCursor(name: string): Promise<void> {
+    this.cursorMap.delete(name);
   }
 
   cursors(): Cursor[] {
@@ -158,5 +178,18 @@ export function batchEntry(count: number, opts: { key?: string; deliverAt?: numb
       key: opts.key ?? '',
     },
     Buffer.from('x'),
+  );
+}
+
+/** A topic over `log` with default single-bookie policies, a memory metadata store and a silent logger. */
+export function openMemoryTopic(name: string, log: MemoryLog = new MemoryLog()): Promise<Topic> {
+  return Topic.open(
+    parseTopicName(name),
+    log.asLog(),
+    memoryStore(),
+    defaultPolicies({ ensembleSize: 1, writeQuorum: 1, ackQuorum: 1 }),
+    silentLogger,
+    undefined,
+    () => undefined,
   );
 }

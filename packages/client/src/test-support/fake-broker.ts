@@ -5,7 +5,7 @@
  * behaviour the SDK depends on; never a proof that the real broker works.
  */
 import * as grpc from '@grpc/grpc-js';
-import { NotOwnerError, toGrpcStatus, UnavailableError } from '@sluice/common';
+import { NotOwnerError, type SluiceError, toGrpcStatus, UnavailableError } from '@sluice/common';
 import type {
   ConsumeRequest__Output,
   ConsumeResponse,
@@ -94,6 +94,8 @@ export class FakeBroker {
   /** Hold receipts instead of answering (released by `releaseReceipts`). */
   holdReceipts = false;
   private held: (() => void)[] = [];
+  /** Refuse the next OpenProducers with these errors, one each (as the broker refuses a producer name in use). */
+  readonly refuseOpens: SluiceError[] = [];
   /** Send this SendError instead of storing, once per sequence id listed. */
   readonly refuse = new Map<number, { code: number; errorCode: string; message: string }>();
   address = '';
@@ -209,6 +211,12 @@ export class FakeBroker {
         this.produceCalls.add(call);
         topicName = req.open.topic;
         this.opens.push({ topic: topicName, accessMode: req.open.accessMode });
+        const refusal = this.refuseOpens.shift();
+        if (refusal) {
+          this.produceCalls.delete(call);
+          call.emit('error', toGrpcStatus(refusal));
+          return;
+        }
         producerName = req.open.producerName || this.cluster.newProducerName();
         const last = this.cluster.topic(topicName).lastSequence.get(producerName)?.seq ?? -1;
         call.write({ opened: { producerName, lastSequenceId: last, maxMessageSize: 64 * 1024 } });
