@@ -7,7 +7,7 @@ import {
   silentLogger,
 } from '@sluice/common';
 import { handleWhen, noop, retry } from 'cockatiel';
-import { Etcd3, type ICompare, type IKeyValue, type IRequestOp, isRecoverableError } from 'etcd3';
+import { Etcd3, type ICompare, type IKeyValue, type IRequestOp } from 'etcd3';
 import { CompactedError, checkKey, checkPrefix, checkTxnOps } from '../limits.js';
 import type {
   DeleteOptions,
@@ -26,7 +26,9 @@ import type {
 import { conditionFailure, conditionsOf } from '../ops.js';
 import { mapEtcdError } from './etcd-errors.js';
 import { KeySpace } from './etcd-keys.js';
+import { neverReachedEtcd, retryEtcdCall } from './etcd-retry.js';
 import { EtcdSession } from './etcd-session.js';
+import { appliedOutcome, type StoredKey, type TxnOutcome } from './etcd-txn-outcome.js';
 import { EtcdWatch } from './etcd-watch.js';
 
 export const DEFAULT_CLUSTER_PREFIX = '/sluice/default';
@@ -50,6 +52,8 @@ export class EtcdMetadataStore implements MetadataStore {
   private readonly client: Etcd3;
   private readonly keys: KeySpace;
   private readonly timeoutMs: number;
+  /** Calls per request in all: one per member. */
+  private readonly attempts: number;
   private readonly logger: Logger;
   private readonly endpointList: string;
   private readonly sessions = new Set<EtcdSession>();
@@ -65,6 +69,7 @@ export class EtcdMetadataStore implements MetadataStore {
       throw new InvalidArgumentError(`cluster prefix "${prefix}" must start with "/", e.g. /sluice/default`);
     }
     this.timeoutMs = opts.callTimeoutMs ?? 5000;
+    this.attempts = opts.endpoints.length;
     this.logger = opts.logger ?? silentLogger;
     this.endpointList = opts.endpoints.join(',');
     this.keys = new KeySpace(prefix);
@@ -75,11 +80,12 @@ export class EtcdMetadataStore implements MetadataStore {
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
       faultHandling: {
         // No circuit breaker: it would keep refusing calls for seconds after
-        // etcd is back. One retry per extra member tries the next one.
+        // etcd is back. A call that never reached its member moves on to the
+        // next one; every other failure goes back to `call` (see etcd-retry.ts).
         host: () => noop,
         global:
           opts.endpoints.length > 1
-            ? retry(handleWhen(isRecoverableError), { maxAttempts: opts.endpoints.length - 1 })
+            ? retry(handleWhen(neverReachedEtcd), { maxAttempts: opts.endpoints.length - 1 })
             : noop,
       },
     });
@@ -195,6 +201,8 @@ export class EtcdMetadataStore implements MetadataStore {
     }
     const ttlSec = Math.ceil(ttlMs / 1000);
     const sentAt = Date.now();
+    // Retried like a read: a grant whose answer was lost leaves an unused
+    // lease that expires after its TTL.
     const res = await this.call('create session', () => this.client.leaseClient.leaseGrant({ TTL: ttlSec }));
     const session = new EtcdSession(
       res.ID,
@@ -244,7 +252,7 @@ export class EtcdMetadataStore implements MetadataStore {
     );
   }
 
-  private async runTxn(ops: TxnOp[]): Promise<{ revision: number; deleted: number }> {
+  private async runTxn(ops: TxnOp[]): Promise<TxnOutcome> {
     checkTxnOps(ops);
     for (const op of ops) {
       if (op.op === 'put' && op.session) {
@@ -286,26 +294,67 @@ export class EtcdMetadataStore implements MetadataStore {
     const failure: IRequestOp[] = condKeys.map((k) => ({
       request_range: { key: this.keys.key(k), keys_only: true },
     }));
-    const res = await this.call('txn', () => this.client.kv.txn({ compare, success, failure }));
-    if (!res.succeeded) {
-      const current = new Map<string, number>();
-      res.responses.forEach((r, i) => {
-        const kv = r.response_range?.kvs[0];
-        current.set(condKeys[i] as string, kv ? Number(kv.mod_revision) : 0);
-      });
-      throw (
-        conditionFailure(conds, (k) => current.get(k) ?? 0) ??
-        new BadVersionError('a transaction condition failed (a key changed concurrently); re-read and retry')
-      );
-    }
-    let deleted = 0;
-    for (const r of res.responses) deleted += Number(r.response_delete_range?.deleted ?? 0);
-    return { revision: Number(res.header.revision), deleted };
+    const attempt = async (): Promise<TxnOutcome> => {
+      const res = await this.client.kv.txn({ compare, success, failure });
+      if (!res.succeeded) {
+        const current = new Map<string, number>();
+        res.responses.forEach((r, i) => {
+          const kv = r.response_range?.kvs[0];
+          current.set(condKeys[i] as string, kv ? Number(kv.mod_revision) : 0);
+        });
+        throw (
+          conditionFailure(conds, (k) => current.get(k) ?? 0) ??
+          new BadVersionError(
+            'a transaction condition failed (a key changed concurrently); re-read and retry',
+          )
+        );
+      }
+      let deleted = 0;
+      for (const r of res.responses) deleted += Number(r.response_delete_range?.deleted ?? 0);
+      return { revision: Number(res.header.revision), deleted };
+    };
+    return this.call('txn', attempt, conds.length > 0 ? () => this.appliedTxn(ops) : undefined);
   }
 
-  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  /** After an ambiguous failure: the outcome of `ops` if the keys prove it was applied. */
+  private async appliedTxn(ops: TxnOp[]): Promise<TxnOutcome | undefined> {
+    const keys = [...new Set(ops.map((op) => op.key))];
+    // One read txn: all keys from the same revision.
+    const res = await retryEtcdCall(
+      () =>
+        this.client.kv.txn({
+          compare: [],
+          success: keys.map((k) => ({ request_range: { key: this.keys.key(k) } })),
+          failure: [],
+        }),
+      { what: 'txn', attempts: this.attempts },
+    );
+    const current = new Map<string, StoredKey>();
+    res.responses.forEach((r, i) => {
+      const kv = r.response_range?.kvs[0];
+      if (!kv) return;
+      current.set(keys[i] as string, {
+        value: kv.value,
+        lease: kv.lease,
+        modRevision: Number(kv.mod_revision),
+        createRevision: Number(kv.create_revision),
+      });
+    });
+    return appliedOutcome(ops, (k) => current.get(k), Number(res.header.revision));
+  }
+
+  /**
+   * One request to etcd with the retries etcd-retry.ts allows. Conditional
+   * writes pass `verify`; without it a request is retried as a read or an
+   * unconditional write, which must be harmless to apply twice.
+   */
+  private async call<T>(
+    what: string,
+    fn: () => Promise<T>,
+    verify?: () => Promise<T | undefined>,
+  ): Promise<T> {
     try {
-      return await fn();
+      return await retryEtcdCall(fn, { what, attempts: this.attempts, ...(verify ? { verify } : {}) });
     } catch (err) {
       throw mapEtcdError(err, what, this.endpointList, this.timeoutMs);
     }

@@ -11,7 +11,11 @@ type Stream = IDuplexStream<IWatchRequest, IWatchResponse>;
  * owes the listener and, after any disconnect, re-creates the etcd watcher
  * from exactly that revision: no gaps, no duplicates. (etcd3's Watcher resumes
  * from the response header's revision, which can run ahead of the events
- * actually delivered while a watcher catches up on history.)
+ * actually delivered while a watcher catches up on history.) Progress
+ * notifications move that revision forward while the prefix is quiet, so a
+ * resumed watch asks only for recent history, which compaction has not
+ * removed as long as the notify interval is shorter than the compaction
+ * retention.
  */
 export class EtcdWatch implements Watch {
   private nextRevision: number;
@@ -91,7 +95,17 @@ export class EtcdWatch implements Watch {
         stream.on('error', (err: Error) => this.onBroken(stream, err));
         stream.on('end', () => this.onBroken(stream, new Error('watch stream ended')));
         stream.write({
-          create_request: { ...this.keys.range(this.prefix), start_revision: this.nextRevision },
+          create_request: {
+            ...this.keys.range(this.prefix),
+            start_revision: this.nextRevision,
+            // While the prefix is quiet etcd then sends an empty response
+            // with the current revision (every
+            // --experimental-watch-progress-notify-interval, 10 min by
+            // default). Without it the resume point stays where the watch
+            // started, and once compaction passes it any reconnect fails
+            // with CompactedError although no event was ever missed.
+            progress_notify: true,
+          },
         });
       })
       .catch((err: unknown) => this.onBroken(undefined, err instanceof Error ? err : new Error(String(err))));
@@ -120,6 +134,16 @@ export class EtcdWatch implements Watch {
       this.failures = 0;
       this.started?.resolve();
       this.started = undefined;
+      // The header is the store's revision, not this watcher's progress: a
+      // watcher created on older history has yet to replay it.
+      return;
+    }
+    if (res.events.length === 0) {
+      // A progress notification. etcd sends it only to a watcher in sync,
+      // through the same queue as events: every change up to the header
+      // revision has been delivered.
+      this.nextRevision = Math.max(this.nextRevision, Number(res.header.revision) + 1);
+      return;
     }
     let maxRevision = 0;
     for (const ev of res.events) {
@@ -141,7 +165,9 @@ export class EtcdWatch implements Watch {
       }
       if (this.closed) return;
     }
-    // etcd never splits one revision's events across responses (fragmenting is off).
+    // etcd never splits one revision's events across responses (fragmenting
+    // is off). The header revision is not used here: while a watcher catches
+    // up on history etcd stamps each batch with the store's current revision.
     if (maxRevision > 0) this.nextRevision = maxRevision + 1;
   }
 
