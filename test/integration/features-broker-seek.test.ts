@@ -152,7 +152,7 @@ test('partitions - increased online (new partitions usable at once), shrinking r
   await publishAll(wire, `${topic}-partition-0`, ['a']);
   const shrink = await t.throwsAsync<ServiceError>(wire.call('UpdatePartitions', { topic, partitions: 1 }));
   t.is(shrink?.code, status.INVALID_ARGUMENT);
-  t.regex(shrink?.details ?? '', /above the current 2/);
+  t.regex(shrink?.details ?? '', /at least the current 2/);
   await wire.call('UpdatePartitions', { topic, partitions: 4 });
   const meta = await wire.lookupCall<{ partitions: number }>('GetTopicMetadata', { topic });
   t.is(meta.partitions, 4);

@@ -139,15 +139,31 @@ export class Registrar {
     await this.register();
   }
 
+  /**
+   * Create a session and register on it. A session whose registration fails
+   * is revoked: left open, its keepalive would renew it until the process
+   * exits, and each retry would leak another one.
+   */
   private async register(): Promise<void> {
     const session = await this.opts.store.createSession(this.opts.sessionTtlMs);
+    if (this.stopped) {
+      // `stop` ran while the session was being created and could not close it.
+      await session.close().catch(() => undefined);
+      return;
+    }
     this.session = session;
     session.onLost((err) => {
       if (this.stopped || this.session !== session) return;
       this.opts.logger.warn({ err }, 'metadata session lost; registering again');
       this.reconnect(0);
     });
-    await this.publish();
+    try {
+      await this.publish();
+    } catch (err) {
+      if (this.session === session) this.session = undefined;
+      await session.close().catch(() => undefined);
+      throw err;
+    }
   }
 
   private reconnect(attempt: number): void {

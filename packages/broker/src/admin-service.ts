@@ -14,7 +14,7 @@ import type {
   SubscriptionStats,
 } from '@sluice/proto';
 import type { AdminClientPool } from './admin-client-pool.js';
-import type { ClusterResources } from './cluster-resources.js';
+import type { ClusterResources, TopicRecord } from './cluster-resources.js';
 import { SUBSCRIPTION_TYPE_NAMES } from './consumer-service.js';
 import { oneofCase, unary } from './grpc-util.js';
 import type { Ownership, SelfIdentity } from './ownership.js';
@@ -67,8 +67,7 @@ export function createAdminService(d: AdminDeps) {
     local: (t: Topic) => Promise<Res>,
     create = true,
   ): Promise<Res> {
-    const forwarded = call.metadata.get(FORWARDED_METADATA_KEY).length > 0;
-    if (!forwarded) {
+    if (!isForwarded(call)) {
       const place = await d.topics.placement(topic);
       if (!d.ownership.owns(place.bundleKey)) {
         const owner = await d.ownership.read(place.bundleKey);
@@ -80,6 +79,44 @@ export function createAdminService(d: AdminDeps) {
       }
     }
     return local(await d.topics.acquire(topic, { create }));
+  }
+
+  function isForwarded(call: ServerUnaryCall<unknown, unknown>): boolean {
+    return call.metadata.get(FORWARDED_METADATA_KEY).length > 0;
+  }
+
+  /**
+   * The record governing a topic DeleteTopic is asked to delete. Partitions of
+   * a partitioned topic have no record of their own: the broker deleting the
+   * whole topic forwards each partition to its owner, which finds the
+   * partitioned topic's record instead. A client naming one partition is
+   * refused, since deleting it alone would leave a hole in the topic.
+   */
+  async function deletableRecord(topic: TopicName, forwarded: boolean): Promise<TopicRecord> {
+    const own = await d.resources.getTopic(topic);
+    if (own) return own;
+    if (topic.partition >= 0) {
+      const parent = await d.resources.getTopic(parseTopicName(topic.base));
+      if (parent && topic.partition < parent.partitions) {
+        if (forwarded) return parent;
+        throw new InvalidArgumentError(
+          `'${topic.full}' is partition ${topic.partition} of '${topic.base}'; delete '${topic.base}' to delete all its partitions`,
+        );
+      }
+    }
+    throw new NotFoundError(`topic '${topic.full}' does not exist`);
+  }
+
+  function connectedConsumers(s: GetTopicStatsResponse): number {
+    return (s.subscriptions ?? []).reduce((n, x) => n + Number(x.consumers ?? 0), 0);
+  }
+
+  function refuseWhileConnected(part: TopicName, producers: number, consumers: number): void {
+    if (producers > 0 || consumers > 0) {
+      throw new FailedPreconditionError(
+        `topic '${part.full}' has ${producers} producer(s) and ${consumers} consumer(s) connected; disconnect them or delete with force`,
+      );
+    }
   }
 
   function localStats(t: Topic): GetTopicStatsResponse {
@@ -204,20 +241,33 @@ export function createAdminService(d: AdminDeps) {
     }),
     DeleteTopic: u(async (req: { topic: string; force: boolean }, call) => {
       const topic = parseTopicName(req.topic);
-      const rec = await d.resources.getTopic(topic);
-      if (!rec) throw new NotFoundError(`topic '${topic.full}' does not exist`);
-      for (const part of await expand(req.topic)) {
+      const rec = await deletableRecord(topic, isForwarded(call));
+      const parts = await expand(req.topic);
+      // Check every partition before deleting any: a refusal must leave the topic whole, not half deleted.
+      if (!req.force && parts.length > 1) {
+        for (const part of parts) {
+          const s = await onOwner(
+            part,
+            'GetTopicStats',
+            { topic: part.full },
+            call,
+            async (t) => localStats(t),
+            false,
+          );
+          refuseWhileConnected(part, Number(s.producers ?? 0), connectedConsumers(s));
+        }
+      }
+      for (const part of parts) {
         await onOwner(
           part,
           'DeleteTopic',
           req,
           call,
           async (t) => {
-            const consumers = [...t.subscriptions.values()].reduce((n, s) => n + s.consumerCount(), 0);
-            if (!req.force && (t.producers.size > 0 || consumers > 0)) {
-              throw new FailedPreconditionError(
-                `topic '${part.full}' has ${t.producers.size} producer(s) and ${consumers} consumer(s) connected; disconnect them or delete with force`,
-              );
+            // Checked again here: a client that connected since the check above is not cut off without force.
+            if (!req.force) {
+              const consumers = [...t.subscriptions.values()].reduce((n, s) => n + s.consumerCount(), 0);
+              refuseWhileConnected(part, t.producers.size, consumers);
             }
             await t.deleteData();
             d.topics.forget(part);
@@ -234,10 +284,12 @@ export function createAdminService(d: AdminDeps) {
     })),
     UpdatePartitions: u(async (req: { topic: string; partitions: number }, call) => {
       const topic = parseTopicName(req.topic);
-      const before = (await d.resources.getTopic(topic))?.partitions ?? 0;
+      const rec = await d.resources.getTopic(topic);
+      // Partitions from here on were added by a grow that may not have copied the subscriptions yet.
+      const pendingFrom = rec?.subscriptionsPendingFrom ?? rec?.partitions ?? 0;
       // Read the subscriptions first: once the count grows, producers may use the new partitions.
       const names = new Set<string>();
-      for (let i = 0; i < before; i++) {
+      for (let i = 0; i < pendingFrom; i++) {
         const part = partitionName(topic, i);
         const r = await onOwner(
           part,
@@ -253,14 +305,16 @@ export function createAdminService(d: AdminDeps) {
         });
         for (const n of r.subscriptions) names.add(n);
       }
-      await d.resources.updatePartitions(topic, req.partitions);
+      // The record keeps `from` until every subscription exists, so a failure below is retried
+      // by calling again with the same count.
+      const from = await d.resources.updatePartitions(topic, req.partitions, pendingFrom);
       // New partitions hold only messages sent after the change: every existing
       // subscription starts at their beginning, so its consumers miss none of them.
       const create = {
         subscription: '',
         initialPosition: 'INITIAL_POSITION_EARLIEST',
       };
-      for (let i = before; i < req.partitions; i++) {
+      for (let i = from; i < req.partitions; i++) {
         const part = partitionName(topic, i);
         for (const subscription of names) {
           await onOwner(
@@ -275,9 +329,10 @@ export function createAdminService(d: AdminDeps) {
           );
         }
       }
-      if (names.size > 0)
+      if (from < req.partitions) await d.resources.finishPartitionUpdate(topic, req.partitions, from);
+      if (names.size > 0 && from < req.partitions)
         d.logger.info(
-          { topic: topic.full, from: before, to: req.partitions, subscriptions: names.size },
+          { topic: topic.full, from, to: req.partitions, subscriptions: names.size },
           'partitions added; existing subscriptions created on them',
         );
       return {};
@@ -317,7 +372,7 @@ export function createAdminService(d: AdminDeps) {
     }),
     UnloadTopic: u(async (req: AnyReq, call) => {
       for (const p of await expand(String(req.topic))) {
-        const forwarded = call.metadata.get(FORWARDED_METADATA_KEY).length > 0;
+        const forwarded = isForwarded(call);
         const place = await d.topics.placement(p);
         const owner = await d.ownership.read(place.bundleKey);
         if (owner && owner.brokerId !== d.self.brokerId && !forwarded) {

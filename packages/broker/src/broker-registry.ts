@@ -31,6 +31,11 @@ export class BrokerRegistry {
     await this.store.put(brokerKey(record.brokerId), Buffer.from(JSON.stringify(record)), { session });
   }
 
+  /** Leave the registry ahead of the session's end, so no broker names this one to clients any more. */
+  async unpublish(brokerId: string): Promise<void> {
+    await this.store.delete(brokerKey(brokerId));
+  }
+
   async live(): Promise<BrokerRecord[]> {
     const items = await this.store.listAll(BROKERS_PREFIX);
     const out: BrokerRecord[] = [];

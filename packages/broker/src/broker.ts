@@ -75,7 +75,11 @@ export class Broker {
   readonly registry: Registry;
   private session: Session | undefined;
   private closing = false;
+  /** Set once the default namespace exists and the policy watches run: only then is the broker ready. */
+  private started = false;
   private loadTimer: NodeJS.Timeout | undefined;
+  /** The load report in flight, awaited before deregistering so it cannot re-create `brokers/<id>`. */
+  private reporting: Promise<void> = Promise.resolve();
   private reconnecting: Promise<void> | undefined;
   private readonly producers = new Set<ProducerHandle>();
   private readonly health = new HealthImplementation({ '': 'NOT_SERVING' });
@@ -195,9 +199,10 @@ export class Broker {
     await this.topics.start();
     const interval = this.opts.loadReportIntervalMs ?? 5000;
     this.loadTimer = setInterval(() => {
-      this.reportLoad().catch((err) => this.logger.debug({ err }, 'load report failed'));
+      this.reporting = this.reportLoad().catch((err) => this.logger.debug({ err }, 'load report failed'));
     }, interval);
     this.loadTimer.unref();
+    this.started = true;
     this.health.setStatus('', 'SERVING');
     this.logger.info({ address: this.address, http: this.httpAddress }, 'broker serving');
   }
@@ -253,12 +258,25 @@ export class Broker {
     new ReflectionService(defs).addToServer(this.grpc);
   }
 
+  /**
+   * Create a session and register on it; only then does ownership use it. A
+   * session that fails to register is closed: left open, its keepalive would
+   * renew it (and any key taken on it) until the process exits.
+   */
   private async connectSession(): Promise<void> {
     const session = await this.opts.metadata.createSession(this.opts.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS);
+    // Before publishing: a loss during it must not go unnoticed (listeners added later never fire).
+    session.onLost((err) => this.onSessionLost(session, err));
+    try {
+      await this.brokers.publish(session, this.record());
+      if (session.lost) throw new SessionLostError('the metadata session ended while registering the broker');
+      if (this.closing) throw new UnavailableError('the broker is shutting down');
+    } catch (err) {
+      await session.close().catch(() => undefined);
+      throw err;
+    }
     this.session = session;
     this.ownership.useSession(session);
-    session.onLost((err) => this.onSessionLost(session, err));
-    await this.brokers.publish(session, this.record());
   }
 
   /** Stop serving at once: nothing this broker owned is still ours. Then rejoin with a new session. */
@@ -279,6 +297,7 @@ export class Broker {
           this.logger.info('metadata session re-established');
           return;
         } catch (e) {
+          if (this.closing) return;
           this.logger.warn({ err: e }, 'cannot re-establish the metadata session yet');
           await new Promise((r) => setTimeout(r, backoffDelay(attempt)));
         }
@@ -310,8 +329,17 @@ export class Broker {
     const now = Date.now();
     for (const t of this.topics.all()) t.sampleRates(now);
     const session = this.session;
-    if (!session || session.lost) return;
+    if (!session || session.lost || this.closing) return;
     await this.brokers.publish(session, this.record());
+  }
+
+  /** Delete `brokers/<id>` so that lookups elsewhere stop picking this broker for unowned bundles. */
+  private async deregister(): Promise<void> {
+    const session = this.session;
+    if (!session || session.lost) return;
+    await this.brokers
+      .unpublish(this.self.brokerId)
+      .catch((err) => this.logger.warn({ err }, 'cannot deregister; the record goes when the session ends'));
   }
 
   /**
@@ -321,6 +349,7 @@ export class Broker {
    */
   async notReadyReason(): Promise<string | null> {
     if (this.closing) return 'shutting down';
+    if (!this.started) return 'starting: bootstrapping the default namespace and watching policies';
     if (!this.session || this.session.lost) return 'no live metadata session';
     const need = await this.resources.namespacePolicies('public/default').then(
       (p) => p.persistence.ensembleSize,
@@ -335,17 +364,27 @@ export class Broker {
     return null;
   }
 
-  /** Clean shutdown: close topics (persisting cursors and dedup state), release ownership, stop listening. */
+  /**
+   * Clean shutdown, in an order that sends clients elsewhere and loses no
+   * state: refuse new topics and lookups, leave the broker registry, close
+   * topics (persisting cursors and dedup state), then end the session, which
+   * releases every ownership key at once. Until then those keys still name
+   * this broker, which is why acquires are refused from the start.
+   */
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    this.topics.refuseNewTopics();
     this.health.setStatus('', 'NOT_SERVING');
     if (this.loadTimer) clearInterval(this.loadTimer);
+    await this.reporting;
+    await this.deregister();
     await this.topics.stop();
     const reason = new UnavailableError('the broker is shutting down; look the topic up again');
     for (const p of [...this.producers]) p.kick(reason);
     await this.topics.closeAll(reason, true);
     await this.reconnecting;
+    this.ownership.useSession(undefined);
     await this.session?.close().catch(() => undefined);
     this.clients.close();
     await new Promise<void>((resolve) => {

@@ -29,6 +29,12 @@ export interface TopicRecord {
   /** 0 = not partitioned. */
   partitions: number;
   policies: PolicyValues;
+  /**
+   * Set while UpdatePartitions copies the existing subscriptions onto added
+   * partitions: the first partition that may still lack them. Kept until the
+   * copy finishes, so a retry with the same count knows what to finish.
+   */
+  subscriptionsPendingFrom?: number;
 }
 
 const json = (v: unknown): Buffer => Buffer.from(JSON.stringify(v));
@@ -184,17 +190,46 @@ export class ClusterResources {
     await this.store.delete(topicKey(topic.path));
   }
 
-  async updatePartitions(topic: TopicName, partitions: number): Promise<void> {
+  /**
+   * Grow a partitioned topic to `partitions`. The same count is accepted as the
+   * retry of a grow whose subscription copy failed. Returns the first
+   * partition that still needs the existing subscriptions: the lower of
+   * `pendingFrom` and what an unfinished earlier grow left (`partitions` when
+   * none is needed); `finishPartitionUpdate` clears it once they exist.
+   */
+  async updatePartitions(topic: TopicName, partitions: number, pendingFrom: number): Promise<number> {
     const v = await this.store.get(topicKey(topic.path));
     if (!v) throw new NotFoundError(`topic '${topic.full}' does not exist`);
     const rec = parse<TopicRecord>(v.value);
     if (rec.partitions === 0) throw new FailedPreconditionError(`topic '${topic.full}' is not partitioned`);
-    if (!Number.isSafeInteger(partitions) || partitions <= rec.partitions || partitions > 10_000) {
+    if (!Number.isSafeInteger(partitions) || partitions < rec.partitions || partitions > 10_000) {
       throw new InvalidArgumentError(
-        `partitions=${partitions} is invalid; it must be above the current ${rec.partitions} (and at most 10000)`,
+        `partitions=${partitions} is invalid; it must be at least the current ${rec.partitions} (the same count retries an unfinished update) and at most 10000`,
       );
     }
-    await this.store.put(topicKey(topic.path), json({ ...rec, partitions }), { expectedVersion: v.version });
+    const from = Math.min(pendingFrom, rec.subscriptionsPendingFrom ?? rec.partitions);
+    if (partitions === rec.partitions && rec.subscriptionsPendingFrom === undefined) return partitions;
+    if (partitions !== rec.partitions || from !== rec.subscriptionsPendingFrom) {
+      const next: TopicRecord = { ...rec, partitions, subscriptionsPendingFrom: from };
+      await this.store.put(topicKey(topic.path), json(next), { expectedVersion: v.version });
+    }
+    return from;
+  }
+
+  /** The subscriptions of partitions `from`..`partitions`-1 exist: forget that they were pending. */
+  async finishPartitionUpdate(topic: TopicName, partitions: number, from: number): Promise<void> {
+    await retry(
+      async () => {
+        const v = await this.store.get(topicKey(topic.path));
+        if (!v) return;
+        const rec = parse<TopicRecord>(v.value);
+        // A grow that started since then (to more partitions, or from lower) clears it when it finishes.
+        if (rec.partitions !== partitions || rec.subscriptionsPendingFrom !== from) return;
+        const { subscriptionsPendingFrom: _, ...done } = rec;
+        await this.store.put(topicKey(topic.path), json(done), { expectedVersion: v.version });
+      },
+      { shouldRetry: (err) => err instanceof BadVersionError, retries: 20, minDelayMs: 10 },
+    );
   }
 
   async listTopics(name: string): Promise<{ topic: string; partitions: number }[]> {

@@ -33,6 +33,12 @@ export async function lookupTopic(
   topicText: string,
 ): Promise<{ brokerAddress: string; brokerHttpAddress: string }> {
   const topic = parseTopicName(topicText);
+  if (d.topics.isClosing) {
+    // Its ownership keys outlive the topics it is closing: an answer naming this broker would send clients back here.
+    throw new UnavailableError('this broker is shutting down; look the topic up on another broker', {
+      details: { owner: '' },
+    });
+  }
   const place = await d.topics.placement(topic);
   const owner = await d.ownership.read(place.bundleKey);
   if (owner) return { brokerAddress: owner.address, brokerHttpAddress: owner.httpAddress };

@@ -1,6 +1,8 @@
 import { FencedError, silentLogger, UnavailableError } from '@sluice/common';
+import { CompactedError, type Watch, type WatchEvent, type WatchOptions } from '@sluice/metadata';
 import test from 'ava';
 import type { ClusterResources } from './cluster-resources.js';
+import { NAMESPACES_PREFIX } from './metadata-keys.js';
 import type { Ownership } from './ownership.js';
 import { defaultPolicies } from './policies.js';
 import { MemoryLog, memoryStore } from './test-support/memory-log.js';
@@ -72,3 +74,66 @@ test('topic manager - a fenced write of an unloaded instance does not unload the
   t.false(fresh.isClosed);
   t.is(topics.served(name), fresh);
 });
+
+test('topic manager - after a policy watch ends, loaded topics re-read their policies and watching resumes', async (t) => {
+  let policies = defaultPolicies({ ensembleSize: 1, writeQuorum: 1, ackQuorum: 1 });
+  const resources = {
+    namespacePolicies: async () => policies,
+    getTopic: async () => undefined,
+    topicPolicies: async () => policies,
+    createTopic: async () => true,
+  } as unknown as ClusterResources;
+  const ownership = { ensureOwned: async () => undefined, owns: () => true } as unknown as Ownership;
+  interface FakeWatch extends Watch {
+    prefix: string;
+    listener: (ev: WatchEvent) => void;
+    opts: WatchOptions;
+    closed: boolean;
+  }
+  const watches: FakeWatch[] = [];
+  const store = Object.assign(memoryStore(), {
+    watch: async (prefix: string, listener: (ev: WatchEvent) => void, opts: WatchOptions = {}) => {
+      const w: FakeWatch = {
+        prefix,
+        listener,
+        opts,
+        closed: false,
+        close: async () => {
+          w.closed = true;
+        },
+      };
+      watches.push(w);
+      return w;
+    },
+    revision: async () => 41,
+  });
+  const logs = { open: async () => new MemoryLog().asLog() };
+  const topics = new TopicManager(store, resources, ownership, logs, silentLogger, undefined);
+  await topics.start();
+  t.teardown(() => topics.stop());
+  const topic = await topics.acquire(parseTopicName('t/ns/watched'));
+  const namespaces = watches.find((w) => w.prefix === NAMESPACES_PREFIX)!;
+
+  // etcd compacted the revisions the watch had to resume from: changes made meanwhile were never delivered.
+  policies = { ...policies, messageTtlMs: 60_000 };
+  namespaces.opts.onError?.(new CompactedError(30, 35));
+  await until(() => topic.policies.messageTtlMs === 60_000);
+  const again = watches.filter((w) => w.prefix === NAMESPACES_PREFIX);
+  t.is(again.length, 2, 'the namespaces prefix is watched again');
+  t.is(again[1]!.opts.fromRevision, 42, 'from the revision after the one the re-read saw');
+
+  // Later changes arrive through the new watch.
+  policies = { ...policies, messageTtlMs: 120_000 };
+  again[1]!.listener({ type: 'put', key: `${NAMESPACES_PREFIX}t/ns`, value: Buffer.from('{}'), version: 43 });
+  await until(() => topic.policies.messageTtlMs === 120_000);
+  await topics.stop();
+  t.true(again[1]!.closed);
+});
+
+async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting for the condition');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}

@@ -1,4 +1,5 @@
 import {
+  backoffDelay,
   ClosedError,
   InvalidArgumentError,
   type Logger,
@@ -32,14 +33,25 @@ export interface Placement {
 /** How often loaded topics run their policy work (message TTL, backlog eviction). */
 export const TOPIC_MAINTENANCE_INTERVAL_MS = 1000;
 
+/** Metadata prefixes whose changes alter the effective policies of loaded topics. */
+const POLICY_PREFIXES = [NAMESPACES_PREFIX, TOPICS_PREFIX] as const;
+
 /**
  * The topics this broker serves, opened on first use by the bundle's owner.
  * Policy changes in metadata (namespace or topic) reach loaded topics through
- * a watch, without an unload.
+ * a watch, without an unload. A watch that ends (its history was compacted
+ * while disconnected) is replaced, and every loaded topic re-reads its
+ * policies, since changes in between were never delivered.
  */
 export class TopicManager {
   private readonly topics = new Map<string, Promise<Topic>>();
-  private watches: Watch[] = [];
+  /** The live policy watch of each prefix. */
+  private readonly watches = new Map<string, Watch>();
+  /** Pending re-watch attempts after a watch ended, per prefix. */
+  private readonly rewatchTimers = new Map<string, NodeJS.Timeout>();
+  private watching = false;
+  /** Set once the broker starts shutting down: no topic opens here any more. */
+  private closing = false;
   private maintenanceTimer: NodeJS.Timeout | undefined;
   /** Policy refreshes per topic, chained so an older read never overwrites a newer one. */
   private readonly refreshing = new Map<string, Promise<void>>();
@@ -81,8 +93,32 @@ export class TopicManager {
 
   loaded = new Map<string, Topic>();
 
+  /**
+   * Refuse every acquire from now on. The broker calls this first when it
+   * shuts down: a topic opened after `closeAll` would never be closed, so its
+   * cursors and dedup state would never be persisted.
+   */
+  refuseNewTopics(): void {
+    this.closing = true;
+  }
+
+  /** True once the broker started shutting down. */
+  get isClosing(): boolean {
+    return this.closing;
+  }
+
+  private refuseIfClosing(topic: TopicName): void {
+    if (!this.closing) return;
+    // Retriable with no owner named: the client looks the topic up again and reaches another broker.
+    throw new UnavailableError(
+      `this broker is shutting down; look '${topic.full}' up again to reach another broker`,
+      { details: { owner: '' } },
+    );
+  }
+
   /** The topic, opened here after making sure this broker owns its bundle. */
   async acquire(topic: TopicName, opts: { create: boolean } = { create: true }): Promise<Topic> {
+    this.refuseIfClosing(topic);
     const place = await this.placement(topic);
     if (place.record && place.record.partitions > 0 && !place.parent) {
       throw new InvalidArgumentError(
@@ -100,6 +136,8 @@ export class TopicManager {
       if (this.topics.get(topic.full) === existing) break;
     }
     if (!place.record && !opts.create) throw new NotFoundError(`topic '${topic.full}' does not exist`);
+    // Again after the awaits above, with none until the map holds the opening: `closeAll` sees every topic opened.
+    this.refuseIfClosing(topic);
     const opening = (async () => {
       if (!place.record) await this.resources.createTopic(topic, 0, true);
       const t = await this.openTopic(topic, place);
@@ -173,13 +211,8 @@ export class TopicManager {
 
   /** Watch policy changes and run topic maintenance until `stop`. */
   async start(): Promise<void> {
-    for (const prefix of [NAMESPACES_PREFIX, TOPICS_PREFIX]) {
-      this.watches.push(
-        await this.store.watch(prefix, (ev) => this.policiesChanged(ev.key), {
-          onError: (err) => this.logger.warn({ err, prefix }, 'policy watch ended; policies apply on reload'),
-        }),
-      );
-    }
+    this.watching = true;
+    for (const prefix of POLICY_PREFIXES) await this.watchPolicies(prefix);
     this.maintenanceTimer = setInterval(() => {
       for (const t of this.all()) {
         t.maintain().catch((err) =>
@@ -191,11 +224,78 @@ export class TopicManager {
   }
 
   async stop(): Promise<void> {
+    this.watching = false;
     if (this.maintenanceTimer) clearInterval(this.maintenanceTimer);
     this.maintenanceTimer = undefined;
-    const watches = this.watches;
-    this.watches = [];
+    for (const timer of this.rewatchTimers.values()) clearTimeout(timer);
+    this.rewatchTimers.clear();
+    const watches = [...this.watches.values()];
+    this.watches.clear();
     await Promise.all(watches.map((w) => w.close().catch(() => undefined)));
+  }
+
+  /** Watch `prefix` for policy changes, from `fromRevision` (default: changes from now on). */
+  private async watchPolicies(prefix: string, fromRevision?: number): Promise<void> {
+    let watch: Watch | undefined;
+    // A watch may end before `watch()` resolves; handled once it has.
+    let endedEarly: Error | undefined;
+    const onError = (err: Error): void => {
+      if (watch) this.policyWatchEnded(prefix, watch, err);
+      else endedEarly = err;
+    };
+    watch = await this.store.watch(prefix, (ev) => this.policiesChanged(ev.key), {
+      ...(fromRevision === undefined ? {} : { fromRevision }),
+      onError,
+    });
+    if (!this.watching) {
+      await watch.close().catch(() => undefined);
+      return;
+    }
+    this.watches.set(prefix, watch);
+    if (endedEarly) this.policyWatchEnded(prefix, watch, endedEarly);
+  }
+
+  /**
+   * A policy watch ended for good (CompactedError when etcd compacted the
+   * revisions it had to resume from): watch again from the current revision,
+   * then re-read the policies of every loaded topic, which covers whatever
+   * changed before that revision and was never delivered.
+   */
+  private policyWatchEnded(prefix: string, w: Watch, err: Error): void {
+    if (this.watches.get(prefix) !== w) return;
+    this.watches.delete(prefix);
+    if (!this.watching) return;
+    this.logger.warn({ err, prefix }, 'policy watch ended; watching again and re-reading loaded topics');
+    this.rewatch(prefix, 0);
+  }
+
+  private rewatch(prefix: string, attempt: number): void {
+    const timer = setTimeout(
+      () => {
+        this.rewatchTimers.delete(prefix);
+        if (!this.watching) return;
+        (async () => {
+          const revision = await this.store.revision();
+          await this.watchPolicies(prefix, revision + 1);
+          this.refreshAll();
+        })().catch((err: unknown) => {
+          if (err instanceof ClosedError) {
+            this.logger.warn({ err, prefix }, 'metadata store closed; policy watch not restarted');
+            return;
+          }
+          this.logger.warn({ err, prefix, attempt }, 'cannot watch policies again yet; retrying');
+          this.rewatch(prefix, attempt + 1);
+        });
+      },
+      attempt === 0 ? 0 : backoffDelay(attempt - 1),
+    );
+    timer.unref();
+    this.rewatchTimers.set(prefix, timer);
+  }
+
+  /** Re-read the effective policies of every loaded topic. */
+  private refreshAll(): void {
+    for (const t of this.all()) this.refresh(t);
   }
 
   /** Re-read the effective policies of every loaded topic the changed key governs. */
@@ -206,25 +306,26 @@ export class TopicManager {
       const affected =
         (ns !== undefined && t.name.namespaceName === ns) ||
         (path !== undefined && (t.name.path === path || parseTopicName(t.name.base).path === path));
-      if (!affected) continue;
-      const run = (this.refreshing.get(t.name.full) ?? Promise.resolve())
-        .then(async () => {
-          if (t.isClosed) return;
-          const place = await this.placement(t.name);
-          t.updatePolicies(place.policies);
-          this.logger.debug({ topic: t.name.full }, 'topic policies updated');
-        })
-        .catch((err) =>
-          this.logger.warn(
-            { err, topic: t.name.full },
-            'cannot refresh topic policies; they apply on reload',
-          ),
-        );
-      this.refreshing.set(t.name.full, run);
-      void run.finally(() => {
-        if (this.refreshing.get(t.name.full) === run) this.refreshing.delete(t.name.full);
-      });
+      if (affected) this.refresh(t);
     }
+  }
+
+  /** Re-read one topic's effective policies, after any refresh of it still running. */
+  private refresh(t: Topic): void {
+    const run = (this.refreshing.get(t.name.full) ?? Promise.resolve())
+      .then(async () => {
+        if (t.isClosed) return;
+        const place = await this.placement(t.name);
+        t.updatePolicies(place.policies);
+        this.logger.debug({ topic: t.name.full }, 'topic policies updated');
+      })
+      .catch((err) =>
+        this.logger.warn({ err, topic: t.name.full }, 'cannot refresh topic policies; they apply on reload'),
+      );
+    this.refreshing.set(t.name.full, run);
+    void run.finally(() => {
+      if (this.refreshing.get(t.name.full) === run) this.refreshing.delete(t.name.full);
+    });
   }
 
   /** Forget a closed topic (after delete). */

@@ -141,6 +141,13 @@ export class MemoryLog {
     return 0;
   }
 
+  /** Set by `delete` (the topic's data was deleted). */
+  deleted = false;
+
+  async delete(): Promise<void> {
+    this.deleted = true;
+  }
+
   async close(): Promise<void> {}
 }
 
