@@ -1,4 +1,4 @@
-import { fromGrpcError, type MessageId, retry } from '@sluice/common';
+import { fromGrpcError, isRetriable, type MessageId, retry } from '@sluice/common';
 import type {
   AdminServiceClient,
   GetNamespacePoliciesResponse__Output,
@@ -32,6 +32,23 @@ type AdminMethod = {
 
 /** Redirect hops an admin call follows before giving up (ownership moving in a loop). */
 const MAX_REDIRECTS = 3;
+
+/**
+ * Which failures an admin call is retried after. Reads are retried after any
+ * transient failure. A mutation (create, delete, set, update, unload,
+ * offload, reset) only when the broker cannot have applied it: it could not
+ * be reached (UNAVAILABLE) or it does not own the topic (NOT_OWNER). After a
+ * deadline or a lost session it may have been applied, and a retry would
+ * then report AlreadyExists / NotFound for a change that succeeded, or
+ * repeat one that is not idempotent; the caller sees the TimeoutError.
+ */
+export function adminRetryPolicy(method: string): (err: unknown) => boolean {
+  if (method.startsWith('Get') || method.startsWith('List')) return isRetriable;
+  return (err) => {
+    const code = fromGrpcError(err).code;
+    return code === 'UNAVAILABLE' || code === 'NOT_OWNER';
+  };
+}
 
 /**
  * AdminService over gRPC: tenants, namespaces, topics, subscriptions and
@@ -195,7 +212,7 @@ export class SluiceAdmin {
           }
         }
       },
-      { retries: 3, maxDelayMs: 1000 },
+      { retries: 3, maxDelayMs: 1000, shouldRetry: adminRetryPolicy(method) },
     );
   }
 }

@@ -2,25 +2,12 @@ import { AlreadyExistsError, InvalidArgumentError, murmur3, ResourceExhaustedErr
 import test from 'ava';
 import { SluiceClient } from './index.js';
 import type { Message } from './message.js';
+import { setupFakeClient, waitUntil } from './test-support/client-rig.js';
 import { FakeBroker, FakeCluster } from './test-support/fake-broker.js';
 
 async function setup(t: { teardown(fn: () => Promise<void> | void): void }, cluster = new FakeCluster()) {
-  const broker = await FakeBroker.start(cluster);
-  const client = new SluiceClient({ serviceUrl: broker.address, operationTimeoutMs: 5000 });
-  t.teardown(async () => {
-    await client.close();
-    await broker.stop();
-  });
-  return { cluster, broker, client };
+  return setupFakeClient(t, { cluster, operationTimeoutMs: 5000 });
 }
-
-const waitUntil = async (cond: () => boolean, ms = 5000): Promise<void> => {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-};
 
 async function take(consumer: AsyncIterable<Message>, n: number): Promise<Message[]> {
   const out: Message[] = [];

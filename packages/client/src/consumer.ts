@@ -129,6 +129,7 @@ export class Consumer implements AsyncIterable<Message> {
     readonly topic: string,
     readonly subscription: string,
     private readonly logger: Logger,
+    private readonly operationTimeoutMs: number,
   ) {}
 
   static async create(
@@ -169,7 +170,7 @@ export class Consumer implements AsyncIterable<Message> {
     }
     checkDeadLetterPolicy(opts.deadLetterPolicy);
     const topic = fullTopicName(opts.topic);
-    const consumer = new Consumer(topic, opts.subscription, ctx.logger);
+    const consumer = new Consumer(topic, opts.subscription, ctx.logger, ctx.operationTimeoutMs);
     const policy = opts.deadLetterPolicy;
     const retryTopic = opts.enableRetry ? fullTopicName(retryTopicFor(topic, opts.subscription, policy)) : '';
     if (policy || opts.enableRetry) {
@@ -178,7 +179,14 @@ export class Consumer implements AsyncIterable<Message> {
         deadLetterTopic: fullTopicName(deadLetterTopicFor(topic, opts.subscription, policy)),
         retryTopic,
         initialSubscriptionName: policy?.initialSubscriptionName,
-        createProducer: (t) => Producer.create(pool, lookup, { topic: t, batching: { maxDelayMs: 1 } }, ctx),
+        // A letter not stored within the operation timeout fails; its original is nacked and tried again later.
+        createProducer: (t) =>
+          Producer.create(
+            pool,
+            lookup,
+            { topic: t, batching: { maxDelayMs: 1 }, sendTimeoutMs: ctx.operationTimeoutMs },
+            ctx,
+          ),
         createSubscription:
           createSubscription ??
           (() => Promise.reject(new InvalidArgumentError('initialSubscriptionName needs the client admin'))),
@@ -387,12 +395,33 @@ export class Consumer implements AsyncIterable<Message> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.allSettled([...this.diverting]);
+    await this.awaitDiverting();
     await Promise.all(this.parts.map((p) => p.close()));
     await this.letters?.close();
     this.queue.length = 0;
     this.queueHead = 0;
     for (const w of this.waiters.splice(0)) w(undefined);
+  }
+
+  /**
+   * Let dead letters being stored finish, so their originals get acknowledged,
+   * for at most the operation timeout: a letter stuck on an unreachable
+   * dead-letter topic must not hold close() forever (its original stays
+   * unacknowledged and is delivered again).
+   */
+  private async awaitDiverting(): Promise<void> {
+    if (this.diverting.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.operationTimeoutMs);
+    });
+    await Promise.race([Promise.allSettled([...this.diverting]), timeout]).finally(() => clearTimeout(timer));
+    if (this.diverting.size > 0) {
+      this.logger.warn(
+        { topic: this.topic, letters: this.diverting.size },
+        'dead letters not stored in time; their messages will be delivered again',
+      );
+    }
   }
 
   private locate(msg: Message | string): { part: PartitionConsumer; id: MessageId } {

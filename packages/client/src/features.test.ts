@@ -2,29 +2,14 @@ import { CorruptDataError, type SluiceError } from '@sluice/common';
 import test from 'ava';
 import { encodeBatch } from './batch-codec.js';
 import type { CompressionType } from './compression.js';
-import { LETTER_PROPERTIES, redeliveryDelay, SluiceClient } from './index.js';
-import { FakeBroker, FakeCluster } from './test-support/fake-broker.js';
+import { LETTER_PROPERTIES, redeliveryDelay } from './index.js';
+import { setupFakeClient, waitUntil } from './test-support/client-rig.js';
 
 async function setup(t: { teardown(fn: () => Promise<void> | void): void }) {
-  const cluster = new FakeCluster();
-  const broker = await FakeBroker.start(cluster);
-  const client = new SluiceClient({ serviceUrl: broker.address, operationTimeoutMs: 3000 });
-  t.teardown(async () => {
-    await client.close();
-    await broker.stop();
-  });
-  return { cluster, broker, client };
+  return setupFakeClient(t, { operationTimeoutMs: 3000 });
 }
 
 const full = (topic: string) => `persistent://public/default/${topic}`;
-
-const waitUntil = async (cond: () => boolean, ms = 5000): Promise<void> => {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-};
 
 test('compression - lz4, zstd, gzip and deflate producers are read by one consumer', async (t) => {
   const { cluster, client } = await setup(t);

@@ -5,6 +5,7 @@ import {
   FailedPreconditionError,
   formatMessageId,
   fromGrpcError,
+  InvalidArgumentError,
   type Logger,
   type MessageId,
   type SluiceError,
@@ -78,10 +79,30 @@ const MAX_QUEUE_GROWTH = 32;
 /** Where a seek moves the subscription. */
 export type SeekTarget = { messageId: MessageId } | { publishTime: number };
 
-interface PendingSeek {
-  resolve: () => void;
-  reject: (err: SluiceError) => void;
-  timer: NodeJS.Timeout;
+/**
+ * A Seek written on the current stream. The wire carries no seek id: the
+ * broker answers each Seek, in order, with SeekDone or with an error, so
+ * answers are matched to requests by position in `unansweredSeeks`.
+ */
+interface SeekRequest {
+  target: SeekTarget;
+  /** Settle the caller's promise; absent for the seek a reader repeats after resubscribing. */
+  resolve: (() => void) | undefined;
+  reject: ((err: SluiceError) => void) | undefined;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/**
+ * Whether an error the broker sent while a seek awaits its answer answers
+ * that seek. Acks and nacks written before the seek are answered first, and
+ * the broker refuses ids it does not await with NOT_FOUND, which it never
+ * answers a seek with (a seek fails with OUT_OF_RANGE, FAILED_PRECONDITION,
+ * INVALID_ARGUMENT or an internal / storage error). Flows and the acks the
+ * client sends are never refused otherwise (cumulative acks on shared
+ * subscriptions are refused before they reach the wire).
+ */
+function answersSeek(err: SluiceError): boolean {
+  return err.code !== 'NOT_FOUND';
 }
 
 type State = 'connecting' | 'ready' | 'closed' | 'failed';
@@ -106,15 +127,26 @@ export class PartitionConsumer {
   private ackTimer: NodeJS.Timeout | undefined;
   private readonly abort = new AbortController();
   private lastDequeued: MessageId | undefined;
-  private startMessageId: MessageId | undefined;
+  /**
+   * Readers: where to resubscribe when nothing was taken since the start or
+   * the last seek. A message id is sent as the start (inclusive); a publish
+   * time is sought again right after subscribing; undefined means the
+   * initial position. It becomes the first message delivered once one is.
+   */
+  private resumeFrom: SeekTarget | undefined;
   private consumerName: string;
   /** Messages handed to the queue in this generation and not yet taken. */
   private queued = 0;
   /** Deliveries are decoded in arrival order, one after the other (decompression is asynchronous). */
   private inbound: Promise<void> = Promise.resolve();
-  private seeking: PendingSeek | undefined;
+  /** The seek whose answer is awaited: deliveries before it are dropped. */
+  private seeking: SeekRequest | undefined;
+  /** Seeks written on this stream and not answered yet, oldest first (including ones given up on). */
+  private unansweredSeeks: SeekRequest[] = [];
   /** Messages the broker sent while a seek was in flight: dropped, their permits granted again. */
   private droppedWhileSeeking = 0;
+  /** Entries dropped while seeking (bounded by the permits granted): redelivered if the seek fails. */
+  private droppedEntries: MessageId[] = [];
   private readonly unacked: UnackedTracker | undefined;
   /** The broker takes whole-entry acks (`Ack.entry_ids`); older brokers do not. */
   private entryAcks = false;
@@ -132,7 +164,7 @@ export class PartitionConsumer {
     private readonly opts: PartitionConsumerOptions,
   ) {
     this.consumerName = opts.consumerName;
-    this.startMessageId = opts.startMessageId;
+    this.resumeFrom = opts.startMessageId ? { messageId: opts.startMessageId } : undefined;
     this.window = opts.receiverQueueSize;
     this.unacked =
       opts.ackTimeoutMs > 0
@@ -185,6 +217,11 @@ export class PartitionConsumer {
   }
 
   ackCumulative(id: MessageId): void {
+    if (this.opts.type === 'SUBSCRIPTION_TYPE_SHARED' || this.opts.type === 'SUBSCRIPTION_TYPE_KEY_SHARED') {
+      throw new InvalidArgumentError(
+        `cumulative acks are not allowed on shared and key_shared subscriptions ('${this.opts.subscription}'); acknowledge messages individually`,
+      );
+    }
     this.unacked?.removeUpTo(id);
     if (!this.cumulative || compareMessageIds(id, this.cumulative) > 0) this.cumulative = id;
     this.armAckTimer();
@@ -199,7 +236,10 @@ export class PartitionConsumer {
   /**
    * Move the subscription (or, for a reader, its position). Acks given so far
    * go out first; messages received before the broker confirms are dropped
-   * and their permits granted again.
+   * and their permits granted again. Resolves on the broker's SeekDone for
+   * this seek; rejects with the broker's answer to it, or after the
+   * operation timeout (the broker may still move later; the consumer then
+   * drops what it buffered from before, as on success).
    */
   seek(target: SeekTarget): Promise<void> {
     if (this.state === 'closed') return Promise.reject(new ClosedError('consumer is closed'));
@@ -211,31 +251,42 @@ export class PartitionConsumer {
         ),
       );
     }
-    if (this.seeking) {
+    if (this.seeking?.resolve) {
       return Promise.reject(
         new FailedPreconditionError(`a seek on ${this.opts.topic} is already in progress; await it first`),
       );
     }
+    if (this.seeking) {
+      // A reader's own repeat of its last seek after resubscribing: this one supersedes it, and its
+      // answer, when it comes, moves the reader only before this seek's answer does.
+      clearTimeout(this.seeking.timer);
+      this.seeking = undefined;
+    }
     this.flushAcks();
     return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        if (this.seeking?.timer !== timer) return;
-        this.seeking = undefined;
-        reject(new TimeoutError(`broker did not confirm the seek on ${this.opts.topic} in time`));
-      }, this.opts.operationTimeoutMs);
-      this.seeking = { resolve, reject, timer };
-      this.droppedWhileSeeking = 0;
-      if (this.opts.nonDurable) {
-        // A reader resuming after a reconnect must start from the new position, not the old one.
-        this.lastDequeued = undefined;
-        this.startMessageId = 'messageId' in target ? target.messageId : undefined;
-      }
-      const seek: Seek =
-        'messageId' in target
-          ? { messageId: toWireId(target.messageId) }
-          : { publishTime: target.publishTime };
-      call.write({ seek });
+      this.writeSeek(call, { target, resolve, reject, timer: undefined });
     });
+  }
+
+  private writeSeek(call: Call, req: SeekRequest): void {
+    req.timer = setTimeout(() => {
+      if (this.seeking !== req) return;
+      // Given up on: its answer, if it still comes, only moves the consumer.
+      this.seeking = undefined;
+      this.redeliverDropped();
+      const err = new TimeoutError(
+        `broker did not confirm the seek on ${this.opts.topic} within ${this.opts.operationTimeoutMs} ms; seek again`,
+      );
+      if (req.reject) req.reject(err);
+      else this.opts.onError(err);
+    }, this.opts.operationTimeoutMs);
+    // Drops counted so far (a superseded seek's) stay counted: they are settled with this seek.
+    this.seeking = req;
+    this.unansweredSeeks.push(req);
+    const target = req.target;
+    const seek: Seek =
+      'messageId' in target ? { messageId: toWireId(target.messageId) } : { publishTime: target.publishTime };
+    call.write({ seek });
   }
 
   /** Send grouped acks now, then close the stream. */
@@ -265,29 +316,81 @@ export class PartitionConsumer {
     for (const id of ids) this.nackAfter(id, 0);
   }
 
+  /** The stream is gone (or the consumer closed): no seek on it will be answered. */
   private failSeek(err: SluiceError): void {
+    this.unansweredSeeks = [];
     const seek = this.seeking;
     if (!seek) return;
     this.seeking = undefined;
     clearTimeout(seek.timer);
-    seek.reject(err);
+    this.droppedWhileSeeking = 0;
+    this.droppedEntries = [];
+    if (seek.reject) seek.reject(err);
   }
 
-  private onSeekDone(): void {
-    const seek = this.seeking;
-    if (!seek) return;
+  /**
+   * The broker refused a seek: it did not move. Messages queued from before
+   * stay valid; those dropped while waiting are asked for again.
+   */
+  private onSeekFailed(req: SeekRequest, err: SluiceError, call: Call): void {
+    if (call !== this.call) return;
+    clearTimeout(req.timer);
+    if (this.seeking !== req) {
+      this.opts.logger.debug({ topic: this.opts.topic, err: err.message }, 'a seek given up on failed');
+      return;
+    }
     this.seeking = undefined;
-    clearTimeout(seek.timer);
+    this.redeliverDropped();
+    if (req.reject) req.reject(err);
+    else this.opts.onError(err);
+  }
+
+  /**
+   * The broker moved to `req`'s target (SeekDone; it follows every delivery
+   * sent before the move). Resolves `req` if it is the seek awaited; a seek
+   * given up on moved the consumer all the same.
+   */
+  private onSeekDone(req: SeekRequest, call: Call): void {
+    if (call !== this.call) return;
+    clearTimeout(req.timer);
+    const awaited = this.seeking === req;
+    if (awaited) this.seeking = undefined;
     // Everything queued from before the seek is stale: drop it and let the broker send that many again.
     this.generation++;
-    const permits = this.queued + this.droppedWhileSeeking + this.unflowed;
+    // While a later seek is awaited its drops stay counted; they are granted when it is answered.
+    const dropped = this.seeking ? 0 : this.droppedWhileSeeking;
+    const permits = this.queued + dropped + this.unflowed;
     this.queued = 0;
     this.unflowed = 0;
-    this.droppedWhileSeeking = 0;
+    if (!this.seeking) {
+      this.droppedWhileSeeking = 0;
+      this.droppedEntries = [];
+    }
     this.unacked?.clear();
     this.nacks.clear();
-    if (permits > 0) this.call?.write({ flow: { permits } });
-    seek.resolve();
+    if (this.opts.nonDurable) {
+      // A reader resuming after a reconnect must start from the new position, not the old one.
+      this.lastDequeued = undefined;
+      this.resumeFrom = req.target;
+    }
+    if (permits > 0 && this.state === 'ready') this.call?.write({ flow: { permits } });
+    if (awaited) req.resolve?.();
+  }
+
+  /**
+   * A seek failed or was given up on: the broker still counts the entries
+   * dropped while waiting as delivered here, so ask for them again, and grant
+   * their permits again.
+   */
+  private redeliverDropped(): void {
+    const permits = this.droppedWhileSeeking;
+    const entries = this.droppedEntries;
+    this.droppedWhileSeeking = 0;
+    this.droppedEntries = [];
+    const call = this.call;
+    if (!call || this.state !== 'ready') return;
+    if (entries.length > 0) call.write({ nack: { messageIds: entries.map(toWireId), delayMs: 0 } });
+    if (permits > 0) call.write({ flow: { permits } });
   }
 
   private grant(n: number): void {
@@ -395,31 +498,34 @@ export class PartitionConsumer {
         if (call !== this.call) return;
         switch (res.response) {
           case 'deliveries': {
-            const generation = this.generation;
             for (const d of res.deliveries?.deliveries ?? []) {
-              if (this.seeking) {
-                this.droppedWhileSeeking += liveCount(d);
-                continue;
-              }
               const indexed = indexBatch(d.batch ?? { header: null, payload: Buffer.alloc(0) });
               // Keep a rejected decode from surfacing as unhandled before its turn in the chain.
               indexed.catch(() => undefined);
-              this.inbound = this.inbound.then(() => this.onDelivery(d, indexed, generation));
+              this.inbound = this.inbound.then(() => this.onDelivery(d, indexed, call));
             }
             break;
           }
-          case 'seekDone':
-            // After the deliveries received before it, so those count as dropped, not queued.
-            this.inbound = this.inbound.then(() => this.onSeekDone());
+          case 'seekDone': {
+            // Applied in arrival order with the deliveries: those before it count as dropped.
+            const req = this.unansweredSeeks.shift();
+            if (req) this.inbound = this.inbound.then(() => this.onSeekDone(req, call));
             break;
+          }
           case 'activeChange':
             this.active = res.activeChange?.isActive ?? this.active;
             break;
           case 'error':
             if (res.error) {
               const err = errorFromCode(res.error.errorCode || 'INTERNAL', res.error.message);
-              // The broker answers a failed seek with an error on the stream.
-              if (this.seeking) this.failSeek(err);
+              // The broker answers a failed seek with an error on the stream; errors of acks
+              // written before it arrive first and must not be taken for its answer.
+              const req =
+                this.unansweredSeeks.length > 0 && answersSeek(err)
+                  ? this.unansweredSeeks.shift()
+                  : undefined;
+              // In arrival order with the deliveries, as SeekDone.
+              if (req) this.inbound = this.inbound.then(() => this.onSeekFailed(req, err, call));
               else this.opts.onError(err);
             }
             break;
@@ -434,7 +540,10 @@ export class PartitionConsumer {
       };
       call.on('error', (err) => onDown(fromGrpcError(err)));
       call.on('end', () => onDown(new UnavailableError(`broker ${address} ended the consume stream`)));
-      const start = this.opts.nonDurable ? (this.lastDequeued ?? this.startMessageId) : undefined;
+      const resume = this.resumeFrom;
+      const start = this.opts.nonDurable
+        ? (this.lastDequeued ?? (resume && 'messageId' in resume ? resume.messageId : undefined))
+        : undefined;
       call.write({
         subscribe: {
           topic: this.opts.topic,
@@ -466,6 +575,12 @@ export class PartitionConsumer {
     this.unacked?.clear();
     this.state = 'ready';
     this.owed = 0;
+    this.unansweredSeeks = [];
+    const resume = this.resumeFrom;
+    if (this.opts.nonDurable && !this.lastDequeued && resume && 'publishTime' in resume) {
+      // A reader that sought by time and has received nothing since: the broker resolves the time again.
+      this.writeSeek(call, { target: resume, resolve: undefined, reject: undefined, timer: undefined });
+    }
     call.write({ flow: { permits: this.window } });
     this.flushAcks();
   }
@@ -473,14 +588,24 @@ export class PartitionConsumer {
   private async onDelivery(
     d: Delivery__Output,
     indexed: ReturnType<typeof indexBatch>,
-    generation: number,
+    call: Call,
   ): Promise<void> {
+    if (call !== this.call || this.state === 'closed') return;
+    if (this.seeking) {
+      // Sent before the broker moved (SeekDone comes after every delivery from the old position).
+      this.droppedWhileSeeking += liveCount(d);
+      if (d.messageId) this.droppedEntries.push(this.messageIdOf(d.messageId));
+      return;
+    }
     const first = d.messageId;
-    if (!first || !d.batch || generation !== this.generation || this.state === 'closed') return;
+    if (!first || !d.batch) return;
+    // Only a new stream (or close) changes it while this waits: seeks are applied in this chain.
+    const generation = this.generation;
     let batch: IndexedBatch;
     try {
       batch = await indexed;
     } catch (err) {
+      if (generation !== this.generation) return;
       // Never hand out a batch we cannot read: it stays unacknowledged on the broker for a
       // consumer that can, and this one lives on.
       this.grant(liveCount(d));
@@ -517,6 +642,10 @@ export class PartitionConsumer {
     const live = queued.remaining;
     if (live < count) this.grant(count - live);
     if (live === 0) return;
+    if (this.opts.nonDurable && !this.lastDequeued && !(this.resumeFrom && 'messageId' in this.resumeFrom)) {
+      // The position the broker resolved ('latest', a publish time): resume here, inclusive.
+      this.resumeFrom = { messageId: this.messageIdOf({ ...first, batchIndex: first.batchIndex + from }) };
+    }
     if (this.opts.maxRedeliverCount > 0 && d.redeliveryCount >= this.opts.maxRedeliverCount) {
       for (let msg = queued.take(); msg; msg = queued.take()) {
         // The permit returns once the letter is stored, which bounds letters in flight by the queue size.
@@ -528,6 +657,15 @@ export class PartitionConsumer {
     }
     this.queued += live;
     this.opts.deliver(queued);
+  }
+
+  private messageIdOf(id: { ledgerId: number; entryId: number; batchIndex: number }): MessageId {
+    return {
+      ledgerId: id.ledgerId,
+      entryId: id.entryId,
+      batchIndex: id.batchIndex,
+      partition: this.opts.partition,
+    };
   }
 
   /** Index of the first of `count` messages from `first` past the last one taken. */

@@ -39,6 +39,8 @@ export interface PartitionProducerOptions {
   batching: BatchingOptions;
   compression: CompressionType;
   maxPendingMessages: number;
+  /** Sends not acknowledged within this many ms are rejected with a TimeoutError (0 = never). */
+  sendTimeoutMs: number;
   operationTimeoutMs: number;
   logger: Logger;
 }
@@ -47,6 +49,8 @@ interface OpenBatch {
   entries: BatchEntry[];
   bytes: number;
   deliverAt: number;
+  /** Send time of its first (oldest) message. */
+  since: number;
   /** Settles every message of the batch at once. */
   outcome: BatchOutcome;
 }
@@ -54,10 +58,21 @@ interface OpenBatch {
 interface InflightBatch {
   firstSequenceId: number;
   count: number;
+  /** Send time of its first (oldest) message. */
+  since: number;
   outcome: BatchOutcome;
   /** The serialized ProduceRequest; undefined while the batch is being encoded. */
   wire: Buffer | undefined;
   /** Its messages were resolved or rejected. */
+  done: boolean;
+}
+
+/** A send waiting for room in the pending queue; placed into a batch, in order, once there is. */
+interface RoomWaiter {
+  entry: BatchEntry;
+  deliverAt: number;
+  cb: SendCallback;
+  /** Its callback was called (a flush waits for this). */
   done: boolean;
 }
 
@@ -88,7 +103,17 @@ export class PartitionProducer {
   private openMessages = 0;
   private readonly inflight: InflightBatch[] = [];
   private pendingMessages = 0;
-  private roomWaiters: (() => void)[] = [];
+  /** Sends waiting for room, oldest first from `waiterHead` (bounded by the application's own sends in flight). */
+  private roomWaiters: (RoomWaiter | undefined)[] = [];
+  private waiterHead = 0;
+  /** Waiters are being placed (placing may release slots and wake them again). */
+  private waking = false;
+  /** Flushes waiting for sends that wait for room: those sends go out as soon as they are placed. */
+  private flushing = 0;
+  /** Fires when the oldest pending send reaches the send timeout. */
+  private sendTimer: NodeJS.Timeout | undefined;
+  /** Sends past the send timeout are being rejected (the timer is set again afterwards). */
+  private expiring = false;
   /** Flushes the open batches: a timer, or an immediate when `maxDelayMs` is 0. */
   private batchTimer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   private nextSequenceId = 0;
@@ -134,31 +159,60 @@ export class PartitionProducer {
   }
 
   /**
-   * Take one slot of the pending queue: undefined when one was free (no
-   * promise on the fast path), else a promise that resolves once one is.
-   * Every slot taken must be handed to `enqueue`, which gives it back when
-   * the message is acknowledged or refused.
+   * Whether a send may take a slot of the pending queue now. Never while
+   * sends wait for room: they go first, so messages are stored in send order.
    */
-  reserve(): Promise<void> | undefined {
-    if (this.pendingMessages < this.opts.maxPendingMessages || this.state === 'closed' || this.failure) {
-      this.pendingMessages++;
-      return undefined;
-    }
-    return new Promise((resolve) => this.roomWaiters.push(resolve));
+  private hasRoom(): boolean {
+    return (
+      this.waiterHead === this.roomWaiters.length &&
+      (this.pendingMessages < this.opts.maxPendingMessages ||
+        this.state === 'closed' ||
+        this.failure !== undefined)
+    );
   }
 
-  /** Queue one message into a reserved slot; resolves to its message id once stored. */
-  enqueue(entry: BatchEntry, deliverAt: number): Promise<string> {
+  /** Queue one message; resolves to its message id once stored. Waits while the pending queue is full. */
+  send(entry: BatchEntry, deliverAt: number): Promise<string> {
+    if (!this.hasRoom()) {
+      return new Promise((resolve, reject) =>
+        this.waitForRoom(entry, deliverAt, (err, id) => (err ? reject(err) : resolve(id!))),
+      );
+    }
+    this.pendingMessages++;
     const placed = this.place(entry, deliverAt);
     if (placed instanceof Error) return Promise.reject(placed);
     return placed.outcome.promise.then(messageIdAt(placed.index));
   }
 
-  /** `enqueue` with a callback instead of a promise per message. */
-  enqueueWithCallback(entry: BatchEntry, deliverAt: number, cb: SendCallback): void {
+  /** `send` with a callback instead of a promise per message. */
+  sendWithCallback(entry: BatchEntry, deliverAt: number, cb: SendCallback): void {
+    if (!this.hasRoom()) {
+      this.waitForRoom(entry, deliverAt, cb);
+      return;
+    }
+    this.pendingMessages++;
+    this.placeWithCallback(entry, deliverAt, cb);
+  }
+
+  /** Put a message that holds a slot into its batch; `cb` is called once it settles, never synchronously. */
+  private placeWithCallback(entry: BatchEntry, deliverAt: number, cb: SendCallback): void {
     const placed = this.place(entry, deliverAt);
     if (placed instanceof Error) queueMicrotask(() => cb(placed, undefined));
     else placed.outcome.onSettle(placed.index, cb);
+  }
+
+  private waitForRoom(entry: BatchEntry, deliverAt: number, cb: SendCallback): void {
+    const waiter: RoomWaiter = {
+      entry,
+      deliverAt,
+      done: false,
+      cb: (err, id) => {
+        waiter.done = true;
+        cb(err, id);
+      },
+    };
+    this.roomWaiters.push(waiter);
+    this.armSendTimer(entry.sendTime);
   }
 
   /** Put one message into its open batch (sending the batch when full); an error gives its slot back. */
@@ -187,8 +241,9 @@ export class PartitionProducer {
       batch = undefined;
     }
     if (!batch) {
-      batch = { entries: [], bytes: 0, deliverAt, outcome: new BatchOutcome() };
+      batch = { entries: [], bytes: 0, deliverAt, since: entry.sendTime, outcome: new BatchOutcome() };
       this.open.set(batchKey, batch);
+      this.armSendTimer(entry.sendTime);
     }
     const placed = { outcome: batch.outcome, index: batch.entries.length };
     batch.entries.push(entry);
@@ -200,10 +255,29 @@ export class PartitionProducer {
     return placed;
   }
 
-  /** Send every open batch now and wait for all pending messages to be acknowledged or refused. */
+  /**
+   * Send every open batch now and wait for all pending messages to be
+   * acknowledged or refused, including sends still waiting for room.
+   */
   async flush(): Promise<void> {
-    this.flushAll();
-    await Promise.all(this.inflight.map((b) => b.outcome.promise.then(ignore, ignore)));
+    const last = this.waiterHead < this.roomWaiters.length ? this.roomWaiters.at(-1) : undefined;
+    this.flushing++;
+    try {
+      for (;;) {
+        this.flushAll();
+        const batches = this.inflight.map((b) => b.outcome.promise.then(ignore, ignore));
+        if (!last || last.done) {
+          await Promise.all(batches);
+          return;
+        }
+        if (batches.length > 0) await Promise.all(batches);
+        // Nothing in flight while the last waiter's callback is still due: let it run.
+        else await new Promise<void>((resolve) => setImmediate(resolve));
+        if (last.done) return;
+      }
+    } finally {
+      this.flushing--;
+    }
   }
 
   /** Flush, wait for receipts (bounded by the operation timeout), then close the stream. */
@@ -219,6 +293,8 @@ export class PartitionProducer {
     this.state = 'closed';
     this.abort.abort();
     this.clearBatchTimer();
+    clearTimeout(this.sendTimer);
+    this.sendTimer = undefined;
     this.failAll(
       new ClosedError(
         `producer ${this.producerName} on ${this.opts.topic} was closed before the broker acknowledged`,
@@ -269,6 +345,7 @@ export class PartitionProducer {
     const inflight: InflightBatch = {
       firstSequenceId,
       count: entries.length,
+      since: batch.since,
       outcome: batch.outcome,
       wire: undefined,
       done: false,
@@ -446,17 +523,109 @@ export class PartitionProducer {
 
   private release(count: number): void {
     this.pendingMessages -= count;
-    this.wakeRoomWaiters();
+    if (this.waiterHead < this.roomWaiters.length) this.wakeRoomWaiters();
   }
 
+  /**
+   * Place waiting sends while there is room, oldest first and synchronously,
+   * so a send made meanwhile (from a send callback, say) cannot overtake them.
+   */
   private wakeRoomWaiters(): void {
-    const unbounded = this.state === 'closed' || this.failure !== undefined;
-    while (
-      this.roomWaiters.length > 0 &&
-      (unbounded || this.pendingMessages < this.opts.maxPendingMessages)
-    ) {
-      this.pendingMessages++;
-      this.roomWaiters.shift()!();
+    if (this.waking) return;
+    this.waking = true;
+    let placed = false;
+    try {
+      while (this.waiterHead < this.roomWaiters.length) {
+        const unbounded = this.state === 'closed' || this.failure !== undefined;
+        if (!unbounded && this.pendingMessages >= this.opts.maxPendingMessages) break;
+        const waiter = this.roomWaiters[this.waiterHead]!;
+        this.roomWaiters[this.waiterHead++] = undefined;
+        this.pendingMessages++;
+        this.placeWithCallback(waiter.entry, waiter.deliverAt, waiter.cb);
+        placed = true;
+      }
+    } finally {
+      this.waking = false;
+      this.compactWaiters();
     }
+    if (placed && this.flushing > 0) this.flushAll();
+  }
+
+  private compactWaiters(): void {
+    if (this.waiterHead === this.roomWaiters.length) {
+      this.roomWaiters = [];
+      this.waiterHead = 0;
+    } else if (this.waiterHead > 1024 && this.waiterHead * 2 > this.roomWaiters.length) {
+      this.roomWaiters = this.roomWaiters.slice(this.waiterHead);
+      this.waiterHead = 0;
+    }
+  }
+
+  /** Time the oldest pending send out when it reaches the send timeout (if no timer is set already). */
+  private armSendTimer(since: number): void {
+    if (this.sendTimer !== undefined || this.expiring || this.opts.sendTimeoutMs <= 0) return;
+    if (this.state === 'closed') return;
+    const delay = Math.max(0, since + this.opts.sendTimeoutMs - Date.now());
+    this.sendTimer = setTimeout(() => {
+      this.sendTimer = undefined;
+      this.expireSends();
+    }, delay);
+  }
+
+  /**
+   * Reject every send older than the send timeout: waiting for room, in an
+   * open batch or in flight (a batch the broker may still store; its late
+   * receipt is ignored). Then time the oldest one left.
+   */
+  private expireSends(): void {
+    const now = Date.now();
+    const cutoff = now - this.opts.sendTimeoutMs;
+    const err = (): TimeoutError =>
+      new TimeoutError(
+        `send on ${this.opts.topic} was not acknowledged within the send timeout of ${this.opts.sendTimeoutMs} ms ` +
+          `(producer ${this.producerName}${this.state === 'ready' ? '' : ', reconnecting to the broker'}); ` +
+          'the broker may still store it: send again or raise sendTimeoutMs',
+      );
+    // Waiters first: the slots the batches give back below must not go to expired sends.
+    while (this.waiterHead < this.roomWaiters.length) {
+      const waiter = this.roomWaiters[this.waiterHead]!;
+      if (waiter.entry.sendTime > cutoff) break;
+      this.roomWaiters[this.waiterHead++] = undefined;
+      const e = err();
+      // Never inside this bookkeeping: the callback may send again, or throw.
+      queueMicrotask(() => waiter.cb(e, undefined));
+    }
+    this.compactWaiters();
+    // No timer while batches are taken out: slots they give back place waiters into new batches.
+    this.expiring = true;
+    try {
+      for (const [key, batch] of [...this.open]) {
+        if (batch.since > cutoff) continue;
+        this.open.delete(key);
+        this.openMessages -= batch.entries.length;
+        batch.outcome.reject(err());
+        this.release(batch.entries.length);
+      }
+      if (this.openMessages === 0) this.clearBatchTimer();
+      const expired = this.inflight.filter((b) => b.since <= cutoff);
+      for (const batch of expired) {
+        this.inflight.splice(this.inflight.indexOf(batch), 1);
+        this.settleBatch(batch, err());
+      }
+    } finally {
+      this.expiring = false;
+    }
+    const oldest = this.oldestPending();
+    if (oldest !== undefined) this.armSendTimer(oldest);
+  }
+
+  /** Send time of the oldest send not settled yet, if any. */
+  private oldestPending(): number | undefined {
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const batch of this.open.values()) oldest = Math.min(oldest, batch.since);
+    for (const batch of this.inflight) oldest = Math.min(oldest, batch.since);
+    const waiter = this.roomWaiters[this.waiterHead];
+    if (waiter) oldest = Math.min(oldest, waiter.entry.sendTime);
+    return oldest === Number.POSITIVE_INFINITY ? undefined : oldest;
   }
 }

@@ -19,6 +19,14 @@ export interface ProducerOptions {
   accessMode?: 'shared' | 'exclusive' | 'wait_for_exclusive';
   /** Messages accepted but not yet acknowledged, per partition (default 10000); `send` waits for room. */
   maxPendingMessages?: number;
+  /**
+   * A send not acknowledged within this many ms (waiting for room, batched,
+   * or in flight while the broker is slow or unreachable) is rejected with a
+   * TimeoutError, as Pulsar's sendTimeout (default 30000; 0 = wait forever,
+   * so `send` and `flush` may never settle while no broker can be reached).
+   * A timed-out message may still be stored: resending it can duplicate it.
+   */
+  sendTimeoutMs?: number;
 }
 
 export interface SendOptions {
@@ -45,6 +53,9 @@ export const DEFAULT_BATCHING: BatchingOptions = {
 };
 
 const ACCESS_MODES = ['shared', 'exclusive', 'wait_for_exclusive'] as const;
+
+/** Pulsar's default send timeout. */
+export const DEFAULT_SEND_TIMEOUT_MS = 30_000;
 
 /** Shared by sends without options or properties, so none allocates them (never mutated). */
 const NO_OPTIONS: SendOptions = Object.freeze({});
@@ -106,6 +117,10 @@ export class Producer {
     }
     const maxPendingMessages = opts.maxPendingMessages ?? 10_000;
     if (!(maxPendingMessages >= 1)) throw new InvalidArgumentError('maxPendingMessages must be at least 1');
+    const sendTimeoutMs = opts.sendTimeoutMs ?? DEFAULT_SEND_TIMEOUT_MS;
+    if (!(Number.isFinite(sendTimeoutMs) && sendTimeoutMs >= 0)) {
+      throw new InvalidArgumentError(`sendTimeoutMs ${sendTimeoutMs} is invalid; use 0 (no timeout) or more`);
+    }
     const topic = fullTopicName(opts.topic);
     const partitions = await lookup.partitions(topic);
     const names =
@@ -120,6 +135,7 @@ export class Producer {
           batching,
           compression,
           maxPendingMessages,
+          sendTimeoutMs,
           operationTimeoutMs: ctx.operationTimeoutMs,
           logger: ctx.logger,
         }),
@@ -151,11 +167,7 @@ export class Producer {
     // Not an async function: on the hot path that would add a promise and an await per message.
     const entry = this.entryOf(value, opts);
     if (entry instanceof Error) return Promise.reject(entry);
-    const part = this.parts[this.router.choose(opts.key)]!;
-    const room = part.reserve();
-    return room === undefined
-      ? part.enqueue(entry, entry.deliverAt)
-      : room.then(() => part.enqueue(entry, entry.deliverAt));
+    return this.parts[this.router.choose(opts.key)]!.send(entry, entry.deliverAt);
   }
 
   /**
@@ -171,10 +183,7 @@ export class Producer {
       queueMicrotask(() => cb(entry, undefined));
       return;
     }
-    const part = this.parts[this.router.choose(opts.key)]!;
-    const room = part.reserve();
-    if (room === undefined) part.enqueueWithCallback(entry, entry.deliverAt, cb);
-    else void room.then(() => part.enqueueWithCallback(entry, entry.deliverAt, cb));
+    this.parts[this.router.choose(opts.key)]!.sendWithCallback(entry, entry.deliverAt, cb);
   }
 
   /** The batch entry for a send, or the error that refuses it. */

@@ -1,6 +1,6 @@
 import type { Consumer, Message, SluiceClient, SubscriptionType } from '@sluice/client';
 import { ClosedError, InvalidArgumentError } from '@sluice/common';
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError as InvalidOptionError } from 'commander';
 import {
   type ConsumeResult,
   consumeSummary,
@@ -47,20 +47,22 @@ interface PerfConsumeFlags extends ConnectionFlags {
 
 const TYPES: SubscriptionType[] = ['exclusive', 'shared', 'failover', 'key_shared'];
 
-function nonNegative(what: string): (value: string) => number {
+/** Commander argument parser for numbers ≥ 0. */
+export function nonNegative(what: string): (value: string) => number {
   return (value) => {
-    const n = Number(value);
-    if (!Number.isFinite(n) || n < 0)
-      throw new InvalidArgumentError(`${what} '${value}' must be a number ≥ 0`);
+    const n = value.trim() === '' ? Number.NaN : Number(value);
+    // commander's own error type: it prints a one-line usage error and exits 1, as positiveInt.
+    if (!Number.isFinite(n) || n < 0) throw new InvalidOptionError(`${what} '${value}' must be a number ≥ 0`);
     return n;
   };
 }
 
-function positive(what: string): (value: string) => number {
+/** Commander argument parser for numbers > 0. */
+export function positive(what: string): (value: string) => number {
   return (value) => {
-    const n = Number(value);
+    const n = value.trim() === '' ? Number.NaN : Number(value);
     if (!Number.isFinite(n) || n <= 0)
-      throw new InvalidArgumentError(`${what} '${value}' must be a number > 0`);
+      throw new InvalidOptionError(`${what} '${value}' must be a number > 0`);
     return n;
   };
 }

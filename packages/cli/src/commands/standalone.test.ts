@@ -1,6 +1,6 @@
 import { bookieConfigSchema } from '@sluice/bookie';
 import test from 'ava';
-import { standaloneBookieConfig } from './standalone.js';
+import { brokerPort, standaloneBookieConfig } from './standalone.js';
 
 test("standalone - its bookie takes sluice bookie's defaults (one journal write in flight aside) and SLUICE_BOOKIE_* storage settings, not where it listens", (t) => {
   const defaults = bookieConfigSchema.parse({ metadata: 'etcd://x', dataDir: '/elsewhere' });
@@ -26,4 +26,13 @@ test("standalone - its bookie takes sluice bookie's defaults (one journal write 
   t.is(tuned.entryLogDirectBacklogBytes, 1024 * 1024);
   t.is(tuned.writeCacheBytes, 128 * 1024 * 1024);
   t.is(tuned.port, 4181, 'where it listens stays the standalone’s');
+});
+
+test('standalone - --port 0 is refused in one line (the broker advertises the port it is given); others pass', (t) => {
+  t.throws(() => brokerPort('0'), {
+    name: 'InvalidArgumentError',
+    message: /--port '0' is invalid.*1 to 65535/,
+  });
+  t.throws(() => brokerPort('70000'), { name: 'InvalidArgumentError' });
+  t.is(brokerPort('6650'), 6650);
 });

@@ -61,6 +61,21 @@ function port(text: string, what: string): number {
   return n;
 }
 
+/**
+ * The broker's gRPC port. The broker advertises `localhost:<port>` to clients
+ * (lookups answer with it) before it binds, so 0 ("any free port") would be
+ * advertised as port 0: refused.
+ */
+export function brokerPort(text: string): number {
+  const n = port(text, '--port');
+  if (n === 0) {
+    throw new InvalidArgumentError(
+      "--port '0' is invalid: the broker advertises the port it is given to clients; use a port number from 1 to 65535",
+    );
+  }
+  return n;
+}
+
 /** The bookie must advertise the port it binds, so pick a free loopback port up front. */
 function freeLoopbackPort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
@@ -102,7 +117,7 @@ export function registerStandaloneCommand(program: Command): void {
         await metadata?.close();
       };
       try {
-        const grpcPort = port(flags.port, '--port');
+        const grpcPort = brokerPort(flags.port);
         const httpPort = port(flags.httpPort, '--http-port');
         const bookiePort = port(flags.bookiePort, '--bookie-port') || (await freeLoopbackPort());
         const dataDir = resolve(flags.dataDir);

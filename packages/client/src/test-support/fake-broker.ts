@@ -94,6 +94,15 @@ export class FakeBroker {
   /** Hold receipts instead of answering (released by `releaseReceipts`). */
   holdReceipts = false;
   private held: (() => void)[] = [];
+  /** Refuse acks of ids already acknowledged with NOT_FOUND, as the broker does. */
+  refuseUnknownAcks = false;
+  /** Hold Seeks unanswered (and the cursor where it was) until `answerSeek`. */
+  holdSeeks = false;
+  private heldSeeks: ((err?: { code: number; errorCode: string; message: string }) => void)[] = [];
+  /** Admin calls received, by method name. */
+  readonly adminCalls: string[] = [];
+  /** Fail the next admin calls, one each: with the error, or 'stall' (never answer; the client's deadline passes). */
+  readonly adminFailures: (SluiceError | 'stall')[] = [];
   /** Refuse the next OpenProducers with these errors, one each (as the broker refuses a producer name in use). */
   readonly refuseOpens: SluiceError[] = [];
   /** Send this SendError instead of storing, once per sequence id listed. */
@@ -136,10 +145,15 @@ export class FakeBroker {
     });
     this.server.addService(admin.v1.AdminService!.service, {
       ListTenants: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => {
+        if (this.adminFailure('ListTenants', cb)) return;
         const owner = this.opts.redirectTo?.();
         if (owner)
           cb(toGrpcStatus(new NotOwnerError('not the owner', { details: { owner } })) as never, null);
         else cb(null, { tenants: ['public', `from-${this.address}`] });
+      },
+      CreateTenant: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => {
+        if (this.adminFailure('CreateTenant', cb)) return;
+        cb(null, {});
       },
     });
     const bound = await new Promise<number>((resolve, reject) =>
@@ -150,6 +164,15 @@ export class FakeBroker {
     this.address = `127.0.0.1:${bound}`;
   }
 
+  /** Record an admin call; true when it was failed (or left unanswered) as `adminFailures` asked. */
+  private adminFailure(method: string, cb: grpc.sendUnaryData<unknown>): boolean {
+    this.adminCalls.push(method);
+    const failure = this.adminFailures.shift();
+    if (failure === undefined) return false;
+    if (failure !== 'stall') cb(toGrpcStatus(failure) as never, null);
+    return true;
+  }
+
   /** Fail every open stream with UNAVAILABLE, as a crashing broker would. */
   killStreams(): void {
     const status = toGrpcStatus(new UnavailableError('broker going away'));
@@ -157,6 +180,17 @@ export class FakeBroker {
     this.produceCalls.clear();
     this.consumeCalls.clear();
     this.held = [];
+    this.heldSeeks = [];
+  }
+
+  /** Seeks received and held, not answered yet. */
+  get heldSeekCount(): number {
+    return this.heldSeeks.length;
+  }
+
+  /** Answer the oldest held Seek: move and send SeekDone, or refuse it with `err` (the cursor stays). */
+  answerSeek(err?: { code: number; errorCode: string; message: string }): void {
+    this.heldSeeks.shift()?.(err);
   }
 
   releaseReceipts(): void {
@@ -364,7 +398,20 @@ export class FakeBroker {
       } else if (req.ack) {
         const ids = req.ack.messageIds.map((m) => `${m.ledgerId}:${m.entryId}:${m.batchIndex}`);
         this.acks.push({ ids, type: req.ack.type });
-        for (const id of ids) cursor?.acked.add(id);
+        const unknown: string[] = [];
+        for (const id of ids) {
+          if (cursor?.acked.has(id)) unknown.push(id);
+          cursor?.acked.add(id);
+        }
+        if (this.refuseUnknownAcks && unknown.length > 0) {
+          call.write({
+            error: {
+              code: 5,
+              errorCode: 'NOT_FOUND',
+              message: `message id(s) ${unknown.join(', ')} were not delivered to this consumer or are already acknowledged`,
+            },
+          });
+        }
       } else if (req.nack) {
         const ids = req.nack.messageIds.map((m) => `${m.ledgerId}:${m.entryId}:${m.batchIndex}`);
         const delayMs = Number(req.nack.delayMs);
@@ -372,34 +419,47 @@ export class FakeBroker {
         const c = cursor!;
         const entries = this.cluster.topic(topicName).entries;
         const due = entries.filter((e) => req.nack!.messageIds.some((m) => m.entryId === e.entryId));
-        const timer = setTimeout(() => {
-          this.timers.delete(timer);
+        const redeliver = () => {
           for (const e of due) {
             const k = `${e.ledgerId}:${e.entryId}`;
             c.redeliveries.set(k, (c.redeliveries.get(k) ?? 0) + 1);
             c.replay.push(e);
           }
           send();
+        };
+        // As the broker: no delay queues them for redelivery at once, ahead of newer entries.
+        if (delayMs === 0) {
+          redeliver();
+          return;
+        }
+        const timer = setTimeout(() => {
+          this.timers.delete(timer);
+          redeliver();
         }, delayMs);
         this.timers.add(timer);
       } else if (req.seek) {
         const c = cursor!;
         const entries = this.cluster.topic(topicName).entries;
         const m = req.seek.messageId;
-        if (m) {
-          this.seeks.push({ messageId: `${m.ledgerId}:${m.entryId}:${m.batchIndex}` });
-          const i = entries.findIndex((e) => e.ledgerId === m.ledgerId && e.entryId === m.entryId);
+        const at = Number(req.seek.publishTime);
+        if (m) this.seeks.push({ messageId: `${m.ledgerId}:${m.entryId}:${m.batchIndex}` });
+        else this.seeks.push({ publishTime: at });
+        const answer = (err?: { code: number; errorCode: string; message: string }) => {
+          if (err) {
+            call.write({ error: err });
+            return;
+          }
+          const i = m
+            ? entries.findIndex((e) => e.ledgerId === m.ledgerId && e.entryId === m.entryId)
+            : entries.findIndex((e) => e.publishTime >= at);
           c.next = i < 0 ? entries.length : i;
-        } else {
-          const at = Number(req.seek.publishTime);
-          this.seeks.push({ publishTime: at });
-          const i = entries.findIndex((e) => e.publishTime >= at);
-          c.next = i < 0 ? entries.length : i;
-        }
-        c.replay = [];
-        c.acked.clear();
-        call.write({ seekDone: {} });
-        send();
+          c.replay = [];
+          c.acked.clear();
+          call.write({ seekDone: {} });
+          send();
+        };
+        if (this.holdSeeks) this.heldSeeks.push(answer);
+        else answer();
       }
     });
   }
