@@ -198,6 +198,12 @@ export interface OffloadSource {
 export interface LogOffloader {
   offload(source: OffloadSource, uuid: string, extra: Record<string, string>): Promise<void>;
   openReader(ledgerId: LedgerId, uuid: string): Promise<OffloadedLedgerReader>;
+  /**
+   * Check the offload is whole (index checksum, data object size) before the
+   * bookie copy goes; resolves with the number of entries its index records.
+   * CorruptDataError / NotFoundError when it is not.
+   */
+  verify(ledgerId: LedgerId, uuid: string): Promise<{ entries: number }>;
   /** Idempotent: deleting missing objects succeeds. */
   delete(ledgerId: LedgerId, uuid: string): Promise<void>;
 }

@@ -150,6 +150,20 @@ export function sealOrTrash(list: LedgerList, ledgerId: LedgerId, sealed: Sealed
 }
 
 /**
+ * Take ledgers that never held an entry (ledgers a failed rollover created)
+ * out of `list`, where a write whose answer was lost may have put them, and
+ * into the trash, which deletes them whether or not they were listed.
+ */
+export function trashUnused(list: LedgerList, ledgerIds: readonly LedgerId[]): void {
+  for (const ledgerId of ledgerIds) {
+    list.ledgers = list.ledgers.filter((l) => l.ledgerId !== ledgerId);
+    if (!list.trash.some((t) => t.ledgerId === ledgerId && t.bookie)) {
+      list.trash.push({ ledgerId, bookie: true, offloadUuids: [] });
+    }
+  }
+}
+
+/**
  * A CAS put that tells "not written" from "written, but the answer was
  * lost": a put can commit and still fail (a timeout after the commit; a
  * retry of it then sees BadVersion against its own write). On any failure

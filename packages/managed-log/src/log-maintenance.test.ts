@@ -1,4 +1,8 @@
+import { readFile, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
+  CorruptDataError,
+  FailedPreconditionError,
   FencedError,
   type LedgerId,
   ManualClock,
@@ -8,6 +12,7 @@ import {
   UnavailableError,
 } from '@sluice/common';
 import type { BookKeeperClient } from '@sluice/ledger';
+import type { OffloadResult } from '@sluice/offload';
 import test, { type ExecutionContext } from 'ava';
 import type { Cursor, ManagedLog } from './api.js';
 import { LedgerListStore } from './ledger-list.js';
@@ -451,3 +456,138 @@ test.serial('delete - a cursor snapshot another owner rewrote is not deleted', a
   const back = await again.openCursor('sub');
   t.deepEqual(back.markDelete, ps[0], "the new owner's acks survived");
 });
+
+test.serial(
+  'offload - reading a ledger whose only copy is offloaded, with no offloader configured, names the missing setting',
+  async (t) => {
+    const log = await rig
+      .factory()
+      .open('t/ns/nooffloader', { maxEntriesPerLedger: 5, offloadDeletionLagMs: 0 });
+    const ps = await fill(log, 7);
+    t.is(await log.offloadNow(), 1);
+    t.true(log.stats().ledgers[0]!.bookieCopyDeleted);
+    await log.close();
+    const bare = await rig.factory({ offload: false }).open('t/ns/nooffloader');
+    await t.throwsAsync(bare.read(ps[0]!, 5), {
+      instanceOf: FailedPreconditionError,
+      message: new RegExp(`ledger ${ps[0]!.ledgerId} .*no offloader is configured`),
+    });
+    t.deepEqual(
+      (await bare.read(ps[5]!, 5)).map((e) => e.payload.toString()),
+      ['m5', 'm6'],
+      'ledgers still on bookies read as before',
+    );
+  },
+);
+
+interface Maintenance {
+  offload(all: boolean): Promise<number>;
+  idle(): Promise<void>;
+}
+
+test.serial(
+  'offload - a ledger that fails for a reason of its own is skipped and backed off; later ledgers are offloaded',
+  async (t) => {
+    const real = rig.offloader.offload.bind(rig.offloader);
+    const attempts = new Map<LedgerId, number>();
+    let bad: LedgerId | undefined;
+    rig.offloader.offload = async (source, options) => {
+      bad ??= source.ledgerId;
+      attempts.set(source.ledgerId, (attempts.get(source.ledgerId) ?? 0) + 1);
+      if (source.ledgerId === bad) throw new CorruptDataError(`ledger ${bad} returned a corrupt entry`);
+      return real(source, options);
+    };
+    const log = await rig
+      .factory()
+      .open('t/ns/offbad', { maxEntriesPerLedger: 5, offloadThresholdBytes: 0, retentionTimeMs: -1 });
+    const ps = await fill(log, 17);
+    const sealed = () => log.stats().ledgers.filter((l) => !l.open);
+    const maintenance = (log as unknown as { maintenance: Maintenance }).maintenance;
+    // Rollovers started passes while the appends ran; one more sees every sealed ledger.
+    await maintenance.idle();
+    await maintenance.offload(false);
+    t.deepEqual(
+      sealed().map((l) => l.offloaded),
+      [false, true, true],
+      'the ledgers after the bad one are offloaded',
+    );
+    t.is(bad, ps[0]!.ledgerId, 'the oldest ledger is the bad one');
+    t.false(sealed()[0]!.offloaded);
+    await maintenance.offload(false);
+    await maintenance.offload(false);
+    t.is(attempts.get(bad!), 1, 'passes during its backoff do not retry it');
+    t.deepEqual(
+      (await log.read(ps[0]!, 17)).map((e) => e.payload.toString()),
+      Array.from({ length: 17 }, (_, i) => `m${i}`),
+    );
+  },
+);
+
+test.serial('offload - an unreachable cold tier stops each pass at its first ledger', async (t) => {
+  const tried: LedgerId[] = [];
+  rig.offloader.offload = async (source) => {
+    tried.push(source.ledgerId);
+    throw new UnavailableError('S3 endpoint refused the connection');
+  };
+  // A manual clock: the pass's retry timer never fires on its own.
+  const clock = new ManualClock(Date.now());
+  const log = await rig
+    .factory({ clock })
+    .open('t/ns/offdown', { maxEntriesPerLedger: 5, retentionTimeMs: -1 });
+  const ps = await fill(log, 17);
+  const maintenance = (log as unknown as { maintenance: Maintenance }).maintenance;
+  t.is(await maintenance.offload(false), 0, 'the policy is off: nothing to do');
+  await t.throwsAsync(log.offloadNow(), { instanceOf: UnavailableError });
+  t.deepEqual(tried, [ps[0]!.ledgerId], 'one attempt, not one per ledger');
+});
+
+test.serial(
+  'offload - a bookie copy is deleted only after its offload verifies; a damaged offload is redone',
+  async (t) => {
+    const real = rig.offloader.offload.bind(rig.offloader);
+    const damage: ((res: OffloadResult) => Promise<void>)[] = [
+      // The data object lost its last byte.
+      (res) => truncate(join(rig.dir, 'offload', res.dataKey), res.dataBytes - 1),
+      // The index object has a flipped bit.
+      async (res) => {
+        const path = join(rig.dir, 'offload', res.indexKey);
+        const bytes = await readFile(path);
+        bytes[20]! ^= 1;
+        await writeFile(path, bytes);
+      },
+    ];
+    rig.offloader.offload = async (source, options) => {
+      const res = await real(source, options);
+      await damage.shift()?.(res);
+      return res;
+    };
+    const log = await rig
+      .factory()
+      .open('t/ns/offverify', { maxEntriesPerLedger: 5, offloadDeletionLagMs: 0, retentionTimeMs: -1 });
+    const ps = await fill(log, 12);
+    const sealed = () => log.stats().ledgers.filter((l) => !l.open);
+    await log.offloadNow();
+    t.deepEqual(
+      sealed().map((l) => [l.offloaded, l.bookieCopyDeleted]),
+      [
+        [false, false],
+        [false, false],
+      ],
+      'neither damaged offload counts; both bookie copies stay',
+    );
+    for (const l of sealed()) t.is((await rig.ledgers.getLedgerMetadata(l.ledgerId))?.state, 'CLOSED');
+    t.deepEqual(await rig.offloader.list(), [], 'the damaged objects are deleted');
+    t.is(await log.offloadNow(), 2, 'the next pass offloads both again');
+    t.deepEqual(
+      sealed().map((l) => [l.offloaded, l.bookieCopyDeleted]),
+      [
+        [true, true],
+        [true, true],
+      ],
+    );
+    t.deepEqual(
+      (await log.read(ps[0]!, 12)).map((e) => e.payload.toString()),
+      Array.from({ length: 12 }, (_, i) => `m${i}`),
+    );
+  },
+);

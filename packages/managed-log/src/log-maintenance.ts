@@ -1,8 +1,26 @@
 import { randomUUID } from 'node:crypto';
-import { backoffDelay, type LedgerId, type Position, type Timer } from '@sluice/common';
+import {
+  backoffDelay,
+  CorruptDataError,
+  InvalidArgumentError,
+  isRetriable,
+  type LedgerId,
+  NotFoundError,
+  type Position,
+  type Timer,
+} from '@sluice/common';
 import type { LedgerRecord, TrashRecord } from './ledger-list.js';
 import type { LogContext } from './log-context.js';
 import type { LogReader } from './log-reader.js';
+
+/**
+ * Backoff of one ledger whose offload failed for a reason of its own (not
+ * retriable: unreadable, corrupt, refused): from a minute to an hour, so a
+ * bad ledger costs a few attempts an hour, not one per pass.
+ */
+const LEDGER_BACKOFF = { minDelayMs: 60_000, maxDelayMs: 60 * 60_000 };
+/** Ledgers remembered as backing off; the longest-remembered is forgotten beyond this. */
+const MAX_BACKED_OFF_LEDGERS = 1024;
 
 /**
  * Background work of one log: trimming consumed ledgers past retention,
@@ -15,7 +33,10 @@ export class LogMaintenance {
   private offloadRunning: Promise<number> | undefined;
   /** The ledger whose objects are being uploaded; trim leaves it (and what follows it) alone. */
   private offloading: LedgerId | undefined;
+  /** Consecutive passes stopped by a retriable failure (the cold tier is down). */
   private offloadFailures = 0;
+  /** Ledgers whose last offload failed with a non-retriable error, and when to try each again. */
+  private readonly backedOff = new Map<LedgerId, { failures: number; retryAt: number }>();
   private retryTimer: Timer | undefined;
   private trimming: Promise<number> | undefined;
 
@@ -148,16 +169,36 @@ export class LogMaintenance {
     return sealed.filter((l) => picked.has(l.ledgerId));
   }
 
+  /**
+   * One pass over the candidates. A retriable failure (the cold tier is
+   * unreachable) stops the pass: every later ledger would fail the same way;
+   * it is retried with backoff. Any other failure is the ledger's own: the
+   * pass goes on with the next ledger and that one waits (`backedOff`). An
+   * explicit request (`all`) tries backed-off ledgers too and fails at the
+   * first error.
+   */
   private async doOffload(all: boolean): Promise<number> {
     let done = 0;
+    for (const id of this.backedOff.keys()) if (!this.ctx.record(id)) this.backedOff.delete(id);
     for (const rec of this.candidates(all)) {
       if (this.ctx.fenced || this.ctx.closed) break;
+      if (!all && (this.backedOff.get(rec.ledgerId)?.retryAt ?? 0) > this.ctx.clock.now()) continue;
       try {
         await this.offloadOne(rec.ledgerId);
         done++;
         this.offloadFailures = 0;
+        this.backedOff.delete(rec.ledgerId);
       } catch (err) {
         this.ctx.metrics.offloadFailures.inc();
+        if (!isRetriable(err)) {
+          const delay = this.backOff(rec.ledgerId);
+          this.ctx.logger.error(
+            { log: this.ctx.name, ledgerId: rec.ledgerId, err, retryInMs: delay },
+            'offload of this ledger failed; it stays on bookies and is retried later, the next ledgers go on',
+          );
+          if (all) throw err;
+          continue;
+        }
         const delay = backoffDelay(this.offloadFailures++, { maxDelayMs: 60_000 });
         this.ctx.logger.warn(
           { log: this.ctx.name, ledgerId: rec.ledgerId, err, retryInMs: delay },
@@ -170,6 +211,18 @@ export class LogMaintenance {
     }
     await this.deleteOffloadedBookieCopies();
     return done;
+  }
+
+  /** Record a non-retriable failure of `ledgerId`; returns the delay before its next attempt. */
+  private backOff(ledgerId: LedgerId): number {
+    const failures = this.backedOff.get(ledgerId)?.failures ?? 0;
+    const delay = backoffDelay(failures, LEDGER_BACKOFF);
+    this.backedOff.delete(ledgerId);
+    this.backedOff.set(ledgerId, { failures: failures + 1, retryAt: this.ctx.clock.now() + delay });
+    if (this.backedOff.size > MAX_BACKED_OFF_LEDGERS) {
+      this.backedOff.delete(this.backedOff.keys().next().value as LedgerId);
+    }
+    return delay;
   }
 
   private scheduleRetry(delay: number, all: boolean): void {
@@ -244,26 +297,74 @@ export class LogMaintenance {
     this.ctx.logger.info({ log: this.ctx.name, ledgerId, uuid }, 'ledger offloaded');
   }
 
-  /** Delete bookie copies of ledgers offloaded at least `offloadDeletionLagMs` ago. */
+  /**
+   * Delete bookie copies of ledgers offloaded at least `offloadDeletionLagMs`
+   * ago, each only once its offload verifies (`LogOffloader.verify`): the
+   * bookie copy is the last good one. An offload found damaged or missing is
+   * dropped (its objects trashed) so that a later pass offloads the ledger
+   * again; one that cannot be checked now is left for the next pass.
+   */
   async deleteOffloadedBookieCopies(): Promise<number> {
+    const offloader = this.ctx.offloader;
     const now = this.ctx.clock.now();
     const lag = this.ctx.config.offloadDeletionLagMs;
     const due = this.ctx.list.ledgers.filter(
       (l) => l.offload?.state === 'complete' && !l.bookieDeleted && now - (l.offload.completedAt ?? 0) >= lag,
     );
-    if (due.length === 0 || this.ctx.fenced) return 0;
-    const ids = new Set(due.map((d) => d.ledgerId));
-    await this.ctx.mutateList((list) => {
-      for (const l of list.ledgers) {
-        if (ids.has(l.ledgerId)) {
-          l.bookieDeleted = true;
-          list.trash.push({ ledgerId: l.ledgerId, bookie: true, offloadUuids: [] });
+    if (!offloader || due.length === 0 || this.ctx.fenced) return 0;
+    const verified = new Map<LedgerId, string>();
+    const damaged = new Map<LedgerId, string>();
+    for (const rec of due) {
+      const uuid = rec.offload!.uuid;
+      try {
+        const { entries } = await offloader.verify(rec.ledgerId, uuid);
+        if (entries !== rec.entries) {
+          throw new CorruptDataError(
+            `offload ${uuid} of ledger ${rec.ledgerId} holds ${entries} entries, the ledger ${rec.entries}`,
+          );
+        }
+        verified.set(rec.ledgerId, uuid);
+      } catch (err) {
+        if (
+          err instanceof CorruptDataError ||
+          err instanceof NotFoundError ||
+          err instanceof InvalidArgumentError
+        ) {
+          this.ctx.metrics.offloadFailures.inc();
+          this.ctx.logger.error(
+            { log: this.ctx.name, ledgerId: rec.ledgerId, uuid, err },
+            'offloaded copy failed verification; keeping the bookie copy and offloading the ledger again',
+          );
+          damaged.set(rec.ledgerId, uuid);
+        } else {
+          this.ctx.logger.warn(
+            { log: this.ctx.name, ledgerId: rec.ledgerId, uuid, err },
+            'cannot verify the offloaded copy now; keeping the bookie copy until a later pass verifies it',
+          );
         }
       }
+    }
+    if (verified.size === 0 && damaged.size === 0) return 0;
+    const deleted = await this.ctx.mutateList((list) => {
+      const ids: LedgerId[] = [];
+      for (const l of list.ledgers) {
+        const uuid = l.offload?.state === 'complete' && !l.bookieDeleted ? l.offload.uuid : undefined;
+        if (uuid === undefined) continue;
+        if (verified.get(l.ledgerId) === uuid) {
+          l.bookieDeleted = true;
+          list.trash.push({ ledgerId: l.ledgerId, bookie: true, offloadUuids: [] });
+          ids.push(l.ledgerId);
+        } else if (damaged.get(l.ledgerId) === uuid) {
+          delete l.offload;
+          list.trash.push({ ledgerId: l.ledgerId, bookie: false, offloadUuids: [uuid] });
+        }
+      }
+      return ids;
     });
-    for (const id of ids) await this.reader.dropLedger(id, ['bookie']);
+    for (const id of damaged.keys()) await this.reader.dropLedger(id, ['offload']);
+    for (const id of deleted) await this.reader.dropLedger(id, ['bookie']);
     await this.emptyTrash();
-    return ids.size;
+    return deleted.length;
   }
 
   /** Periodic pass: trash, trim, offload policy, bookie-copy deletion. */

@@ -1,4 +1,10 @@
-import { formatPosition, type LedgerId, OutOfRangeError, type Position } from '@sluice/common';
+import {
+  FailedPreconditionError,
+  formatPosition,
+  type LedgerId,
+  OutOfRangeError,
+  type Position,
+} from '@sluice/common';
 import type { LedgerEntry, LedgerReader } from '@sluice/ledger';
 import type { EntryBytes, LogEntry, OffloadedLedgerReader } from './api.js';
 import { logEntry } from './entry-bytes.js';
@@ -222,7 +228,15 @@ export class LogReader {
     uuid?: string,
   ): Promise<StorageReader> {
     if (kind === 'offload') {
-      const r: OffloadedLedgerReader = await this.ctx.offloader!.openReader(ledgerId, uuid!);
+      if (!this.ctx.offloader) {
+        throw new FailedPreconditionError(
+          `ledger ${ledgerId} of managed log '${this.ctx.name}' is only in the cold tier (offload ${uuid}; its ` +
+            'bookie copy was deleted) but no offloader is configured; configure the offload target it was ' +
+            'written to (sluice broker --offload <url>) to read it',
+          { details: { ledgerId: String(ledgerId), offloadUuid: uuid ?? '' } },
+        );
+      }
+      const r: OffloadedLedgerReader = await this.ctx.offloader.openReader(ledgerId, uuid!);
       return r;
     }
     const r: LedgerReader = await this.ctx.ledgers.openLedger(ledgerId);

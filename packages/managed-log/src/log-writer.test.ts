@@ -1,7 +1,9 @@
 import {
   ClosedError,
+  CorruptDataError,
   InvalidArgumentError,
   type LedgerId,
+  ManualClock,
   systemClock,
   UnavailableError,
 } from '@sluice/common';
@@ -11,6 +13,7 @@ import test, { type ExecutionContext } from 'ava';
 import type { ManagedLog } from './api.js';
 import { LedgerListStore } from './ledger-list.js';
 import { CUSTOM_LOG, logKey } from './log-keys.js';
+import { SPARE_MAX_AGE_MS } from './log-writer.js';
 import { ManagedLogFactory } from './managed-log-factory.js';
 import { referencedLedgers } from './orphan-sweeper.js';
 import { createRig, FAST, type Rig } from './test-harness.js';
@@ -300,3 +303,81 @@ test.serial('log writer - close during a rollover waits for it and leaves no led
     'no ledger of an abandoned rollover is left behind',
   );
 });
+
+test.serial(
+  'log writer - a ledger kept from a failed rollover that the orphan sweeper deleted is not reused; every acknowledged entry survives a reopen',
+  async (t) => {
+    const name = 't/ns/spare-swept';
+    const f = rig.factory();
+    const log = await f.open(name, { maxEntriesPerLedger: 3 });
+    await within(5000, Promise.all([0, 1, 2].map((i) => log.append(payload(i)))));
+    // The rollover's list write fails: the ledger it created is kept, unlisted.
+    failPuts(rig.metadata, logKey(name), 1);
+    await t.throwsAsync(within(5000, log.append(payload(3))), { instanceOf: UnavailableError });
+    // Past the grace period (graceMs 0 stands for it) the sweeper deletes that unlisted ledger.
+    const swept = await f.sweepOrphans({ log: name, graceMs: 0 });
+    t.is(swept.deleted.length, 1);
+    const later = await within(5000, Promise.all([4, 5].map((i) => log.append(payload(i)))));
+    t.false(swept.deleted.includes(later[0]!.ledgerId), 'appends go to a ledger that still exists');
+    t.is((await rig.ledgers.getLedgerMetadata(later[0]!.ledgerId))?.state, 'OPEN');
+    await log.close();
+    const again = await rig.factory().open(name);
+    t.deepEqual(await readBack(again), ['entry-0', 'entry-1', 'entry-2', 'entry-4', 'entry-5']);
+    await again.close();
+  },
+);
+
+test.serial(
+  'log writer - a ledger kept from a failed rollover is not reused once the sweeper may take it; it goes to the trash',
+  async (t) => {
+    const clock = new ManualClock(Date.now());
+    const name = 't/ns/spare-old';
+    const log = await rig.factory({ clock }).open(name, { maxEntriesPerLedger: 2 });
+    await within(5000, Promise.all([0, 1].map((i) => log.append(payload(i)))));
+    const before = await ledgersOf(name);
+    failPuts(rig.metadata, logKey(name), 1);
+    await t.throwsAsync(within(5000, log.append(payload(2))), { instanceOf: UnavailableError });
+    const [spare, ...more] = (await ledgersOf(name)).filter((id) => !before.includes(id));
+    t.truthy(spare);
+    t.deepEqual(more, []);
+    clock.advance(SPARE_MAX_AGE_MS + 60_000);
+    const p = await within(5000, log.append(payload(3)));
+    t.not(p.ledgerId, spare, 'a new ledger, not the old spare');
+    const list = (await new LedgerListStore(rig.metadata, name).read())!.list;
+    t.false(list.ledgers.some((l) => l.ledgerId === spare));
+    t.true(
+      list.trash.some((tr) => tr.ledgerId === spare && tr.bookie),
+      'the spare is in the trash',
+    );
+    t.deepEqual(await readBack(log), ['entry-0', 'entry-1', 'entry-3']);
+    await (log as unknown as { maintain(): Promise<void> }).maintain();
+    t.is(await rig.ledgers.getLedgerMetadata(spare!), undefined, 'and deleted by the next maintenance pass');
+  },
+);
+
+test.serial(
+  'log writer - an open ledger whose metadata vanished after acknowledging entries fails appends instead of dropping them',
+  async (t) => {
+    const name = 't/ns/lost';
+    const log = await rig.factory().open(name, { maxEntriesPerLedger: 2 });
+    const acked = await within(5000, Promise.all([0, 1].map((i) => log.append(payload(i)))));
+    const ledgerId = acked[0]!.ledgerId;
+    // What an orphan sweep racing a rollover that reused an unlisted ledger did.
+    await rig.ledgers.deleteLedger(ledgerId);
+    await t.throwsAsync(within(5000, log.append(payload(2))), {
+      instanceOf: CorruptDataError,
+      message: new RegExp(`ledger ${ledgerId} .* held 2 acknowledged entries`),
+    });
+    await t.throwsAsync(within(5000, log.append(payload(3))), { instanceOf: CorruptDataError });
+    const rec = await listed(name, ledgerId);
+    t.truthy(rec, 'the ledger is not moved to the trash');
+    t.false(rec?.sealed);
+    t.is(rec?.entries, 2, 'the list records how many entries were acknowledged');
+    await log.close();
+    await t.throwsAsync(
+      rig.factory().open(name),
+      { instanceOf: CorruptDataError, message: new RegExp(`ledger ${ledgerId}`) },
+      'the next owner refuses to drop the ledger as empty',
+    );
+  },
+);

@@ -12,10 +12,22 @@ import {
 import { isEntryTooLarge, type LedgerMetadata, type LedgerWriter, MAX_ENTRY_BYTES } from '@sluice/ledger';
 import type { EntryBytes } from './api.js';
 import { entryByteLength } from './entry-bytes.js';
-import { newestLedgerId, type SealedSize, sealOrTrash } from './ledger-list.js';
+import { newestLedgerId, type SealedSize, sealOrTrash, trashUnused } from './ledger-list.js';
 import type { LogContext } from './log-context.js';
 import { ledgerCustom } from './log-keys.js';
-import { sealLedger } from './log-recovery.js';
+import { isLedgerLost, sealLedger } from './log-recovery.js';
+import { DEFAULT_SWEEP_GRACE_MS } from './orphan-sweeper.js';
+
+/**
+ * Oldest ledger a failed rollover created that the next rollover may still
+ * use. Well under the sweeper's default grace: an unlisted ledger younger
+ * than that is never swept, so one checked at this age is still there when
+ * the list write right after the check records it.
+ */
+export const SPARE_MAX_AGE_MS = DEFAULT_SWEEP_GRACE_MS / 2;
+
+/** Dropped spares remembered until a list write trashes them; older ones are left to the sweeper. */
+const MAX_DROPPED_SPARES = 16;
 
 interface PendingAppend {
   payload: EntryBytes;
@@ -31,9 +43,10 @@ interface PendingAppend {
  * 'unsealed': the last rollover stopped part-way (the full ledger could not
  * be sealed, no new ledger could be created, or the list update failed), so
  * the list does not yet record the full ledger sealed; the next append
- * retries the rollover.
+ * retries the rollover. 'failed': the open ledger lost its metadata after
+ * acknowledging entries; every append fails with that error.
  */
-type WriterState = 'writing' | 'rolling' | 'unsealed' | 'fenced' | 'closed';
+type WriterState = 'writing' | 'rolling' | 'unsealed' | 'failed' | 'fenced' | 'closed';
 
 /**
  * The append path of a log: many appends in flight on the open ledger,
@@ -64,9 +77,14 @@ export class LogWriter {
   /**
    * A ledger a failed rollover created but could not record: the next
    * rollover uses it rather than delete it, since a list write whose answer
-   * was lost may have recorded it.
+   * was lost may have recorded it. It is unlisted, so the orphan sweeper may
+   * delete it once it is old: the next rollover checks it first (`usableSpareOrNew`).
    */
   private spare: LedgerWriter | undefined;
+  /** Spares found unusable: closed, to be trashed (and unlisted) by the next list write. */
+  private droppedSpares: LedgerId[] = [];
+  /** Why the writer is 'failed'. */
+  private failure: unknown;
   /** Rollovers after write failures since the last acknowledged append. */
   private failedRolls = 0;
   /** The age timer is set to roll this full ledger once it reaches the minimum age. */
@@ -96,6 +114,7 @@ export class LogWriter {
 
   append(payload: EntryBytes): Promise<Position> {
     if (this.state === 'fenced' || this.ctx.fenced) return Promise.reject(this.ctx.fencedError());
+    if (this.state === 'failed') return Promise.reject(this.failure);
     if (this.state === 'closed') {
       return Promise.reject(new ClosedError(`managed log '${this.ctx.name}' is closed; reopen it to append`));
     }
@@ -271,9 +290,11 @@ export class LogWriter {
     }
     const spare = this.spare;
     this.spare = undefined;
-    const next = spare ? Promise.resolve(spare) : this.createLedgerWithRetry();
+    // A new ledger is created while the old one drains and seals; a spare is
+    // checked only after the seal, right before the list write that records it.
+    const fresh = spare ? undefined : this.createLedgerWithRetry();
     // Not awaited until the seal is done: an early failure must not go unhandled meanwhile.
-    next.catch(() => undefined);
+    fresh?.catch(() => undefined);
     await this.waitDrained();
     let sealed: SealedSize | undefined;
     let sealError: unknown;
@@ -283,7 +304,10 @@ export class LogWriter {
       sealError = err;
     }
     if (this.state === 'fenced' || this.ctx.fenced) {
-      await next.then(
+      // A spare is only closed: a list write may have recorded it, so it is
+      // the new owner's (or, unlisted, the sweeper's) to delete.
+      if (spare) await this.closeQuietly(spare);
+      await fresh?.then(
         (w) => this.discard(w),
         () => undefined,
       );
@@ -294,10 +318,15 @@ export class LogWriter {
       // with the last acknowledged entry past the LAC readers see: unreadable.
       // It stays unsealed in the list (a takeover recovers it); the next
       // append tries the rollover again.
-      await next.then(
+      if (spare) this.spare = spare;
+      await fresh?.then(
         (w) => this.discard(w),
         () => undefined,
       );
+      if (isLedgerLost(sealError)) {
+        await this.failLost(old.ledgerId, sealError);
+        return;
+      }
       this.ctx.logger.error(
         { log: this.ctx.name, ledgerId: old.ledgerId, err: sealError },
         'cannot close or recover the full ledger; appends fail until a rollover succeeds',
@@ -308,16 +337,18 @@ export class LogWriter {
     }
     let writer: LedgerWriter;
     try {
-      writer = await next;
+      writer = fresh ? await fresh : await this.usableSpareOrNew(spare!);
     } catch (err) {
       // Sealed, but not yet recorded so: the next append retries ('unsealed').
       this.failAll(err);
       return;
     }
     const closed = sealed;
+    const dropped = [...this.droppedSpares];
     try {
       await this.ctx.mutateList((list) => {
         sealOrTrash(list, old.ledgerId, closed, this.ctx.clock.now());
+        trashUnused(list, dropped);
         // A retry after a list write whose answer was lost may find it recorded.
         if (list.ledgers.some((l) => l.ledgerId === writer.ledgerId)) return;
         list.ledgers.push({
@@ -329,7 +360,8 @@ export class LogWriter {
         });
       });
     } catch (err) {
-      if (this.ctx.fenced) await this.discard(writer);
+      // A spare may be listed by an earlier write whose answer was lost: only close it.
+      if (this.ctx.fenced) await (writer === spare ? this.closeQuietly(writer) : this.discard(writer));
       else {
         // A transient metadata failure: appends fail now, the next one retries
         // the rollover with this ledger ('unsealed').
@@ -339,6 +371,7 @@ export class LogWriter {
       this.failAll(err);
       return;
     }
+    this.droppedSpares = this.droppedSpares.filter((id) => !dropped.includes(id));
     if (closed.entries === 0) this.ctx.noteDroppedEmpty(old.ledgerId);
     if (this.state === 'closed') {
       await this.closeQuietly(writer);
@@ -395,6 +428,38 @@ export class LogWriter {
     for (const resolve of this.drainWaiters.splice(0)) resolve();
   }
 
+  /**
+   * The spare, if the orphan sweeper cannot have deleted it: its metadata is
+   * still there and OPEN, and it is younger than SPARE_MAX_AGE_MS. Otherwise
+   * it is closed, remembered for the trash, and a new ledger is created.
+   */
+  private async usableSpareOrNew(spare: LedgerWriter): Promise<LedgerWriter> {
+    const age = this.ctx.clock.now() - spare.metadata.ctime;
+    let why: string | undefined;
+    if (age > SPARE_MAX_AGE_MS) why = `it is ${age} ms old, past ${SPARE_MAX_AGE_MS} ms`;
+    else {
+      let md: LedgerMetadata | undefined;
+      try {
+        md = await this.ctx.ledgers.getLedgerMetadata(spare.ledgerId);
+      } catch (err) {
+        // Unknown: keep it for the next attempt.
+        this.spare ??= spare;
+        throw err;
+      }
+      if (!md) why = 'its metadata is gone (an orphan sweep deleted it)';
+      else if (md.state !== 'OPEN') why = `it is ${md.state}`;
+    }
+    if (why === undefined) return spare;
+    this.ctx.logger.warn(
+      { log: this.ctx.name, ledgerId: spare.ledgerId },
+      `not reusing the ledger a failed rollover created: ${why}; creating a new one`,
+    );
+    await this.closeQuietly(spare);
+    this.droppedSpares.push(spare.ledgerId);
+    if (this.droppedSpares.length > MAX_DROPPED_SPARES) this.droppedSpares.shift();
+    return this.createLedgerWithRetry();
+  }
+
   private async createLedgerWithRetry(): Promise<LedgerWriter> {
     const c = this.ctx.config;
     for (let attempt = 0; ; attempt++) {
@@ -417,7 +482,8 @@ export class LogWriter {
   }
 
   private seal(w: LedgerWriter): Promise<SealedSize> {
-    return sealLedger(this.ctx.ledgers, w, (err) =>
+    const acknowledged = w === this.writer ? this.confirmedEntries : 0;
+    return sealLedger(this.ctx.ledgers, w, acknowledged, this.ctx.name, (err) =>
       this.ctx.logger.warn(
         { log: this.ctx.name, ledgerId: w.ledgerId, err },
         'closing ledger failed; recovering it to seal it',
@@ -443,6 +509,39 @@ export class LogWriter {
       this.ctx.logger.warn(
         { log: this.ctx.name, ledgerId: w.ledgerId, err },
         'deleting unused ledger failed',
+      );
+    }
+  }
+
+  /**
+   * The open ledger's metadata is gone although it acknowledged entries: they
+   * are unreadable. Fail every append from now on rather than roll over as if
+   * nothing was lost, and record the count in the list so that the next
+   * owner's recovery refuses too instead of dropping the ledger as empty.
+   */
+  private async failLost(ledgerId: LedgerId, err: unknown): Promise<void> {
+    this.state = 'failed';
+    this.failure = err;
+    this.ageTimer?.clear();
+    this.ageTimer = undefined;
+    this.ctx.logger.error(
+      { log: this.ctx.name, ledgerId, err },
+      'acknowledged entries lost; the log takes no appends',
+    );
+    this.failAll(err);
+    await this.recordLoss(ledgerId, this.confirmedEntries);
+  }
+
+  private async recordLoss(ledgerId: LedgerId, acknowledged: number): Promise<void> {
+    try {
+      await this.ctx.mutateList((list) => {
+        const rec = list.ledgers.find((l) => l.ledgerId === ledgerId);
+        if (rec && !rec.sealed) rec.entries = Math.max(rec.entries, acknowledged);
+      });
+    } catch (err) {
+      this.ctx.logger.error(
+        { log: this.ctx.name, ledgerId, err },
+        'could not record the lost entries in the ledger list; the next owner will drop that ledger as empty',
       );
     }
   }
@@ -482,6 +581,11 @@ export class LogWriter {
     try {
       sealed = await this.seal(w);
     } catch (err) {
+      if (isLedgerLost(err)) {
+        this.ctx.logger.error({ log: this.ctx.name, ledgerId: w.ledgerId, err }, 'acknowledged entries lost');
+        await this.recordLoss(w.ledgerId, this.confirmedEntries);
+        return;
+      }
       // Left unsealed in the list: the next owner's takeover recovers it.
       this.ctx.logger.error(
         { log: this.ctx.name, ledgerId: w.ledgerId, err },
@@ -489,14 +593,13 @@ export class LogWriter {
       );
       return;
     }
+    // Recorded or not (a list write whose answer was lost may have recorded them), spares held nothing.
+    const unused = spare ? [spare.ledgerId, ...this.droppedSpares] : [...this.droppedSpares];
     await this.ctx.mutateList((list) => {
       sealOrTrash(list, w.ledgerId, sealed, this.ctx.clock.now());
-      if (spare) {
-        // Recorded or not (a list write whose answer was lost may have recorded it), it held nothing.
-        list.ledgers = list.ledgers.filter((l) => l.ledgerId !== spare.ledgerId);
-        list.trash.push({ ledgerId: spare.ledgerId, bookie: true, offloadUuids: [] });
-      }
+      trashUnused(list, unused);
     });
+    this.droppedSpares = [];
     this.confirmedEntries = sealed.entries;
   }
 }

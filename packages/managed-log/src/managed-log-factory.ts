@@ -14,10 +14,9 @@ import { takeOverLog } from './log-recovery.js';
 import { ManagedLogImpl } from './managed-log.js';
 import { type LogMetrics, logMetrics } from './metrics.js';
 import { logOffloader } from './offloader-adapter.js';
-import { type SweepResult, sweepOrphanLedgers } from './orphan-sweeper.js';
+import { DEFAULT_SWEEP_GRACE_MS, type SweepResult, sweepOrphanLedgers } from './orphan-sweeper.js';
 
-/** Default age below which the sweeper leaves a ledger alone. */
-export const DEFAULT_SWEEP_GRACE_MS = 10 * 60 * 1000;
+export { DEFAULT_SWEEP_GRACE_MS };
 
 /**
  * Opens managed logs of one process. Opening a log takes it over: its last

@@ -24,6 +24,9 @@ export function logOffloader(offloader: Offloader): LogOffloader {
         close: () => r.close(),
       };
     },
+    async verify(ledgerId, uuid) {
+      return { entries: (await offloader.verify(ledgerId, uuid)).entryCount };
+    },
     delete: (ledgerId, uuid) => offloader.delete(ledgerId, uuid),
   };
 }

@@ -6,6 +6,9 @@ import { CUSTOM_LOG, CUSTOM_ROLE, cursorPrefix } from './log-keys.js';
 
 const LEDGERS_PREFIX = 'ledgers/';
 
+/** Default age below which the sweeper leaves a ledger alone. */
+export const DEFAULT_SWEEP_GRACE_MS = 10 * 60 * 1000;
+
 export interface SweepResult {
   /** Ledgers examined that belong to some managed log. */
   examined: number;
@@ -40,6 +43,12 @@ export async function sweepOrphanLedgers(
       refs = await referencedLedgers(metadata, log);
       referenced.set(log, refs);
     }
+    if (refs.has(id)) continue;
+    // Read again right before deleting: the list read above may be older than
+    // a write that has since recorded this ledger (a long sweep, or a writer
+    // reusing a ledger a failed rollover created).
+    refs = await referencedLedgers(metadata, log);
+    referenced.set(log, refs);
     if (refs.has(id)) continue;
     opts.logger?.info({ log, ledgerId: id, role: md.custom[CUSTOM_ROLE] }, 'deleting orphan ledger');
     await ledgers.deleteLedger(id);

@@ -22,7 +22,7 @@ export interface OffloadEntry {
 
 export interface DecodedBlock {
   firstEntryId: EntryId;
-  /** Payloads are views into the block buffer (no copy). */
+  /** Payloads are views into the block buffer (no copy); readers copy small ones out (see StoreLedgerReader). */
   entries: OffloadEntry[];
 }
 

@@ -4,7 +4,7 @@
  * fsynced, so after a crash a key holds either nothing or the whole object.
  */
 import { randomUUID } from 'node:crypto';
-import { type FileHandle, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, sep } from 'node:path';
 import {
   CorruptDataError,
@@ -83,6 +83,14 @@ export class FilesystemObjectStore implements ObjectStore {
       throw fsError(err, 'read', key);
     } finally {
       await fh?.close();
+    }
+  }
+
+  async size(key: string): Promise<number> {
+    try {
+      return (await stat(this.path(key))).size;
+    } catch (err) {
+      throw fsError(err, 'stat', key);
     }
   }
 

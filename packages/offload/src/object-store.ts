@@ -23,6 +23,8 @@ export interface ObjectStore {
   get(key: string): Promise<Buffer>;
   /** Exactly `length` bytes from `offset`; CorruptDataError when the object is shorter. */
   getRange(key: string, offset: number, length: number): Promise<Buffer>;
+  /** The object's size in bytes without reading it (HEAD, stat); NotFoundError when absent. */
+  size(key: string): Promise<number>;
   /** Idempotent: deleting an absent key succeeds. */
   delete(key: string): Promise<void>;
   /** Every key under `prefix` (complete objects only). */

@@ -21,6 +21,23 @@ import type { OffloadedLedgerReader } from './offloader.js';
 /** Blocks fetched at once by one read; bounds a wide read's memory and connections. */
 const READ_CONCURRENCY = 4;
 
+/**
+ * An entry whose payload does not keep much more than itself in memory. A
+ * decoded payload is a view into its whole block (1 MiB by default): a
+ * caller caching a 100-byte payload would keep the block alive, and caches
+ * that count payload bytes would hold ~100× their budget. One copy per entry
+ * read is cheap next to the GET that fetched it; a payload that fills most of
+ * its buffer is handed out as it is.
+ */
+function detached(entry: OffloadEntry): OffloadEntry {
+  const { payload } = entry;
+  if (payload.buffer.byteLength <= 2 * payload.length) return entry;
+  // allocUnsafeSlow: a small Buffer.from() copy would share Node's 8 KiB pool slab.
+  const copy = Buffer.allocUnsafeSlow(payload.length);
+  payload.copy(copy);
+  return { entryId: entry.entryId, payload: copy };
+}
+
 export class StoreLedgerReader implements OffloadedLedgerReader {
   private closed = false;
 
@@ -72,7 +89,7 @@ export class StoreLedgerReader implements OffloadedLedgerReader {
       for (const block of await Promise.all(batch)) {
         const from = Math.max(first, block.firstEntryId) - block.firstEntryId;
         const to = Math.min(last, block.firstEntryId + block.entries.length - 1) - block.firstEntryId;
-        for (let i = from; i <= to; i++) out.push(block.entries[i]!);
+        for (let i = from; i <= to; i++) out.push(detached(block.entries[i]!));
       }
     }
     return out;

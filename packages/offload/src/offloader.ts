@@ -51,8 +51,10 @@ export interface OffloadedLedgerReader {
   readonly metadata: OffloadedLedgerMetadata;
   /**
    * Entries first..last inclusive. OutOfRangeError outside 0..lastEntryId,
-   * CorruptDataError when a checksum fails. Payloads are views into cached
-   * blocks: treat them as read-only.
+   * CorruptDataError when a checksum fails. A payload much smaller than its
+   * block is a copy, so that keeping it does not keep the block in memory;
+   * one that fills most of its block is a view into the cached block. Treat
+   * payloads as read-only.
    */
   read(first: EntryId, last: EntryId): Promise<OffloadEntry[]>;
   close(): Promise<void>;
@@ -73,6 +75,14 @@ export interface Offloader {
   offload(source: OffloadSource, options?: OffloadOptions): Promise<OffloadResult>;
   /** NotFoundError when that offload never completed or was deleted. */
   openReader(ledgerId: LedgerId, uuid: string): Promise<OffloadedLedgerReader>;
+  /**
+   * Check a completed offload is still whole before its source is deleted:
+   * the index object reads back and passes its checksum, and the data object
+   * has the size the index recorded (HEAD / stat, without downloading it).
+   * Resolves with the index's metadata; CorruptDataError when they disagree,
+   * NotFoundError when an object is missing.
+   */
+  verify(ledgerId: LedgerId, uuid: string): Promise<OffloadedLedgerMetadata>;
   /** Delete an offload (index first, so a half-deleted offload is never "complete"). Idempotent. */
   delete(ledgerId: LedgerId, uuid: string): Promise<void>;
   /** Offloads and debris of crashed attempts, for one ledger or all. */

@@ -176,6 +176,9 @@ class FailingIndexStore implements ObjectStore {
   getRange(key: string, offset: number, length: number) {
     return this.inner.getRange(key, offset, length);
   }
+  size(key: string) {
+    return this.inner.size(key);
+  }
   delete(key: string) {
     return this.inner.delete(key);
   }
@@ -208,4 +211,60 @@ test('offloader - the block cache serves repeated reads', async (t) => {
   t.is(after.values[0]!.value, misses);
   const hits = await registry.getSingleMetric('sluice_offload_block_cache_hits_total')!.get();
   t.is(hits.values[0]!.value, misses);
+});
+
+test('offloaded ledger reader - a small payload read does not keep its whole block in memory', async (t) => {
+  const offloader = new FilesystemOffloader({ dir: tempDir(t) });
+  t.teardown(() => offloader.close());
+  const count = 20_000;
+  const small = (id: number) => Buffer.alloc(100, id & 0xff);
+  const { uuid, blockCount } = await offloader.offload({
+    ledgerId: 9,
+    lastEntryId: count - 1,
+    metadata: {},
+    readEntries: async (first, last) =>
+      Array.from({ length: last - first + 1 }, (_, i) => ({ entryId: first + i, payload: small(first + i) })),
+  });
+  t.true(blockCount < 10, 'entries share ~1 MiB blocks');
+  const reader = await offloader.openReader(9, uuid);
+  for (const round of ['fetched', 'cached']) {
+    const got = await reader.read(5000, 5099);
+    t.is(got.length, 100);
+    for (const e of got) {
+      t.true(e.payload.equals(small(e.entryId)));
+      t.true(
+        e.payload.buffer.byteLength <= 2 * e.payload.length,
+        `${round}: entry ${e.entryId} (${e.payload.length} bytes) keeps ${e.payload.buffer.byteLength} bytes alive`,
+      );
+    }
+  }
+});
+
+test('offloader - verify checks the index checksum and the data object size', async (t) => {
+  const dir = tempDir(t);
+  const offloader = new FilesystemOffloader({ dir, blockSize: 4096 });
+  const result = await offloader.offload(source(12, 60));
+  const metadata = await offloader.verify(12, result.uuid);
+  t.is(metadata.entryCount, 61);
+  t.is(metadata.dataObjectSize, result.dataBytes);
+
+  const dataPath = join(dir, ...result.dataKey.split('/'));
+  const data = readFileSync(dataPath);
+  writeFileSync(dataPath, data.subarray(0, data.length - 1));
+  await t.throwsAsync(offloader.verify(12, result.uuid), { instanceOf: CorruptDataError, message: /bytes/ });
+  writeFileSync(dataPath, data);
+
+  const indexPath = join(dir, ...result.indexKey.split('/'));
+  const index = readFileSync(indexPath);
+  const flipped = Buffer.from(index);
+  flipped[20]! ^= 1;
+  writeFileSync(indexPath, flipped);
+  await t.throwsAsync(offloader.verify(12, result.uuid), {
+    instanceOf: CorruptDataError,
+    message: /checksum/,
+  });
+  writeFileSync(indexPath, index);
+
+  rmSync(dataPath);
+  await t.throwsAsync(offloader.verify(12, result.uuid), { instanceOf: NotFoundError });
 });

@@ -3,10 +3,16 @@
  * FilesystemOffloader only choose the store.
  */
 import { randomUUID } from 'node:crypto';
-import { InvalidArgumentError, type LedgerId, type Logger, silentLogger } from '@sluice/common';
+import {
+  CorruptDataError,
+  InvalidArgumentError,
+  type LedgerId,
+  type Logger,
+  silentLogger,
+} from '@sluice/common';
 import { BlockCache } from './block-cache.js';
 import { DEFAULT_BLOCK_SIZE } from './block-format.js';
-import { decodeIndex } from './index-format.js';
+import { decodeIndex, type LedgerIndex, type OffloadedLedgerMetadata } from './index-format.js';
 import { offloadLedger } from './ledger-offload.js';
 import {
   assertLedgerId,
@@ -102,13 +108,32 @@ export class StoreOffloader implements Offloader {
 
   async openReader(ledgerId: LedgerId, uuid: string): Promise<OffloadedLedgerReader> {
     const keys = offloadObjectKeys(this.prefix, ledgerId, uuid);
+    const index = await this.readIndex(ledgerId, uuid);
+    return new StoreLedgerReader(this.store, keys, index, this.cache, this.metrics);
+  }
+
+  async verify(ledgerId: LedgerId, uuid: string): Promise<OffloadedLedgerMetadata> {
+    const keys = offloadObjectKeys(this.prefix, ledgerId, uuid);
+    const { metadata } = await this.readIndex(ledgerId, uuid);
+    const size = await this.store.size(keys.data);
+    if (size !== metadata.dataObjectSize) {
+      throw new CorruptDataError(
+        `offloaded data object ${keys.data} holds ${size} bytes, its index says ${metadata.dataObjectSize}; re-offload the ledger from bookies`,
+      );
+    }
+    return metadata;
+  }
+
+  /** The index object, its checksum and block table verified, and checked to be this offload's. */
+  private async readIndex(ledgerId: LedgerId, uuid: string): Promise<LedgerIndex> {
+    const keys = offloadObjectKeys(this.prefix, ledgerId, uuid);
     const index = decodeIndex(await this.store.get(keys.index), keys.index);
     if (index.metadata.ledgerId !== ledgerId || index.metadata.uuid !== uuid) {
       throw new InvalidArgumentError(
         `offload index ${keys.index} describes ledger ${index.metadata.ledgerId}/${index.metadata.uuid}, not ${ledgerId}/${uuid}; the object was copied or renamed`,
       );
     }
-    return new StoreLedgerReader(this.store, keys, index, this.cache, this.metrics);
+    return index;
   }
 
   async delete(ledgerId: LedgerId, uuid: string): Promise<void> {
