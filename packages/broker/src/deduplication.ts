@@ -1,4 +1,11 @@
-import { comparePositions, type Logger, type Position, UnavailableError } from '@sluice/common';
+import {
+  BadVersionError,
+  comparePositions,
+  formatPosition,
+  type Logger,
+  type Position,
+  UnavailableError,
+} from '@sluice/common';
 import type { Cursor, ManagedLog } from '@sluice/managed-log';
 import type { MetadataStore } from '@sluice/metadata';
 import { decodeEnvelope } from './entry-envelope.js';
@@ -28,6 +35,13 @@ const RECENT_PER_PRODUCER = 2048;
 const SNAPSHOT_EVERY_ENTRIES = 1000;
 const SCAN_CHUNK = 500;
 /**
+ * Compare-and-swap attempts of one snapshot. Each lost one re-reads the
+ * stored snapshot; only one older than ours (a stale owner's late write) is
+ * retried, so more than a few losses in a row means heavy contention: give up
+ * until the next snapshot.
+ */
+const SNAPSHOT_CAS_ATTEMPTS = 3;
+/**
  * A producer name unseen this long (and not connected) is forgotten, as in
  * Pulsar: the state stays bounded, at the cost that a producer coming back
  * after that long with old sequence ids is not deduplicated.
@@ -54,6 +68,16 @@ export class Deduplication {
   private entriesSinceSnapshot = 0;
   private snapshotting: Promise<void> | undefined;
   private lastStored: Position | undefined;
+  /** Metadata version of the snapshot as this instance last read or wrote it (0: none stored). */
+  private version = 0;
+  /**
+   * Set once the stored snapshot is found at or after ours, or deleted: another
+   * broker owns the topic (or it was deleted), so this instance must neither
+   * replace that snapshot with an older one nor ack its cursor any further.
+   */
+  private stale = false;
+  /** Snapshot writes run one at a time: two at once would fail each other's compare-and-swap. */
+  private writing: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly store: MetadataStore,
@@ -87,6 +111,7 @@ export class Deduplication {
       if (!after) from = undefined;
       else if (!from || comparePositions(after, from) > 0) from = after;
       d.lastStored = snap.position;
+      d.version = raw.version;
     }
     const last = log.lastPosition();
     let scanned = 0;
@@ -184,7 +209,7 @@ export class Deduplication {
     if (highest > (this.persisted.get(producer) ?? -1)) this.persisted.set(producer, highest);
     if (highest > (this.pushed.get(producer) ?? -1)) this.pushed.set(producer, highest);
     if (!this.lastStored || comparePositions(position, this.lastStored) > 0) this.lastStored = position;
-    if (++this.entriesSinceSnapshot >= SNAPSHOT_EVERY_ENTRIES && !this.snapshotting) {
+    if (++this.entriesSinceSnapshot >= SNAPSHOT_EVERY_ENTRIES && !this.snapshotting && !this.stale) {
       this.snapshotting = this.snapshot()
         .catch((err) =>
           this.logger.warn({ err, topic: this.path }, 'deduplication snapshot failed; will retry'),
@@ -233,13 +258,61 @@ export class Deduplication {
     return this.lastActive.size;
   }
 
-  /** Persist the stored state (also on a clean close). */
+  /**
+   * Persist the stored state (also on a clean close), unless a newer snapshot
+   * is stored: a broker that lost the topic may still get here, and its older
+   * position would make the next recovery replay from entries the new owner
+   * may already have trimmed.
+   */
   async snapshot(): Promise<void> {
+    const run = this.writing.then(() => this.writeSnapshot());
+    this.writing = run.catch(() => undefined);
+    await run;
+  }
+
+  private async writeSnapshot(): Promise<void> {
     const position = this.lastStored;
-    if (!position) return;
+    if (!position || this.stale) return;
     this.entriesSinceSnapshot = 0;
+    const key = dedupKey(this.path);
     const snap: Snapshot = { position, producers: Object.fromEntries(this.persisted) };
-    await this.store.put(dedupKey(this.path), Buffer.from(JSON.stringify(snap)));
+    const value = Buffer.from(JSON.stringify(snap));
+    for (let attempt = 1; ; attempt++) {
+      try {
+        // Version 0 when none was stored: the put then only creates the key.
+        this.version = await this.store.put(key, value, { expectedVersion: this.version });
+        break;
+      } catch (err) {
+        if (!(err instanceof BadVersionError)) throw err;
+        const current = await this.store.get(key);
+        if (current?.value.equals(value)) {
+          // Our own write, landed though its answer was lost (an etcd timeout): it stands.
+          this.version = current.version;
+          break;
+        }
+        const theirs = current && (JSON.parse(current.value.toString('utf8')) as Snapshot).position;
+        if (!current || !theirs || comparePositions(theirs, position) >= 0) {
+          this.stale = true;
+          this.logger.warn(
+            {
+              topic: this.path,
+              ours: formatPosition(position),
+              stored: theirs ? formatPosition(theirs) : 'deleted',
+            },
+            'deduplication snapshot not written: the stored one is newer or was deleted, so another broker owns the topic; this instance stops snapshotting',
+          );
+          return;
+        }
+        // An older snapshot, written late by a broker that lost the topic: ours replaces it.
+        if (attempt >= SNAPSHOT_CAS_ATTEMPTS) {
+          throw new UnavailableError(
+            `deduplication snapshot of '${this.path}' lost ${attempt} compare-and-swaps in a row; the next snapshot retries`,
+            { cause: err },
+          );
+        }
+        this.version = current.version;
+      }
+    }
     // Entries after the snapshot must stay readable for recovery; the cursor holds them from trimming.
     this.cursor.ackCumulative(position);
   }
