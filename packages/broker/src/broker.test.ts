@@ -153,3 +153,36 @@ test('broker - /readyz fails until the default namespace exists and the policy w
   await starting;
   t.is((await fetch(`http://127.0.0.1:${httpPort}/readyz`)).status, 200);
 });
+
+test('broker - liveSession gives the live session, waits for a reconnect and fails once closing', async (t) => {
+  const inner = await embeddedStore(t);
+  const sessions: Session[] = [];
+  let failBrokerPuts = 0;
+  const store = intercept(inner, {
+    put: async (key, value, opts) => {
+      if (key.startsWith('brokers/') && failBrokerPuts > 0) {
+        failBrokerPuts--;
+        throw new UnavailableError('etcd request timed out (injected)');
+      }
+      return inner.put(key, value, opts);
+    },
+    createSession: async (ttlMs) => {
+      const session = await inner.createSession(ttlMs);
+      sessions.push(session);
+      return session;
+    },
+  });
+  const { broker } = await startBroker(t, store, 'A');
+  t.is(await broker.liveSession(), sessions[0]);
+
+  // The first re-registration fails: the answer is the session the retry registers.
+  failBrokerPuts = 1;
+  inner.expireSession(sessions[0]!.id);
+  const next = await broker.liveSession();
+  t.is(sessions.length, 3);
+  t.is(next, sessions[2]);
+  t.false(next.lost);
+
+  await broker.close();
+  await t.throwsAsync(broker.liveSession(), { instanceOf: UnavailableError });
+});

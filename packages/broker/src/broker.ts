@@ -279,6 +279,22 @@ export class Broker {
     this.ownership.useSession(session);
   }
 
+  /**
+   * The live metadata session, after any reconnect in progress: for a
+   * component in this process that campaigns or keeps keys on the broker's
+   * lease rather than on one of its own. Rejects once the broker is closing.
+   */
+  async liveSession(): Promise<Session> {
+    for (;;) {
+      if (this.closing) throw new UnavailableError('the broker is shutting down; its metadata session ends');
+      const session = this.session;
+      if (session && !session.lost) return session;
+      const reconnecting = this.reconnecting;
+      if (!reconnecting) throw new UnavailableError('the broker has no live metadata session; try again');
+      await reconnecting.catch(() => undefined);
+    }
+  }
+
   /** Stop serving at once: nothing this broker owned is still ours. Then rejoin with a new session. */
   private onSessionLost(session: Session, err: Error): void {
     if (this.session !== session || this.closing) return;

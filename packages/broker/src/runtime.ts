@@ -59,10 +59,12 @@ export class BrokerRuntime {
     try {
       broker = await Broker.start({ ...opts, logs, registry, logger });
       if (opts.autorecovery) {
+        const owner = broker;
         auditor = new Auditor({
           metadata: opts.metadata,
           gracePeriodMs: opts.autorecovery.gracePeriodMs,
-          ...(opts.sessionTtlMs !== undefined ? { sessionTtlMs: opts.sessionTtlMs } : {}),
+          // One lease per process: the etcd client keeps a keepalive stream per lease.
+          sharedSession: () => owner.liveSession(),
           name: broker.self.brokerId,
           registry,
           logger: logger.child({ c: 'autorecovery' }),

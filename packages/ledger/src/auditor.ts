@@ -1,8 +1,9 @@
 /**
- * Autorecovery. One auditor per cluster (leader election on its metadata
- * session) periodically lists the registered bookies and every ledger. A
- * bookie referenced by a segment that has been unregistered for longer than
- * the grace period is gone for good: each fragment it held is copied from
+ * Autorecovery. One auditor per cluster (leader election on a metadata
+ * session: its own, or the one of the process it runs in) periodically
+ * lists the registered bookies and every ledger. A bookie referenced by a
+ * segment that has been unregistered for longer than the grace period is
+ * gone for good: each fragment it held is copied from
  * the surviving replicas to a replacement chosen by the placement policy
  * (recovery adds), and only then is the replacement CASed into the
  * segment. Killed midway, the metadata still names the old bookie, the
@@ -20,6 +21,7 @@ import {
   type Logger,
   NotFoundError,
   type Registry,
+  SessionLostError,
   silentLogger,
 } from '@sluice/common';
 import { type MetadataStore, type Session, SessionLeaderElection } from '@sluice/metadata';
@@ -42,8 +44,17 @@ export interface AuditorOptions {
   gracePeriodMs?: number;
   /** Time between audits. */
   auditIntervalMs?: number;
-  /** TTL of the auditor's metadata session (leadership ends this long after a crash). */
+  /** TTL of the auditor's metadata session (leadership ends this long after a crash). Unused with `sharedSession`. */
   sessionTtlMs?: number;
+  /**
+   * Campaign on the owner's session instead of one of the auditor's own: one
+   * lease (one etcd keepalive stream) per process. Resolves to the owner's
+   * live session, waiting while the owner reconnects; asked again each time
+   * that session is lost. The auditor never creates nor closes a session
+   * then, and close() only withdraws its election key, so close the auditor
+   * before the session. Unset: the auditor keeps a session of its own.
+   */
+  sharedSession?: () => Promise<Session>;
   /** Identity published as the leader's value. */
   name?: string;
   logger?: Logger;
@@ -108,18 +119,25 @@ export class Auditor {
   /**
    * Campaign for leadership in the background; audit periodically while
    * leader. A lost session (etcd partition, long pause) ends leadership; the
-   * auditor then campaigns again on a new session, for as long as it runs.
+   * auditor then campaigns again on a new session (its own, or the next one
+   * `sharedSession` gives), for as long as it runs.
    */
   async start(): Promise<void> {
     await this.openSession();
   }
 
   private async openSession(): Promise<void> {
-    const session = await this.opts.metadata.createSession(this.opts.sessionTtlMs ?? 10_000);
+    const shared = this.opts.sharedSession;
+    const session = shared
+      ? await this.unlessClosed(shared())
+      : await this.opts.metadata.createSession(this.opts.sessionTtlMs ?? 10_000);
+    if (!session) return;
     if (this.closed) {
-      await session.close().catch(() => undefined);
+      if (!shared) await session.close().catch(() => undefined);
       return;
     }
+    // onLost never fires for a session already lost: ask for the next one instead.
+    if (session.lost) throw new SessionLostError(`session ${session.id} was lost before the auditor used it`);
     this.session = session;
     const election = new SessionLeaderElection(this.opts.metadata, session, AUDITOR_ELECTION_PREFIX);
     this.election = election;
@@ -136,13 +154,13 @@ export class Auditor {
   }
 
   private async reopen(): Promise<void> {
-    await this.session?.close().catch(() => undefined);
+    if (!this.opts.sharedSession) await this.session?.close().catch(() => undefined);
     for (let attempt = 0; !this.closed; attempt++) {
       try {
         await this.openSession();
         return;
       } catch (err) {
-        this.logger.warn({ err }, 'auditor cannot open a metadata session; retrying');
+        this.logger.warn({ err }, 'auditor cannot get a metadata session; retrying');
         await this.pause(backoffDelay(attempt, { minDelayMs: 200, maxDelayMs: 10_000 }));
       }
     }
@@ -162,6 +180,32 @@ export class Auditor {
         await this.pause(backoffDelay(attempt, { minDelayMs: 200, maxDelayMs: 10_000 }));
       }
     }
+  }
+
+  /**
+   * `p`, or undefined as soon as close() is called: the owner of a shared
+   * session may be reconnecting for as long as etcd is away, and close() must
+   * not wait for that.
+   */
+  private unlessClosed<T>(p: Promise<T>): Promise<T | undefined> {
+    return new Promise((resolve, reject) => {
+      const wake = () => {
+        this.wakers.delete(wake);
+        resolve(undefined);
+      };
+      if (this.closed) wake();
+      else this.wakers.add(wake);
+      p.then(
+        (v) => {
+          this.wakers.delete(wake);
+          resolve(v);
+        },
+        (err: unknown) => {
+          this.wakers.delete(wake);
+          reject(err);
+        },
+      );
+    });
   }
 
   /** A sleep that close() cuts short. */
@@ -326,7 +370,25 @@ export class Auditor {
     await this.reopening;
     await this.election?.resign().catch(() => {});
     await this.running;
-    await this.session?.close().catch(() => {});
+    if (this.opts.sharedSession) await this.dropElectionKey();
+    else await this.session?.close().catch(() => {});
     if (this.ownsPool) await this.pool.close();
+  }
+
+  /**
+   * resign() shrugs off a failed delete, which closing a session of our own
+   * makes up for. A shared session lives on, and with it a leftover key that
+   * keeps this process the leader: delete it outright (the key is
+   * `<prefix><sessionId>`, nobody else's), once no campaign can re-create it.
+   */
+  private async dropElectionKey(): Promise<void> {
+    const session = this.session;
+    if (!session || session.lost) return;
+    await this.opts.metadata.delete(`${AUDITOR_ELECTION_PREFIX}${session.id}`).catch((err: unknown) => {
+      this.logger.warn(
+        { err },
+        'cannot delete the auditor election key; it goes when the shared session ends',
+      );
+    });
   }
 }
