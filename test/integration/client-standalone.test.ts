@@ -3,10 +3,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Message, SluiceClient } from '@sluice/client';
+import { type Message, type Reader, SluiceClient } from '@sluice/client';
 import { murmur3 } from '@sluice/common';
 import test from 'ava';
 import { freePort, waitFor } from '../support/ports.js';
+import { TcpProxy } from '../support/tcp-proxy.js';
 
 const BIN = fileURLToPath(new URL('../../packages/cli/dist/bin.js', import.meta.url));
 
@@ -172,4 +173,66 @@ test('client - a producer rides out a SIGKILL of the broker: every send resolves
     [],
     'no value stored twice',
   );
+});
+
+/**
+ * A reader whose lookups go through a proxy the test can close: kept away
+ * while the broker restarts and messages are stored, so they are published
+ * after its subscribe and before its reconnect, and it has received none.
+ */
+async function awayReader(
+  t: { teardown(fn: () => void | Promise<void>): void },
+  sa: Standalone,
+  topic: string,
+) {
+  const proxy = await TcpProxy.start('127.0.0.1', Number(sa.url.split(':')[1]));
+  t.teardown(() => proxy.close());
+  const client = new SluiceClient({ serviceUrl: proxy.address });
+  t.teardown(() => client.close());
+  const reader = await client.createReader({ topic, startMessageId: 'latest' });
+  return {
+    reader,
+    /** Restart the broker and run `publish` while the reader cannot reconnect. */
+    async restartAndPublish(publish: () => Promise<unknown>) {
+      proxy.refuse(true);
+      await sa.kill();
+      await sa.start();
+      await publish();
+      proxy.refuse(false);
+    },
+  };
+}
+
+/** Values read until the reader goes quiet (the first may take a reconnect). */
+async function readAll(reader: Reader): Promise<string[]> {
+  const got: string[] = [];
+  for (let m = await reader.readNext(30_000); m; m = await reader.readNext(1500))
+    got.push(m.value.toString());
+  return got;
+}
+
+test('client - a reader at latest that received nothing reads what was published while a broker restart kept it away', async (t) => {
+  const sa = await standalone(t);
+  const client = new SluiceClient({ serviceUrl: sa.url });
+  t.teardown(() => client.close());
+  const producer = await client.createProducer({ topic: 'idle-reader', batching: { maxMessages: 1 } });
+  await producer.send('before-reader');
+  // Told the end of the open ledger; the restart seals that ledger and the messages land in the next.
+  const { reader, restartAndPublish } = await awayReader(t, sa, 'idle-reader');
+  await restartAndPublish(() => Promise.all(['m1', 'm2', 'm3'].map((v) => producer.send(v))));
+  t.deepEqual(await readAll(reader), ['m1', 'm2', 'm3']);
+});
+
+test('client - a reader at latest told entry 0 of an empty ledger reads on after a restart drops that ledger', async (t) => {
+  const sa = await standalone(t);
+  const client = new SluiceClient({ serviceUrl: sa.url });
+  t.teardown(() => client.close());
+  const producer = await client.createProducer({ topic: 'idle-reader2', batching: { maxMessages: 1 } });
+  await producer.send('before-reader');
+  // After a restart the topic's open ledger is new and empty: the reader is told its entry 0.
+  await sa.kill();
+  await sa.start();
+  const { reader, restartAndPublish } = await awayReader(t, sa, 'idle-reader2');
+  await restartAndPublish(() => Promise.all(['m1', 'm2'].map((v) => producer.send(v))));
+  t.deepEqual(await readAll(reader), ['m1', 'm2']);
 });

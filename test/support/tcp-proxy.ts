@@ -5,7 +5,7 @@
  * HPACK state stays in sync) but its DATA frames are discarded, so the server
  * never sees the request and the client's deadline expires — a request lost
  * in the network while the connection stays up. It can also blackhole a
- * connection entirely or cut every connection.
+ * connection entirely, cut every connection or refuse new ones.
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
 
@@ -18,6 +18,7 @@ export class TcpProxy {
   private readonly sockets = new Set<Socket>();
   private dropBudget = 0;
   private blackholed = false;
+  private refusing = false;
   /** Calls whose request was dropped so far. */
   droppedCalls = 0;
   /** Connections accepted so far. */
@@ -54,6 +55,11 @@ export class TcpProxy {
     this.blackholed = on;
   }
 
+  /** While on, new connections are closed as soon as they are accepted, as if the server were down. */
+  refuse(on: boolean): void {
+    this.refusing = on;
+  }
+
   /** Reset every open connection (clients reconnect). */
   cutAll(): void {
     for (const s of this.sockets) s.destroy();
@@ -65,6 +71,10 @@ export class TcpProxy {
   }
 
   private accept(client: Socket, host: string, port: number): void {
+    if (this.refusing) {
+      client.destroy();
+      return;
+    }
     this.connections++;
     const upstream = connect(port, host);
     this.sockets.add(client);

@@ -8,6 +8,7 @@ import {
   InvalidArgumentError,
   type Logger,
   NotFoundError,
+  type Position,
 } from '@sluice/common';
 import {
   type ConsumeRequest__Output,
@@ -239,12 +240,16 @@ class ConsumerStream implements ConsumerSink {
     const initial = s.initialPosition === 'INITIAL_POSITION_EARLIEST' ? 'earliest' : 'latest';
     const topic = await this.topics.acquire(name);
     let sub: Subscription;
+    /** A reader's resolved start, told to the client so it can resume there after a reconnect. */
+    let readerStart: Position | undefined;
     if (s.nonDurable) {
       if (this.state === 'closed') return;
-      sub = topic.openReader(
+      const reader = topic.openReader(
         s.subscription || 'reader',
         s.startMessageId ? { id: wirePosition(s.startMessageId) } : initial,
       );
+      sub = reader.subscription;
+      readerStart = reader.start;
       this.readerOf = topic;
     } else {
       sub = await topic.subscription(s.subscription, kind, initial);
@@ -256,7 +261,16 @@ class ConsumerStream implements ConsumerSink {
     const consumerName = s.consumerName || `consumer-${namePrefix}-${++generated}`;
     const consumer = new Consumer(consumerName, s.priority, maxUnacked, this);
     sub.addConsumer(consumer);
-    this.call.write({ subscribed: { consumerName, partition: name.partition, acceptsEntryAcks: true } });
+    this.call.write({
+      subscribed: {
+        consumerName,
+        partition: name.partition,
+        acceptsEntryAcks: true,
+        ...(readerStart
+          ? { startMessageId: { ...readerStart, batchIndex: 0, partition: name.partition } }
+          : {}),
+      },
+    });
     this.consumer = consumer;
     this.sub = sub;
     this.state = 'open';

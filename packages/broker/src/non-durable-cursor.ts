@@ -24,7 +24,11 @@ export class NonDurableCursor implements Cursor {
     this.readPosition = start;
   }
 
-  /** Where a reader starts: a message id (inclusive; a trimmed one means the oldest stored entry), the oldest entry, or the end. */
+  /**
+   * Where a reader starts: a message id (inclusive: the first stored entry at
+   * or after it, or the end; a trimmed one means the oldest stored entry),
+   * the oldest entry, or the end.
+   */
   static startPosition(
     log: ManagedLog,
     at: { id: Position } | 'earliest' | 'latest',
@@ -37,7 +41,11 @@ export class NonDurableCursor implements Cursor {
     if (first && comparePositions(at.id, first) < 0) return first;
     if (!first) return endPosition(log);
     checkInRange(log, at.id, name);
-    return at.id;
+    // A reader resumes from the end it was given before a rollover or a
+    // takeover: past the last entry of a ledger since sealed, or entry 0 of
+    // one dropped because it stayed empty. Neither can be read; what was
+    // published since starts at the next stored entry.
+    return log.nextPosition({ ledgerId: at.id.ledgerId, entryId: at.id.entryId - 1 }) ?? endPosition(log);
   }
 
   get markDelete(): Position {

@@ -456,16 +456,17 @@ export class Topic {
 
   /**
    * A non-durable reader: an exclusive subscription over an in-memory cursor
-   * starting at `start` (inclusive). Close it with `closeReader`.
+   * starting at `start` (inclusive), and the position that resolved to (the
+   * first one it delivers). Close it with `closeReader`.
    */
-  openReader(name: string, start: { id: Position } | 'earliest' | 'latest'): Subscription {
+  openReader(
+    name: string,
+    start: { id: Position } | 'earliest' | 'latest',
+  ): { subscription: Subscription; start: Position } {
     this.checkOpen();
     const label = `reader '${name}' on '${this.name.full}'`;
-    const cursor = new NonDurableCursor(
-      `${name}#${++this.readerIds}`,
-      this.log,
-      NonDurableCursor.startPosition(this.log, start, label),
-    );
+    const resolved = NonDurableCursor.startPosition(this.log, start, label);
+    const cursor = new NonDurableCursor(`${name}#${++this.readerIds}`, this.log, resolved);
     const sub = new Subscription(
       name,
       'exclusive',
@@ -477,7 +478,7 @@ export class Topic {
       this.deliveryCounters,
     );
     this.readers.add(sub);
-    return sub;
+    return { subscription: sub, start: resolved };
   }
 
   async closeReader(sub: Subscription): Promise<void> {

@@ -1,5 +1,6 @@
 import type { SluiceError } from '@sluice/common';
 import test from 'ava';
+import { encodeBatch } from './batch-codec.js';
 import { setupFakeClient, waitUntil } from './test-support/client-rig.js';
 
 async function setup(t: { teardown(fn: () => Promise<void> | void): void }, operationTimeoutMs = 3000) {
@@ -131,6 +132,29 @@ test('reader - started at latest, resumes after a reconnect from the first messa
   for (let m = await reader.readNext(1000); m; m = await reader.readNext(300)) got.push(m.value.toString());
   t.deepEqual(got, ['m1', 'm2', 'm3', 'm4']);
   t.is(broker.subscribes[1]?.startMessageId, '7:1:0');
+});
+
+test('reader - started at latest and given nothing yet, resumes after a reconnect where it started, not at the new latest', async (t) => {
+  const { broker, client } = await setup(t);
+  const producer = await client.createProducer({ topic: 'rd-idle', batching: { maxMessages: 1 } });
+  await producer.send('before-reader');
+  const reader = await client.createReader({ topic: 'rd-idle', startMessageId: 'latest' });
+  // Published while the broker is away: the reader has no delivery to learn a position from.
+  const port = Number(broker.address.split(':').at(-1));
+  await broker.stop();
+  for (const v of ['m1', 'm2']) {
+    const batch = await encodeBatch(
+      [{ key: '', value: Buffer.from(v), properties: {}, eventTime: 0, sendTime: 0 }],
+      { firstSequenceId: 0, compression: 'none' },
+    );
+    broker.publishRaw('persistent://public/default/rd-idle', batch as never);
+  }
+  await broker.listen(port);
+  await waitUntil(() => broker.subscribes.length === 2, 10_000);
+  t.is(broker.subscribes[1]?.startMessageId, '7:1:0');
+  const got: string[] = [];
+  for (let m = await reader.readNext(2000); m; m = await reader.readNext(300)) got.push(m.value.toString());
+  t.deepEqual(got, ['m1', 'm2']);
 });
 
 test('reader - after a seek by publish time, a reconnect resumes at what that time resolved to', async (t) => {

@@ -18,6 +18,7 @@ import type {
   Delivery__Output,
   InitialPosition__Output,
   Seek,
+  Subscribed__Output,
   SubscriptionType__Output,
 } from '@sluice/proto';
 import { groupAcks } from './ack-grouping.js';
@@ -131,7 +132,10 @@ export class PartitionConsumer {
    * Readers: where to resubscribe when nothing was taken since the start or
    * the last seek. A message id is sent as the start (inclusive); a publish
    * time is sought again right after subscribing; undefined means the
-   * initial position. It becomes the first message delivered once one is.
+   * initial position. Once the broker confirms a subscription it becomes the
+   * position the broker resolved the start to (so a reconnect does not
+   * resolve 'latest' again and skip what was published meanwhile); with a
+   * broker that does not say, the first message delivered.
    */
   private resumeFrom: SeekTarget | undefined;
   private consumerName: string;
@@ -491,7 +495,7 @@ export class PartitionConsumer {
           }
           subscribed = true;
           clearTimeout(timer);
-          this.onSubscribed(call, res.subscribed.consumerName, res.subscribed.acceptsEntryAcks === true);
+          this.onSubscribed(call, res.subscribed);
           resolve();
           return;
         }
@@ -560,14 +564,25 @@ export class PartitionConsumer {
     });
   }
 
-  private onSubscribed(call: Call, name: string, entryAcks: boolean): void {
+  private onSubscribed(call: Call, subscribed: Subscribed__Output): void {
     if (this.abort.signal.aborted) {
       void endCall(call);
       return;
     }
     this.call = call;
-    this.consumerName = name || this.consumerName;
-    this.entryAcks = entryAcks;
+    this.consumerName = subscribed.consumerName || this.consumerName;
+    this.entryAcks = subscribed.acceptsEntryAcks === true;
+    const start = subscribed.startMessageId;
+    if (this.opts.nonDurable && !this.lastDequeued && this.resumeFrom === undefined && start) {
+      // Where 'earliest' / 'latest' resolved: a reconnect resumes here, inclusive.
+      this.resumeFrom = {
+        messageId: this.messageIdOf({
+          ledgerId: Number(start.ledgerId),
+          entryId: Number(start.entryId),
+          batchIndex: start.batchIndex,
+        }),
+      };
+    }
     this.generation++;
     this.unflowed = 0;
     this.queued = 0;

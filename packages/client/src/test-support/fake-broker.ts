@@ -362,12 +362,16 @@ export class FakeBroker {
         });
         const topic = this.cluster.topic(topicName);
         const existing = req.subscribe.nonDurable ? undefined : topic.cursors.get(req.subscribe.subscription);
-        const startIndex = start
-          ? Math.max(
-              0,
-              topic.entries.findIndex((e) => e.ledgerId === start.ledgerId && e.entryId === start.entryId),
+        // As the broker: a start id means the first stored entry at or after it (or the end).
+        const atOrAfter = start
+          ? topic.entries.findIndex(
+              (e) =>
+                e.ledgerId > Number(start.ledgerId) ||
+                (e.ledgerId === Number(start.ledgerId) && e.entryId >= Number(start.entryId)),
             )
           : undefined;
+        const startIndex =
+          atOrAfter === undefined ? undefined : atOrAfter < 0 ? topic.entries.length : atOrAfter;
         cursor = existing ?? {
           next:
             startIndex ??
@@ -390,7 +394,23 @@ export class FakeBroker {
         const set = this.subscribers.get(topicName) ?? new Set();
         this.subscribers.set(topicName, set);
         set.add(send);
-        call.write({ subscribed: { consumerName: req.subscribe.consumerName || 'c-1', partition: -1 } });
+        // A reader is told where it starts (the next entry to be stored, at the end).
+        const first = topic.entries[cursor.next];
+        const readerStart = req.subscribe.nonDurable
+          ? {
+              ledgerId: first?.ledgerId ?? this.cluster.ledgerId,
+              entryId: first?.entryId ?? topic.entries.length,
+              batchIndex: 0,
+              partition: -1,
+            }
+          : undefined;
+        call.write({
+          subscribed: {
+            consumerName: req.subscribe.consumerName || 'c-1',
+            partition: -1,
+            ...(readerStart ? { startMessageId: readerStart } : {}),
+          },
+        });
       } else if (req.flow) {
         this.flows.push(req.flow.permits);
         permits += req.flow.permits;
