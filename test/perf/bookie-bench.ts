@@ -9,7 +9,12 @@
  * the entry log's bytes, written as the
  * bookie writes them), the floor a bookie on this disk can reach, and how
  * often and how long the bookie's event loop stopped for garbage collection
- * meanwhile (from its /metrics).
+ * meanwhile (from its /metrics). For entries written once, a third phase
+ * runs at the same rate after the ledgers of the first two are deleted and
+ * the bookie's garbage collection has kept their entry logs as spares
+ * (`entryLogSpareBytes`): the direct log then writes over old blocks, as on
+ * a bookie whose deleted ledgers' space is reused; beside it the disk alone
+ * the same way, over a file written beforehand.
  *
  *   npx turbo run build && node --import=tsx test/perf/bookie-bench.ts [seconds-per-run]
  *
@@ -17,9 +22,9 @@
  * takes its settings from `SLUICE_BOOKIE_*` in the environment, e.g.
  * `SLUICE_BOOKIE_ENTRY_LOG_SYNC_BYTES=8MiB`.
  *
- * The bookie is a real `sluice bookie` process (compiled, from dist/) with an
- * embedded metadata store, so the load generator does not share its event
- * loop; byte counts come from its /metrics. Runs in a temp dir under
+ * The bookie is a real `sluice bookie` process (compiled, from dist/) with
+ * its metadata on an etcd the bench starts, so the load generator does not
+ * share its event loop; byte counts come from its /metrics. Runs in a temp dir under
  * $BENCH_DIR or the OS temp dir (same disk as the work tree here); prints a
  * Markdown table.
  */
@@ -29,6 +34,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseSize } from '@sluice/common';
+import { openMetadataStore } from '@sluice/metadata';
 import { type DecodedAddEntriesResponse, EncodedEntry } from '@sluice/proto';
 import {
   alignDown,
@@ -40,7 +46,8 @@ import {
 import { AddChannelConnection } from '../../packages/ledger/src/add-channel-connection.js';
 import type { AddStream, AddStreamOpener } from '../../packages/ledger/src/add-stream.js';
 import { AddStreamConnection } from '../../packages/ledger/src/http2-add-stream.js';
-import { BookieProcess, bookiePorts, testEntry } from '../support/bookie-process.js';
+import { BookieProcess, bookieMetric, bookiePorts, testEntry } from '../support/bookie-process.js';
+import { EtcdServer } from '../support/etcd.js';
 
 const SECONDS = Number(process.argv[2] ?? 5);
 const SIZES = process.env.BENCH_SIZES
@@ -99,17 +106,7 @@ function wireEntry(proto: ReturnType<typeof testEntry>, entryId: number): Encode
   );
 }
 
-/** Sum of a metric's samples (optionally only the `_sum` / `_count` series) from /metrics. */
-async function metricValue(bookie: BookieProcess, name: string, suffix = ''): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${bookie.httpPort}/metrics`)).text();
-  let total = 0;
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#')) continue;
-    const series = line.slice(0, line.search(/[ {]/));
-    if (series === `${name}${suffix}`) total += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return total;
-}
+const metricValue = bookieMetric;
 
 /** Cumulative bucket counts of a histogram (`le` in seconds → count) from /metrics. */
 async function histogramBuckets(bookie: BookieProcess, name: string): Promise<Map<number, number>> {
@@ -301,13 +298,31 @@ async function rawPaced(
   seconds: number,
   warmup: number,
   direct: boolean,
+  overWritten = false,
 ): Promise<number[]> {
   const dsync = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_DSYNC;
   const journal = await open(join(dir, 'raw-journal.bin'), dsync);
   const odirect = direct && (await directIoWorks(dir));
-  const entryLog = await open(join(dir, 'raw-entry-log.bin'), odirect ? DIRECT_IO_CREATE_FLAGS : 'w');
   const skip = Math.floor(rate * warmup);
   const total = skip + Math.floor(rate * seconds);
+  const entryLogPath = join(dir, 'raw-entry-log.bin');
+  if (overWritten) {
+    // As a reused entry log: every block written (and synced) beforehand.
+    const f = await open(entryLogPath, 'w');
+    const block = Buffer.alloc(8 << 20, 3);
+    const bytes = total * size + (64 << 20);
+    for (let o = 0; o < bytes; o += block.length) await f.write(block, 0, block.length, o);
+    await f.datasync();
+    await f.close();
+  }
+  const entryLog = await open(
+    entryLogPath,
+    overWritten
+      ? constants.O_WRONLY | (odirect ? constants.O_DIRECT : 0)
+      : odirect
+        ? DIRECT_IO_CREATE_FLAGS
+        : 'w',
+  );
   const latencies: number[] = [];
   const chunk = Buffer.alloc(Math.ceil(rate / 100) * size * 4, 7);
   // O_DIRECT staging: the groups' bytes plus the block they continue.
@@ -375,16 +390,47 @@ const pct = (xs: number[], p: number) => {
 };
 const mb = (bytes: number) => (bytes / (1024 * 1024)).toFixed(1);
 
+/**
+ * Until every spare-making round of garbage collection is done: the count of
+ * spare entry logs has stopped changing for a second (or 60 s passed).
+ */
+async function sparesSettled(bookie: BookieProcess): Promise<number> {
+  let last = -1;
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline; ) {
+    const now = await metricValue(bookie, 'sluice_bookie_entry_log_spares');
+    if (now === last && now > 0) return now;
+    last = now;
+    await sleep(1000);
+  }
+  return last;
+}
+
 const root = await mkdtemp(join(process.env.BENCH_DIR ?? tmpdir(), 'sluice-bookie-bench-'));
+// Metadata on etcd, so that the bench can delete a ledger and let the
+// bookie's garbage collection turn its entry logs into spares.
+const etcd = await EtcdServer.start({ dataDir: join(root, 'etcd') });
 const rows: string[] = [];
 try {
   for (const [i, size] of SIZES.entries()) {
     const dir = join(root, `run-${size}`);
+    const metadataUrl = `etcd://${etcd.endpoint}/bench-${size}`;
+    const metadata = await openMetadataStore(metadataUrl);
+    // Garbage collection keeps ledgers named in metadata.
+    const ledgers = { max: 100 + i, paced: 200 + i, reused: 300 + i };
+    for (const id of Object.values(ledgers)) await metadata.put(`ledgers/${id}`, Buffer.from('bench'));
     const bookie = await BookieProcess.start({
-      metadata: `embedded://${join(dir, 'metadata')}`,
+      metadata: metadataUrl,
       dataDir: dir,
       ...(await bookiePorts()),
-      env: { DISK_USAGE_THRESHOLD: '1', DISK_USAGE_LWM_THRESHOLD: '0.99' },
+      env: {
+        DISK_USAGE_THRESHOLD: '1',
+        DISK_USAGE_LWM_THRESHOLD: '0.99',
+        GC_INTERVAL_MS: '500',
+        GC_GRACE_PERIOD_MS: '0',
+        // Every log of the max-rate phase is kept for reuse, so that the
+        // last paced phase writes over old blocks only.
+        ENTRY_LOG_SPARE_BYTES: String(2 ** 40),
+      },
     });
     const connection =
       TRANSPORT === 'grpc'
@@ -394,7 +440,7 @@ try {
       const j0 = await metricValue(bookie, 'sluice_bookie_journal_bytes_total');
       const e0 = await metricValue(bookie, 'sluice_bookie_entry_log_bytes_total');
       const t0 = process.hrtime.bigint();
-      const acked = await saturate(connection, 100 + i, size, SECONDS);
+      const acked = await saturate(connection, ledgers.max, size, SECONDS);
       const secs = Number(process.hrtime.bigint() - t0) / 1e9;
       const entryLog = (await entryLogSettled(bookie)) - e0;
       const journal = (await metricValue(bookie, 'sluice_bookie_journal_bytes_total')) - j0;
@@ -416,7 +462,7 @@ try {
       const once0 = await metricValue(bookie, 'sluice_bookie_entries_written_once_total');
       const gc0 = await gcTotals(bookie);
       const pacedStart = performance.now();
-      const latencies = await paced(connection, 200 + i, size, acked / secs / 2, SECONDS, 2);
+      const latencies = await paced(connection, ledgers.paced, size, acked / secs / 2, SECONDS, 2);
       const pacedSecs = (performance.now() - pacedStart) / 1000;
       const gc1 = await gcTotals(bookie);
       // The bookie's event loop stopped for garbage collection while paced (warm-up included).
@@ -426,6 +472,18 @@ try {
       const inside = `≤ ${bucketQuantileMs(h0, h1, 0.5)} / ≤ ${bucketQuantileMs(h0, h1, 0.99)}`;
       // The floor models the path most paced adds took.
       const pacedOnce = (await metricValue(bookie, 'sluice_bookie_entries_written_once_total')) - once0;
+      const direct2 = pacedOnce > latencies.length / 2;
+      // The same rate again, once the logs of the first two phases are
+      // deleted and kept as spares: entries written once then go over old
+      // blocks, as on a bookie whose deleted ledgers' space is reused.
+      let reused: number[] = [];
+      let spares = 0;
+      if (direct2) {
+        await metadata.delete(`ledgers/${ledgers.max}`);
+        await metadata.delete(`ledgers/${ledgers.paced}`);
+        spares = await sparesSettled(bookie);
+        reused = await paced(connection, ledgers.reused, size, acked / secs / 2, SECONDS, 2);
+      }
       // The disk alone, with the bookie stopped: its write-back of what it
       // wrote through the page cache would otherwise run beside the raw
       // bound and lower it.
@@ -433,23 +491,28 @@ try {
       await bookie.stop();
       const raw = await rawBound(dir, avgGroup, SECONDS);
       const rawDirect = await rawBound(dir, avgGroup, SECONDS, true);
-      const floor = await rawPaced(dir, size, acked / secs / 2, SECONDS, 2, pacedOnce > latencies.length / 2);
+      const floor = await rawPaced(dir, size, acked / secs / 2, SECONDS, 2, direct2);
+      const floorOver = direct2 ? await rawPaced(dir, size, acked / secs / 2, SECONDS, 2, true, true) : [];
+      const q = (xs: number[]) =>
+        xs.length > 0 ? `${pct(xs, 50).toFixed(2)} / ${pct(xs, 99).toFixed(2)}` : 'n/a (not written once)';
       const written = (journal + entryLog) / secs;
       rows.push(
-        `| ${size / 1024} KiB | ${Math.round(acked / secs)} | ${mb(payload / secs)} | ${mb(written)} | ${((journal + entryLog) / payload).toFixed(2)} | ${mb(raw)} (${(avgGroup / 1024).toFixed(0)} KiB groups) | ${((written / raw) * 100).toFixed(0)}% | ${mb(rawDirect)} | ${((written / rawDirect) * 100).toFixed(0)}% | ${pct(latencies, 50).toFixed(2)} / ${pct(latencies, 99).toFixed(2)} | ${inside} | ${gcPaused} | ${pct(floor, 50).toFixed(2)} / ${pct(floor, 99).toFixed(2)} |`,
+        `| ${size / 1024} KiB | ${Math.round(acked / secs)} | ${mb(payload / secs)} | ${mb(written)} | ${((journal + entryLog) / payload).toFixed(2)} | ${mb(raw)} (${(avgGroup / 1024).toFixed(0)} KiB groups) | ${((written / raw) * 100).toFixed(0)}% | ${mb(rawDirect)} | ${((written / rawDirect) * 100).toFixed(0)}% | ${pct(latencies, 50).toFixed(2)} / ${pct(latencies, 99).toFixed(2)} | ${inside} | ${gcPaused} | ${pct(floor, 50).toFixed(2)} / ${pct(floor, 99).toFixed(2)} | ${q(reused)}${spares > 0 ? ` (${spares} spares)` : ''} | ${q(floorOver)} |`,
       );
       process.stderr.write(`${rows.at(-1)}\n`);
     } finally {
       connection.close();
       await bookie.stop();
+      await metadata.close();
     }
   }
 } finally {
+  await etcd.stop();
   await rm(root, { recursive: true, force: true });
 }
 console.log(`adds over ${TRANSPORT === 'grpc' ? 'gRPC (HTTP/2)' : 'the add channel'}`);
 console.log(
-  '| entry | adds/s | payload MB/s | bytes written MB/s (journal + entry log) | bytes written per payload byte | raw write+fdatasync MB/s | bookie / raw | raw O_DIRECT write+fdatasync MB/s | bookie / raw O_DIRECT | p50 / p99 ms at half max rate | same inside the bookie (histogram bucket) | bookie GC pauses while paced: per second, share of the time | the disk alone at that rate: p50 / p99 ms |',
+  '| entry | adds/s | payload MB/s | bytes written MB/s (journal + entry log) | bytes written per payload byte | raw write+fdatasync MB/s | bookie / raw | raw O_DIRECT write+fdatasync MB/s | bookie / raw O_DIRECT | p50 / p99 ms at half max rate | same inside the bookie (histogram bucket) | bookie GC pauses while paced: per second, share of the time | the disk alone at that rate: p50 / p99 ms | p50 / p99 ms at half max rate over reused entry logs | the disk alone at that rate over written blocks: p50 / p99 ms |',
 );
-console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
 for (const r of rows) console.log(r);

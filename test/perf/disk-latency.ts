@@ -17,7 +17,12 @@
  *   bookie's direct log);
  * - `o-dsync`: the file opened O_DSYNC, no fdatasync, two writes in flight;
  * - `overwrite`: `two-in-flight` into a file written and synced beforehand,
- *   so a sync has no file size or extent change to commit.
+ *   so a sync has no file size or extent change to commit;
+ * - `journal`: `two-in-flight` plus, per group, a 76-byte reference per
+ *   record written with O_DSYNC to a second file (the bookie's journal
+ *   beside its direct log), the group done when both are;
+ * - `journal-overwrite`: `journal` with both files written beforehand.
+ * `PATTERNS=journal,journal-overwrite` runs only those.
  * Runs in a temp dir under $BENCH_DIR or the OS temp dir.
  */
 import { constants } from 'node:fs';
@@ -33,8 +38,15 @@ const RUNS = Number(process.argv[5] ?? 2);
 const WARMUP_SECONDS = 1;
 const PACE_MS = 0.25;
 
-type Pattern = 'serial' | 'two-in-flight' | 'o-dsync' | 'overwrite';
-const PATTERNS: Pattern[] = ['serial', 'two-in-flight', 'o-dsync', 'overwrite'];
+type Pattern = 'serial' | 'two-in-flight' | 'o-dsync' | 'overwrite' | 'journal' | 'journal-overwrite';
+const PATTERNS: Pattern[] = (process.env.PATTERNS?.split(',') as Pattern[] | undefined) ?? [
+  'serial',
+  'two-in-flight',
+  'o-dsync',
+  'overwrite',
+  'journal',
+  'journal-overwrite',
+];
 
 const paceCell = new Int32Array(new SharedArrayBuffer(4));
 /** Wait ~PACE_MS (Node's timers fire on whole milliseconds), then yield to I/O. */
@@ -48,17 +60,29 @@ async function run(dir: string, pattern: Pattern): Promise<number[]> {
   const path = join(dir, `${pattern}.bin`);
   const total = Math.floor(RATE * (WARMUP_SECONDS + SECONDS));
   const bytes = alignUp(total * SIZE + 4096 * total);
-  if (pattern === 'overwrite') {
+  const over = pattern === 'overwrite' || pattern === 'journal-overwrite';
+  const withJournal = pattern === 'journal' || pattern === 'journal-overwrite';
+  const journalPath = join(dir, `${pattern}.journal`);
+  if (over) {
     const f = await open(path, DIRECT_IO_CREATE_FLAGS);
     const block = allocAligned(8 << 20).fill(3);
     for (let o = 0; o < bytes; o += block.length) await f.write(block, 0, block.length, o);
     await f.datasync();
     await f.close();
+    if (withJournal) {
+      const j = await open(journalPath, 'w');
+      await j.write(Buffer.alloc(total * 128 + (1 << 20)), 0);
+      await j.datasync();
+      await j.close();
+    }
   }
-  const flags =
-    pattern === 'overwrite'
-      ? constants.O_WRONLY | constants.O_DIRECT
-      : DIRECT_IO_CREATE_FLAGS | (pattern === 'o-dsync' ? constants.O_DSYNC : 0);
+  // The bookie's journal beside its direct log: one small O_DSYNC record per group.
+  if (withJournal && !over) await (await open(journalPath, 'w', 0o644)).close();
+  const jh = withJournal ? await open(journalPath, constants.O_WRONLY | constants.O_DSYNC) : undefined;
+  let journalAt = 0;
+  const flags = over
+    ? constants.O_WRONLY | constants.O_DIRECT
+    : DIRECT_IO_CREATE_FLAGS | (pattern === 'o-dsync' ? constants.O_DSYNC : 0);
   const fh = await open(path, flags, 0o644);
   const maxWrites = pattern === 'serial' ? 1 : 2;
   const sync = pattern !== 'o-dsync';
@@ -85,10 +109,14 @@ async function run(dir: string, pattern: Pattern): Promise<number[]> {
     });
     try {
       // One group per write: a larger backlog than the staging memory goes in pieces.
+      const refs = 76 * records.length;
+      const jot = jh?.write(Buffer.alloc(refs), 0, refs, journalAt);
+      journalAt += refs;
       for (let o = 0; o < length; o += buf.length) {
         await fh.write(buf, 0, Math.min(buf.length, length - o), at + o);
       }
       if (sync) await fh.datasync();
+      await jot;
     } catch (err) {
       failure ??= err as Error;
     }
@@ -120,7 +148,9 @@ async function run(dir: string, pattern: Pattern): Promise<number[]> {
   }
   while (latencies.length < total - skip && !failure) await pace();
   await fh.close();
+  await jh?.close();
   await rm(path);
+  await rm(journalPath, { force: true });
   if (failure) throw failure;
   return latencies.sort((a, b) => a - b);
 }

@@ -151,6 +151,18 @@ export function bookieClient(address: string): BookieServiceClient {
   }) as unknown as BookieServiceClient;
 }
 
+/** Sum of a metric's samples (optionally only the `_sum` / `_count` series) from a bookie's /metrics. */
+export async function bookieMetric(bookie: { httpPort: number }, name: string, suffix = ''): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${bookie.httpPort}/metrics`)).text();
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    const series = line.slice(0, line.search(/[ {]/));
+    if (series === `${name}${suffix}`) total += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return total;
+}
+
 export function testEntry(ledgerId: number, entryId: number, size = 256) {
   const payload = Buffer.alloc(size);
   payload.write(`${ledgerId}:${entryId}:`);

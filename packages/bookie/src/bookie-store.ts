@@ -34,6 +34,8 @@ export interface BookieStoreOptions {
   journalSync: boolean;
   journalPreallocBytes: number;
   entryLogFileBytes: number;
+  /** Deleted entry logs kept for reuse (see the bookie config); default 0. */
+  entryLogSpareBytes?: number;
   checkpointIntervalMs: number;
   writeCacheBytes: number;
   entryLogSyncBytes: number;
@@ -166,6 +168,7 @@ export class BookieStore {
     this.storage = new LedgerStorage({
       dir: opts.ledgerDir,
       entryLogFileBytes: opts.entryLogFileBytes,
+      entryLogSpareBytes: opts.entryLogSpareBytes ?? 0,
       writeCacheBytes: opts.writeCacheBytes,
       entryLogSyncBytes: opts.entryLogSyncBytes,
       entryLogDirectIo: opts.entryLogDirectIo,

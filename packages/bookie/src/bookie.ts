@@ -70,6 +70,7 @@ export class Bookie {
       sessionUp: () => this.registrar?.sessionUp ?? false,
       registered: () => this.registrar?.registered ?? false,
       disk: () => ({ freeBytes: this.watchdog?.freeBytes ?? 0, totalBytes: this.watchdog?.totalBytes ?? 0 }),
+      spareLogs: () => this.store?.storage.spareLogs ?? { count: 0, bytes: 0 },
     });
   }
 
@@ -146,6 +147,7 @@ export class Bookie {
       journalSync: cfg.journalSync,
       journalPreallocBytes: cfg.journalPreallocBytes,
       entryLogFileBytes: cfg.entryLogFileBytes,
+      entryLogSpareBytes: cfg.entryLogSpareBytes,
       checkpointIntervalMs: cfg.checkpointIntervalMs,
       writeCacheBytes: cfg.writeCacheBytes,
       entryLogSyncBytes: cfg.entryLogSyncBytes,
@@ -169,6 +171,7 @@ export class Bookie {
       logger,
       metrics: this.metrics,
       onChange: (reason) => store.setReadOnly('disk', reason),
+      releaseSpace: () => store.storage.dropSpareLogs(),
       onChecked: () => void this.registrar?.refreshCapacity(),
     });
     await this.watchdog.start();

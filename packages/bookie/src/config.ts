@@ -82,6 +82,16 @@ export const bookieConfigSchema = z.object({
   /** An entry log file holds at most this many bytes (one larger entry gets a file of its own); a full one is rolled at once. */
   entryLogFileBytes: zSize.default(1024 * 1024 * 1024),
   /**
+   * Entry logs that compaction or garbage collection deletes are kept, up to
+   * this many bytes, for new entry logs of large entries (those written
+   * once) to write over instead of growing a fresh file: an fdatasync of
+   * blocks a file already holds needs no file-system journal commit, which
+   * measured ~2 ms off a paced add's p99 on a virtio disk. The space comes
+   * back to the disk once usage passes `diskUsageLwmThreshold`. 0 deletes
+   * them outright.
+   */
+  entryLogSpareBytes: zSize.default(4 * 1024 * 1024 * 1024),
+  /**
    * The background flusher fdatasyncs the entry log after this many appended
    * bytes. Small values keep journal fdatasyncs on the same disk from queueing
    * behind a large entry-log writeback: measured here, p99 add latency at half

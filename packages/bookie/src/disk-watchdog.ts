@@ -27,6 +27,12 @@ export interface DiskWatchdogOptions {
   metrics: BookieMetrics;
   /** Called with a reason when a disk crosses the threshold, with undefined once all are below the lower one. */
   onChange: (reason: string | undefined) => void;
+  /**
+   * Called while any disk is at or over `lwmThreshold`, before the
+   * thresholds are applied: give back space kept for reuse (spare files);
+   * resolves to how many files it deleted (the usage is then measured again).
+   */
+  releaseSpace?: () => Promise<number>;
   /** Called after every successful check (capacity refresh of the registration). */
   onChecked?: () => void;
 }
@@ -59,10 +65,18 @@ export class DiskWatchdog {
   }
 
   async check(): Promise<void> {
-    const usages = await Promise.all(this.opts.dirs.map(diskUsage));
+    let usages = await Promise.all(this.opts.dirs.map(diskUsage));
+    const fullest = (us: DiskUsage[]) => us.reduce((a, b) => (b.usedFraction > a.usedFraction ? b : a));
+    if (this.opts.releaseSpace && fullest(usages).usedFraction >= this.opts.lwmThreshold) {
+      const released = await this.opts.releaseSpace();
+      if (released > 0) {
+        this.opts.logger.info({ released }, 'disk usage over the lower threshold: spare files deleted');
+        usages = await Promise.all(this.opts.dirs.map(diskUsage));
+      }
+    }
     this.last = usages;
     for (const u of usages) this.opts.metrics.diskUsage.set({ dir: u.dir }, u.usedFraction);
-    const worst = usages.reduce((a, b) => (b.usedFraction > a.usedFraction ? b : a));
+    const worst = fullest(usages);
     const pct = (f: number) => `${(f * 100).toFixed(1)}%`;
     if (!this.full && worst.usedFraction >= this.opts.threshold) {
       this.full = true;

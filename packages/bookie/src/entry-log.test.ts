@@ -173,3 +173,112 @@ test('entry log - a failed fdatasync of a rolled-away log still closes every rol
   await t.throwsAsync(logs.sync(), { message: /EIO/ });
   t.deepEqual(closed, [0, 1, 2], 'no handle is leaked');
 });
+
+const SPARE_SIZE = 16 * 1024 * 1024;
+
+/** A log of `records` written by another writer (as the direct log does), grown to SPARE_SIZE. */
+async function directLog(logs: EntryLogs, records: ReturnType<typeof record>[]): Promise<number> {
+  const { id, fh } = logs.create();
+  const f = await fh;
+  let at = 0;
+  for (const r of records) {
+    await f.writev([r.header, r.payload], at);
+    at += r.header.length + r.payload.length;
+  }
+  await f.truncate(SPARE_SIZE);
+  await f.close();
+  logs.grew(id, SPARE_SIZE);
+  logs.release(id);
+  return id;
+}
+
+const names = async (dir: string) => (await readdir(dir)).filter((n) => n.startsWith('entrylog-')).sort();
+
+test('entry log spares - a deleted log is kept within the budget and the next created log writes over it', async (t) => {
+  const dir = await tempDir(t);
+  const logs = new EntryLogs(dir, 64 * 1024 * 1024, SPARE_SIZE);
+  await logs.open();
+  t.teardown(() => logs.close());
+  const first = await directLog(logs, [record(0, 1000)]);
+  const second = await directLog(logs, [record(1, 1000)]);
+  const inode = (await stat(join(dir, `entrylog-${String(first).padStart(16, '0')}.log`))).ino;
+  await logs.delete(first);
+  // Over the budget: deleted outright.
+  await logs.delete(second);
+  t.deepEqual(logs.spareLogs, { count: 1, bytes: SPARE_SIZE });
+  t.deepEqual(await names(dir), ['entrylog-0000000000000001.log', 'entrylog-spare-0000000000000001.log']);
+  t.false(logs.sizes.has(first));
+
+  const { id, fh } = logs.create();
+  const f = await fh;
+  t.teardown(() => f.close());
+  const path = join(dir, `entrylog-${String(id).padStart(16, '0')}.log`);
+  t.true(id > second, 'a reused file takes a new id');
+  t.is((await stat(path)).ino, inode, 'the spare became the new log');
+  t.deepEqual(logs.spareLogs, { count: 0, bytes: 0 });
+  t.is(logs.sizes.get(id), 0, 'nothing of it counts as written yet');
+  // Not written over yet, the old record is still there: a reference naming
+  // another entry at that place is refused, as replay does.
+  const loc = { logId: id, offset: 0, length: ENTRY_HEADER_BYTES + 1000 };
+  const other = record(7, 1000);
+  t.false(await logs.holdsEntry(loc, SPARE_SIZE, { ledgerId: 1, entryId: 7, crc32c: crc32c(other.payload) }));
+  // Written over from offset 0 without truncating: a new record reads back.
+  await f.writev([other.header, other.payload], 0);
+  t.true(await logs.holdsEntry(loc, SPARE_SIZE, { ledgerId: 1, entryId: 7, crc32c: crc32c(other.payload) }));
+  t.is((await stat(path)).size, SPARE_SIZE);
+  const read = await logs.read(loc, 1, 7);
+  t.true(read.ok && read.entry.payload.equals(other.payload));
+});
+
+test('entry log spares - spares on disk are taken up at open within the budget; dropSpares deletes them', async (t) => {
+  const dir = await tempDir(t);
+  const before = new EntryLogs(dir, 64 * 1024 * 1024, 3 * SPARE_SIZE);
+  await before.open();
+  const ids = [];
+  for (let i = 0; i < 3; i++) ids.push(await directLog(before, [record(i, 100)]));
+  for (const id of ids) await before.delete(id);
+  t.is(before.spareLogs.count, 3);
+  await before.close();
+
+  // A smaller budget after a restart: the oldest spares that fit are kept, the rest deleted.
+  const logs = new EntryLogs(dir, 64 * 1024 * 1024, 2 * SPARE_SIZE);
+  await logs.open();
+  t.teardown(() => logs.close());
+  t.deepEqual(logs.spareLogs, { count: 2, bytes: 2 * SPARE_SIZE });
+  t.deepEqual(
+    (await names(dir)).filter((n) => n.includes('spare')),
+    ['entrylog-spare-0000000000000001.log', 'entrylog-spare-0000000000000002.log'],
+  );
+  // A new log takes the oldest spare; new spares continue the sequence.
+  const id = await directLog(logs, [record(9, 100)]);
+  t.deepEqual(logs.spareLogs, { count: 1, bytes: SPARE_SIZE });
+  t.is(await logs.dropSpares(), 1);
+  await logs.delete(id);
+  t.deepEqual(
+    (await names(dir)).filter((n) => n.includes('spare')),
+    ['entrylog-spare-0000000000000004.log'],
+  );
+  t.is(await logs.dropSpares(), 1);
+  t.deepEqual(
+    (await names(dir)).filter((n) => n.includes('spare')),
+    [],
+  );
+});
+
+test('entry log spares - without a budget, or for a small log, a deleted log is deleted', async (t) => {
+  const dir = await tempDir(t);
+  const logs = new EntryLogs(dir, 64 * 1024 * 1024);
+  await logs.open();
+  t.teardown(() => logs.close());
+  await logs.delete(await directLog(logs, [record(0, 100)]));
+  t.deepEqual(logs.spareLogs, { count: 0, bytes: 0 });
+  const small = new EntryLogs(await tempDir(t), 64 * 1024 * 1024, 4 * SPARE_SIZE);
+  await small.open();
+  t.teardown(() => small.close());
+  const { id, fh } = small.create();
+  await (await fh).close();
+  small.grew(id, 4096);
+  small.release(id);
+  await small.delete(id);
+  t.deepEqual(small.spareLogs, { count: 0, bytes: 0 });
+});

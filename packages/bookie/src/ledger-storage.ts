@@ -19,6 +19,8 @@ import { WRITE_CACHE_CHUNK_BYTES, WriteCache } from './write-cache.js';
 export interface LedgerStorageOptions {
   dir: string;
   entryLogFileBytes: number;
+  /** Deleted entry logs kept for reuse (see `entryLogSpareBytes` in the bookie config); default 0. */
+  entryLogSpareBytes?: number;
   writeCacheBytes: number;
   /** fdatasync the entry log after this many appended bytes (see `entryLogSyncBytes` in the bookie config). */
   entryLogSyncBytes: number;
@@ -98,7 +100,7 @@ export class LedgerStorage {
     // reallocated ~80 MB/s of 4 MiB chunks; each had lived long enough to be
     // promoted, and V8 ran a full collection every ~250 ms to free them.
     this.cache = new WriteCache(WRITE_CACHE_CHUNK_BYTES, 2 * opts.writeCacheBytes + WRITE_CACHE_CHUNK_BYTES);
-    this.logs = new EntryLogs(opts.dir, opts.entryLogFileBytes);
+    this.logs = new EntryLogs(opts.dir, opts.entryLogFileBytes, opts.entryLogSpareBytes ?? 0);
     this.direct = new DirectLog(this.logs, opts.entryLogFileBytes, opts.metrics, (err) => this.fail(err));
     this.now = opts.now ?? Date.now;
     this.syncBytes = opts.entryLogSyncBytes;
@@ -337,6 +339,16 @@ export class LedgerStorage {
       this.cache.dropLedger(ledgerId);
       await this.index.drop(ledgerId);
     }).then(() => this.checkpoint(checkpointPos()));
+  }
+
+  /** Deleted entry logs kept for reuse. */
+  get spareLogs(): { count: number; bytes: number } {
+    return this.logs.spareLogs;
+  }
+
+  /** Delete the deleted entry logs kept for reuse (the disk fills up); returns how many. */
+  dropSpareLogs(): Promise<number> {
+    return this.logs.dropSpares();
   }
 
   /** Entry logs (other than the one being written) whose live fraction is below `threshold`. */

@@ -120,6 +120,8 @@ export interface BookieStateSource {
   registered(): boolean;
   /** Free and total bytes of the ledger disk. */
   disk(): { freeBytes: number; totalBytes: number };
+  /** Deleted entry logs kept for reuse. */
+  spareLogs(): { count: number; bytes: number };
 }
 
 /** State gauges computed at scrape time: metadata session, registration, disk space. */
@@ -154,5 +156,15 @@ export function registerBookieStateGauges(registry: Registry, source: BookieStat
     'sluice_bookie_disk_total_bytes',
     'Total bytes of the ledger disk of the bookie',
     () => source.disk().totalBytes,
+  );
+  scraped(
+    'sluice_bookie_entry_log_spares',
+    'Deleted entry logs kept for new entry logs to write over',
+    () => source.spareLogs().count,
+  );
+  scraped(
+    'sluice_bookie_entry_log_spare_bytes',
+    'Bytes of the deleted entry logs kept for reuse',
+    () => source.spareLogs().bytes,
   );
 }
