@@ -1,5 +1,6 @@
-import { AlreadyExistsError, InvalidArgumentError } from '@sluice/common';
+import { AlreadyExistsError, InvalidArgumentError, ResourceExhaustedError } from '@sluice/common';
 import test from 'ava';
+import { defaultPolicies } from './policies.js';
 import { openMemoryTopic } from './test-support/memory-log.js';
 import type { ProducerHandle, Topic } from './topic.js';
 
@@ -49,4 +50,33 @@ test('topic - a second producer under a connected producer name is refused, the 
   const next = producer('p');
   await topic.addProducer(next, 'shared');
   t.is(topic.producers.get('p'), next);
+});
+
+test('topic - a send held by the backlog quota follows a policy update: exception fails it, eviction lets it through', async (t) => {
+  for (const [next, outcome] of [
+    ['BACKLOG_QUOTA_POLICY_PRODUCER_EXCEPTION', 'refused'],
+    ['BACKLOG_QUOTA_POLICY_CONSUMER_BACKLOG_EVICTION', 'admitted'],
+  ] as const) {
+    const topic = await openTopic();
+    const hold = {
+      ...defaultPolicies({ ensembleSize: 1, writeQuorum: 1, ackQuorum: 1 }),
+      backlogQuota: { limitBytes: 100, policy: 'BACKLOG_QUOTA_POLICY_PRODUCER_HOLD' },
+    };
+    topic.updatePolicies(hold);
+    await topic.admit(1, 200);
+    let settled: string | undefined;
+    const held = topic.admit(1, 10).then(
+      () => {
+        settled = 'admitted';
+      },
+      (err: unknown) => {
+        settled = err instanceof ResourceExhaustedError ? 'refused' : String(err);
+      },
+    );
+    await new Promise((r) => setTimeout(r, 250));
+    t.is(settled, undefined, 'held while over the quota');
+    topic.updatePolicies({ ...hold, backlogQuota: { limitBytes: 100, policy: next } });
+    await held;
+    t.is(settled, outcome);
+  }
 });

@@ -230,22 +230,21 @@ export class Topic {
    */
   async admit(messages: number, bytes: number): Promise<void> {
     this.checkOpen();
-    const quota = this.current.backlogQuota;
-    if (quota.limitBytes >= 0) {
+    // Read afresh on every round of a hold: a policy update applies to held sends too.
+    for (;;) {
+      const quota = this.current.backlogQuota;
+      if (quota.limitBytes < 0) break;
       const policy = backlogQuotaPolicy(quota.policy);
+      if (policy !== 'producer_exception' && policy !== 'producer_hold') break;
+      const v = this.quotaState();
+      if (!v.over) break;
       if (policy === 'producer_exception') {
-        const v = this.quotaState();
-        if (v.over) {
-          throw new ResourceExhaustedError(
-            `topic '${this.name.full}' has a backlog of ~${Math.round(v.bytes)} bytes, over its quota of ${quota.limitBytes} bytes; consumers must catch up (or raise the backlog quota) before more is accepted`,
-          );
-        }
-      } else if (policy === 'producer_hold') {
-        while (this.current.backlogQuota.limitBytes >= 0 && this.quotaState().over) {
-          await this.holdFor(QUOTA_HOLD_POLL_MS);
-          this.checkOpen();
-        }
+        throw new ResourceExhaustedError(
+          `topic '${this.name.full}' has a backlog of ~${Math.round(v.bytes)} bytes, over its quota of ${quota.limitBytes} bytes; consumers must catch up (or raise the backlog quota) before more is accepted`,
+        );
       }
+      await this.holdFor(QUOTA_HOLD_POLL_MS);
+      this.checkOpen();
     }
     await this.rateLimiter.acquire(messages, bytes);
     this.checkOpen();
