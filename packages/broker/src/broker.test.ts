@@ -1,5 +1,12 @@
 import { UnavailableError } from '@sluice/common';
-import type { EmbeddedMetadataStore, MetadataStore, PutOptions, Session } from '@sluice/metadata';
+import type {
+  EmbeddedMetadataStore,
+  MetadataStore,
+  PutOptions,
+  Session,
+  TxnOp,
+  TxnResult,
+} from '@sluice/metadata';
 import test from 'ava';
 import { BrokerRegistry } from './broker-registry.js';
 import { lookupTopic } from './lookup-service.js';
@@ -21,11 +28,12 @@ async function until(
   }
 }
 
-/** `inner` with `put` and `createSession` replaced by the given functions. */
+/** `inner` with `put`, `txn` and `createSession` replaced by the given functions. */
 function intercept(
   inner: EmbeddedMetadataStore,
   over: {
     put?: (key: string, value: Buffer, opts?: PutOptions) => Promise<number>;
+    txn?: (ops: TxnOp[]) => Promise<TxnResult>;
     createSession?: (ttlMs: number) => Promise<Session>;
   },
 ): MetadataStore {
@@ -134,13 +142,14 @@ test('broker - /readyz fails until the default namespace exists and the policy w
   const held = new Promise<void>((r) => {
     release = r;
   });
+  // The namespace is created in a txn with a check on its tenant.
   const store = intercept(inner, {
-    put: async (key, value, opts) => {
-      if (key === 'namespaces/public/default') {
+    txn: async (ops) => {
+      if (ops.some((o) => o.op === 'put' && o.key === 'namespaces/public/default')) {
         holding = true;
         await held;
       }
-      return inner.put(key, value, opts);
+      return inner.txn(ops);
     },
   });
   const httpPort = await freePort();

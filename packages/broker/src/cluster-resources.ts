@@ -6,7 +6,7 @@ import {
   NotFoundError,
   retry,
 } from '@sluice/common';
-import type { MetadataStore } from '@sluice/metadata';
+import type { MetadataStore, TxnOp, Versioned } from '@sluice/metadata';
 import {
   namespaceKey,
   namespacesPrefix,
@@ -40,6 +40,25 @@ export interface TopicRecord {
 const json = (v: unknown): Buffer => Buffer.from(JSON.stringify(v));
 const parse = <T>(b: Buffer): T => JSON.parse(b.toString('utf8')) as T;
 
+/**
+ * Set in a tenant's or namespace's stored value by a delete while it looks for
+ * children (see `deleteParent`); readers strip it. A child create that sees it
+ * writes the parent instead of only checking its version.
+ */
+const DELETING = 'deleting';
+type Fields = Record<string, unknown>;
+const unmarked = (fields: Fields): Fields => {
+  const { [DELETING]: _, ...rest } = fields;
+  return rest;
+};
+
+/** A parent changed under a create or delete of a child: re-read it, a bounded number of times. */
+const PARENT_CHANGED_RETRY = {
+  shouldRetry: (err: unknown) => err instanceof BadVersionError,
+  retries: 10,
+  minDelayMs: 10,
+};
+
 /** Tenants, namespaces and topics as stored in metadata (DESIGN §3). */
 export class ClusterResources {
   constructor(
@@ -68,14 +87,12 @@ export class ClusterResources {
 
   async deleteTenant(name: string): Promise<void> {
     const t = checkTenantName(name);
-    await this.requireTenant(t);
-    const namespaces = await this.store.listAll(namespacesPrefix(t), { keysOnly: true });
-    if (namespaces.length > 0) {
-      throw new FailedPreconditionError(
-        `tenant '${t}' still has ${namespaces.length} namespace(s); delete them first`,
-      );
-    }
-    await this.store.delete(tenantKey(t));
+    await this.deleteParent(
+      tenantKey(t),
+      () => this.tenantEntry(t),
+      namespacesPrefix(t),
+      (n) => new FailedPreconditionError(`tenant '${t}' still has ${n} namespace(s); delete them first`),
+    );
   }
 
   async listTenants(): Promise<string[]> {
@@ -84,17 +101,25 @@ export class ClusterResources {
   }
 
   async requireTenant(t: string): Promise<void> {
-    if (!(await this.store.get(tenantKey(t)))) {
+    await this.tenantEntry(t);
+  }
+
+  private async tenantEntry(t: string): Promise<Versioned> {
+    const v = await this.store.get(tenantKey(t));
+    if (!v) {
       throw new NotFoundError(`tenant '${t}' does not exist; create it with 'sluice tenants create ${t}'`);
     }
+    return v;
   }
 
   async createNamespace(name: string, policies: PolicyValues = {}, ifNotExists = false): Promise<boolean> {
     const ns = parseNamespaceName(name);
     validatePolicies(policies, { allowBundles: true });
-    await this.requireTenant(ns.tenant);
     try {
-      await this.store.put(namespaceKey(ns.name), json(policies), { createOnly: true });
+      await this.createChild(tenantKey(ns.tenant), () => this.tenantEntry(ns.tenant), {
+        key: namespaceKey(ns.name),
+        value: json(policies),
+      });
       return true;
     } catch (err) {
       if (err instanceof AlreadyExistsError) {
@@ -107,14 +132,15 @@ export class ClusterResources {
 
   async deleteNamespace(name: string): Promise<void> {
     const ns = parseNamespaceName(name);
-    await this.namespaceRecord(ns);
-    const topics = await this.store.listAll(topicsPrefix(ns.name), { keysOnly: true });
-    if (topics.length > 0) {
-      throw new FailedPreconditionError(
-        `namespace '${ns.name}' still has ${topics.length} topic(s); delete them first`,
-      );
-    }
-    await this.store.delete(namespaceKey(ns.name));
+    // Marking the namespace fires the brokers' policy watch with unchanged
+    // policies (and so does clearing the mark when topics remain): a few
+    // needless refreshes per delete, which is rare.
+    await this.deleteParent(
+      namespaceKey(ns.name),
+      () => this.namespaceEntry(ns),
+      topicsPrefix(ns.name),
+      (n) => new FailedPreconditionError(`namespace '${ns.name}' still has ${n} topic(s); delete them first`),
+    );
   }
 
   async listNamespaces(tenant: string): Promise<string[]> {
@@ -125,6 +151,11 @@ export class ClusterResources {
   }
 
   private async namespaceRecord(ns: NamespaceName): Promise<{ policies: PolicyValues; version: number }> {
+    const v = await this.namespaceEntry(ns);
+    return { policies: unmarked(parse<Fields>(v.value)) as PolicyValues, version: v.version };
+  }
+
+  private async namespaceEntry(ns: NamespaceName): Promise<Versioned> {
     const v = await this.store.get(namespaceKey(ns.name));
     if (!v) {
       await this.requireTenant(ns.tenant);
@@ -132,7 +163,70 @@ export class ClusterResources {
         `namespace '${ns.name}' does not exist; create it with 'sluice namespaces create ${ns.name}'`,
       );
     }
-    return { policies: parse<PolicyValues>(v.value), version: v.version };
+    return v;
+  }
+
+  /**
+   * Put `child` (createOnly) in one txn with a condition on its parent as
+   * `readParent` found it, so that a delete of the parent cannot miss the
+   * child. Throws what `readParent` throws (NotFoundError once the parent is
+   * gone) and AlreadyExistsError when the child exists.
+   */
+  private async createChild(
+    parentKey: string,
+    readParent: () => Promise<Versioned>,
+    child: { key: string; value: Buffer },
+  ): Promise<void> {
+    await retry(async () => {
+      const parent = await readParent();
+      const fields = parse<Fields>(parent.value);
+      // A marked parent may have a delete between listing children and
+      // deleting it: writing the parent fails that delete, which looks again.
+      const guard: TxnOp =
+        DELETING in fields
+          ? { op: 'put', key: parentKey, value: json(unmarked(fields)), expectedVersion: parent.version }
+          : { op: 'check', key: parentKey, expectedVersion: parent.version };
+      // Both stores report the first condition that failed, so with the
+      // parent's first a BadVersionError always means the parent changed
+      // (re-read it); AlreadyExistsError comes only from the child's createOnly.
+      await this.store.txn([guard, { op: 'put', key: child.key, value: child.value, createOnly: true }]);
+    }, PARENT_CHANGED_RETRY);
+  }
+
+  /**
+   * Delete a parent only while nothing is under `childrenPrefix`. No txn can
+   * compare a whole prefix, so: mark the parent (a compare-and-swap on the
+   * version read, which fails the txn of any child create that read it
+   * before), list the children, then delete the parent at the marked version.
+   * A child create that read the parent after the mark writes the parent
+   * (see `createChild`), so that delete fails and the next attempt lists
+   * again. Merely re-putting the same value would not do: a create reading
+   * the re-put version, then committing between the list and the delete,
+   * would leave an orphan. A mark left by a delete that failed midway costs
+   * the next child create one extra write, which clears it.
+   */
+  private async deleteParent(
+    parentKey: string,
+    readParent: () => Promise<Versioned>,
+    childrenPrefix: string,
+    notEmpty: (children: number) => Error,
+  ): Promise<void> {
+    await retry(async () => {
+      const parent = await readParent();
+      const fields = unmarked(parse<Fields>(parent.value));
+      const marked = await this.store.put(parentKey, json({ ...fields, [DELETING]: true }), {
+        expectedVersion: parent.version,
+      });
+      const children = await this.store.listAll(childrenPrefix, { keysOnly: true });
+      if (children.length > 0) {
+        await this.store.put(parentKey, json(fields), { expectedVersion: marked }).catch((err: unknown) => {
+          // Whoever wrote the parent since the mark cleared it (or marked it for its own delete).
+          if (!(err instanceof BadVersionError)) throw err;
+        });
+        throw notEmpty(children.length);
+      }
+      await this.store.delete(parentKey, { expectedVersion: marked });
+    }, PARENT_CHANGED_RETRY);
   }
 
   /** The namespace's policies with every field resolved against the defaults. */
@@ -171,10 +265,11 @@ export class ClusterResources {
         `'${topic.full}' names a partition; a partition cannot itself be partitioned`,
       );
     }
-    await this.namespacePolicies(topic.namespaceName);
+    const ns = parseNamespaceName(topic.namespaceName);
     try {
-      await this.store.put(topicKey(topic.path), json({ partitions, policies: {} } satisfies TopicRecord), {
-        createOnly: true,
+      await this.createChild(namespaceKey(ns.name), () => this.namespaceEntry(ns), {
+        key: topicKey(topic.path),
+        value: json({ partitions, policies: {} } satisfies TopicRecord),
       });
       return true;
     } catch (err) {
