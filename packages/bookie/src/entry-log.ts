@@ -185,7 +185,6 @@ export class EntryLogs {
   readonly sizes = new Map<number, number>();
   /** Deleted logs kept for reuse by `create`, oldest first (see `spareBytes`). */
   private spares: Spare[] = [];
-  private sparesBytes = 0;
   private spareSeq = 0;
 
   constructor(
@@ -204,6 +203,15 @@ export class EntryLogs {
   /** A deleted log smaller than this is not worth keeping: half a full log, at most MIN_SPARE_BYTES. */
   private get minSpareBytes(): number {
     return Math.min(MIN_SPARE_BYTES, this.fileBytes / 2);
+  }
+
+  private get sparesBytes(): number {
+    return this.spares.reduce((n, s) => n + s.size, 0);
+  }
+
+  /** Whether a deleted log of `size` bytes is kept as a spare, within the budget. */
+  private keepsSpare(size: number): boolean {
+    return size >= this.minSpareBytes && this.sparesBytes + size <= this.spareBytes;
   }
 
   /** Deleted logs kept for reuse, and their bytes. */
@@ -263,7 +271,6 @@ export class EntryLogs {
     this.othersActive.add(id);
     this.sizes.set(id, 0);
     const spare = this.spares.shift();
-    if (spare) this.sparesBytes -= spare.size;
     const fh = (async () => {
       const path = join(this.dir, fileName(id));
       let f: FileHandle | undefined;
@@ -326,10 +333,8 @@ export class EntryLogs {
     }
     for (const s of spares.sort((a, b) => a.seq - b.seq)) {
       this.spareSeq = Math.max(this.spareSeq, s.seq);
-      if (this.sparesBytes + s.size <= this.spareBytes && s.size >= this.minSpareBytes) {
-        this.spares.push({ name: s.name, size: s.size });
-        this.sparesBytes += s.size;
-      } else {
+      if (this.keepsSpare(s.size)) this.spares.push({ name: s.name, size: s.size });
+      else {
         await unlink(join(this.dir, s.name));
         removed = true;
       }
@@ -518,11 +523,10 @@ export class EntryLogs {
     const path = join(this.dir, fileName(id));
     const h = this.readers.get(id);
     const size = this.spareBytes > 0 ? await this.fileSize(id) : 0;
-    if (size >= this.minSpareBytes && this.sparesBytes + size <= this.spareBytes && !(h && h.users > 0)) {
+    if (this.keepsSpare(size) && !(h && h.users > 0)) {
       const name = spareName(++this.spareSeq);
       await rename(path, join(this.dir, name));
       this.spares.push({ name, size });
-      this.sparesBytes += size;
     } else await unlink(path);
     await fsyncDir(this.dir);
     this.sizes.delete(id);
@@ -537,7 +541,6 @@ export class EntryLogs {
   async dropSpares(): Promise<number> {
     const spares = this.spares;
     this.spares = [];
-    this.sparesBytes = 0;
     for (const s of spares) await unlink(join(this.dir, s.name)).catch(() => undefined);
     if (spares.length > 0) await fsyncDir(this.dir);
     return spares.length;
