@@ -1,4 +1,15 @@
-import fsp, { type FileHandle, mkdtemp, open, readdir, readFile, rm, stat, truncate } from 'node:fs/promises';
+import fsp, {
+  type FileHandle,
+  mkdir,
+  mkdtemp,
+  open,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  truncate,
+  writeFile,
+} from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +18,7 @@ import test, { type ExecutionContext } from 'ava';
 import { BookieStore, type BookieStoreOptions } from './bookie-store.js';
 import { DIRECT_IO_ALIGN, directIoWorks } from './direct-io.js';
 import { ENTRY_HEADER_BYTES, writeEntryHeader } from './entry-log.js';
+import { DELETING_SUFFIX } from './file-deleter.js';
 import { JOURNAL_HEADER_BYTES, REF_PAYLOAD_BYTES } from './journal-record.js';
 import { createBookieMetrics } from './metrics.js';
 
@@ -1096,4 +1108,74 @@ test('bookie store - a reference into a log whose id was taken again after a cra
     t.is(s.lac(ledger), undefined);
   }
   await addsAgain(t, s, 42, 0, LARGE);
+});
+
+test('bookie store - journal files retired beyond the spares are freed by the deleter; files a stop left half freed are freed at open', async (t) => {
+  const dir = await tempDir(t);
+  await mkdir(join(dir, 'journal'), { recursive: true });
+  await mkdir(join(dir, 'ledgers'), { recursive: true });
+  // What a stop in the middle of freeing leaves behind, in both directories.
+  await writeFile(join(dir, 'journal', `journal-0000000000000001.log${DELETING_SUFFIX}`), Buffer.alloc(4096));
+  await writeFile(
+    join(dir, 'ledgers', `entrylog-0000000000000001.log${DELETING_SUFFIX}`),
+    Buffer.alloc(4096),
+  );
+  const s = await openStore(dir, { journalFileBytes: 64 * 1024, fileDeleteBytesPerSec: 64 * 1024 * 1024 });
+  t.teardown(() => s.close());
+  await s.deleter.idle();
+  const leftovers = async () =>
+    [...(await readdir(join(dir, 'journal'))), ...(await readdir(join(dir, 'ledgers')))].filter((n) =>
+      n.endsWith(DELETING_SUFFIX),
+    );
+  t.deepEqual(await leftovers(), []);
+  // Fill several 64 KiB journal files, then checkpoint: two become spares, the rest go to the deleter.
+  for (let i = 0; i < 40; i++) t.is((await s.add(entry(1, i, 8 * 1024), false)).status, 'OK');
+  const before = (await s.journal.listFileIds()).length;
+  t.true(before >= 4, `the journal rolled (${before} files)`);
+  const deleted: string[] = [];
+  const real = s.deleter.delete.bind(s.deleter);
+  s.deleter.delete = async (path: string) => {
+    deleted.push(path);
+    return real(path);
+  };
+  await s.checkpoint();
+  t.true(deleted.length >= 1, 'retired journal files went through the deleter');
+  await s.deleter.idle();
+  t.deepEqual(await leftovers(), []);
+  for (const path of deleted) await t.throwsAsync(stat(path), { code: 'ENOENT' });
+  for (let i = 0; i < 40; i++) {
+    const r = await s.read(1, i);
+    t.true(r.status === 'OK' && r.entry.payload.equals(entry(1, i, 8 * 1024).payload));
+  }
+});
+
+test('bookie store - a read whose log is compacted away and freed under it looks the entry up again instead of reporting it corrupt', async (t) => {
+  const dir = await tempDir(t);
+  const s = await openStore(dir, { entryLogFileBytes: 64 * 1024, fileDeleteBytesPerSec: 64 * 1024 * 1024 });
+  t.teardown(() => s.close());
+  for (let i = 0; i < 40; i++) {
+    await s.add(entry(10, i, 2000), false);
+    await s.add(entry(11, i, 2000), false);
+  }
+  await s.checkpoint();
+  await s.storage.dropLedger(10, () => s.position());
+  const logs = s.storage.logs;
+  const realRead = logs.read.bind(logs);
+  let raced = 0;
+  // The first read of a ledger-11 entry: its log is compacted and deleted
+  // before the bytes are read, and what the read finds is no longer the entry
+  // (the file was cut short).
+  logs.read = async (loc, ledgerId, entryId) => {
+    if (raced++ === 0) {
+      t.true(s.storage.compactionCandidates(0.6).includes(loc.logId));
+      t.is(await s.storage.compact(loc.logId, () => s.position()), 1);
+      t.false(logs.sizes.has(loc.logId));
+      return { ok: false, reason: 'short read: 0 of the entry bytes' };
+    }
+    return realRead(loc, ledgerId, entryId);
+  };
+  const r = await s.read(11, 0);
+  t.is(r.status, 'OK');
+  t.true(r.status === 'OK' && r.entry.payload.equals(entry(11, 0, 2000).payload));
+  t.is(raced, 2);
 });

@@ -2,6 +2,7 @@ import { crc32c, type Logger } from '@sluice/common';
 import type { EntryStatusName } from '@sluice/proto';
 import type { Durable } from './durable.js';
 import type { EntryLocation, StoredEntry } from './entry-log.js';
+import { FileDeleter } from './file-deleter.js';
 import { Journal } from './journal.js';
 import { fenceRecord, type JournalRecord, RecordType, refLocation, refRecord } from './journal-record.js';
 import { LedgerStorage, type ReadResult } from './ledger-storage.js';
@@ -36,6 +37,8 @@ export interface BookieStoreOptions {
   entryLogFileBytes: number;
   /** Deleted entry logs kept for reuse (see the bookie config); default 0. */
   entryLogSpareBytes?: number;
+  /** Bytes per second at which deleted journal files and entry logs are freed (see the bookie config); 0 or absent: at once. */
+  fileDeleteBytesPerSec?: number;
   checkpointIntervalMs: number;
   writeCacheBytes: number;
   entryLogSyncBytes: number;
@@ -144,6 +147,7 @@ class JournalAdd extends AcceptedAdd implements JournalRecord, Durable {
 export class BookieStore {
   readonly journal: Journal;
   readonly storage: LedgerStorage;
+  readonly deleter: FileDeleter;
   private checkpointTimer: NodeJS.Timeout | undefined;
   private checkpointing: Promise<void> | undefined;
   private readonly readOnlyReasons = new Map<ReadOnlyReason, string>();
@@ -154,7 +158,9 @@ export class BookieStore {
   private closed = false;
 
   constructor(private readonly opts: BookieStoreOptions) {
+    this.deleter = new FileDeleter({ bytesPerSec: opts.fileDeleteBytesPerSec ?? 0, logger: opts.logger });
     this.journal = new Journal({
+      deleter: this.deleter,
       dir: opts.journalDir,
       groupBytes: opts.journalGroupBytes,
       groupWaitMs: opts.journalGroupWaitMs,
@@ -169,6 +175,7 @@ export class BookieStore {
       dir: opts.ledgerDir,
       entryLogFileBytes: opts.entryLogFileBytes,
       entryLogSpareBytes: opts.entryLogSpareBytes ?? 0,
+      deleter: this.deleter,
       writeCacheBytes: opts.writeCacheBytes,
       entryLogSyncBytes: opts.entryLogSyncBytes,
       entryLogDirectIo: opts.entryLogDirectIo,
@@ -182,6 +189,8 @@ export class BookieStore {
   /** Load the index, replay the journal since the last checkpoint, and start accepting adds. */
   async open(): Promise<void> {
     const from = await this.storage.open();
+    // Files a stop left half freed: both directories (one when they are the same).
+    for (const dir of new Set([this.opts.journalDir, this.opts.ledgerDir])) await this.deleter.resume(dir);
     let replayed = 0;
     let unwritten = 0;
     // Log sizes do not change during replay: one stat per log, not per reference.
@@ -528,6 +537,7 @@ export class BookieStore {
     if (this.checkpointTimer) clearTimeout(this.checkpointTimer);
     for (const w of this.cacheWaiters.splice(0)) w();
     await this.storage.close().catch(() => undefined);
+    await this.deleter.close();
   }
 
   async close(): Promise<void> {
@@ -547,5 +557,6 @@ export class BookieStore {
     this.checkpointTimer = undefined;
     for (const w of this.cacheWaiters.splice(0)) w();
     await this.storage.close();
+    await this.deleter.close();
   }
 }

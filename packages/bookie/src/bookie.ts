@@ -71,6 +71,10 @@ export class Bookie {
       registered: () => this.registrar?.registered ?? false,
       disk: () => ({ freeBytes: this.watchdog?.freeBytes ?? 0, totalBytes: this.watchdog?.totalBytes ?? 0 }),
       spareLogs: () => this.store?.storage.spareLogs ?? { count: 0, bytes: 0 },
+      deleting: () => ({
+        files: this.store?.deleter.pendingFiles ?? 0,
+        bytes: this.store?.deleter.pendingBytes ?? 0,
+      }),
     });
   }
 
@@ -148,6 +152,7 @@ export class Bookie {
       journalPreallocBytes: cfg.journalPreallocBytes,
       entryLogFileBytes: cfg.entryLogFileBytes,
       entryLogSpareBytes: cfg.entryLogSpareBytes,
+      fileDeleteBytesPerSec: cfg.fileDeleteRate,
       checkpointIntervalMs: cfg.checkpointIntervalMs,
       writeCacheBytes: cfg.writeCacheBytes,
       entryLogSyncBytes: cfg.entryLogSyncBytes,
@@ -171,7 +176,7 @@ export class Bookie {
       logger,
       metrics: this.metrics,
       onChange: (reason) => store.setReadOnly('disk', reason),
-      releaseSpace: () => store.storage.dropSpareLogs(),
+      releaseSpace: async () => (await store.storage.dropSpareLogs()) + (await store.deleter.hurry()),
       onChecked: () => void this.registrar?.refreshCapacity(),
     });
     await this.watchdog.start();

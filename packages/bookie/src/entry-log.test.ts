@@ -2,9 +2,10 @@ import fsp, { type FileHandle, mkdtemp, readdir, readlink, rm, stat } from 'node
 import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { crc32c } from '@sluice/common';
+import { crc32c, silentLogger } from '@sluice/common';
 import test from 'ava';
 import { ENTRY_HEADER_BYTES, EntryLogs, writeEntryHeader } from './entry-log.js';
+import { DELETING_SUFFIX, FileDeleter } from './file-deleter.js';
 
 async function tempDir(t: { teardown: (fn: () => Promise<void>) => void }): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'entry-log-'));
@@ -281,4 +282,33 @@ test('entry log spares - without a budget, or for a small log, a deleted log is 
   small.release(id);
   await small.delete(id);
   t.deepEqual(small.spareLogs, { count: 0, bytes: 0 });
+});
+
+test('entry log - a log deleted beyond the spare budget goes to the deleter, and a reopen does not take it for a log', async (t) => {
+  const dir = await tempDir(t);
+  const deleter = new FileDeleter({
+    bytesPerSec: 1024 * 1024,
+    sliceBytes: 1024 * 1024,
+    logger: silentLogger,
+  });
+  t.teardown(() => deleter.close());
+  const logs = new EntryLogs(dir, 64 * 1024 * 1024, 0, deleter);
+  await logs.open();
+  const id = await directLog(logs, [record(0, 100)]);
+  await logs.delete(id);
+  const deleting = (await readdir(dir)).filter((n) => n.endsWith(DELETING_SUFFIX));
+  t.is(deleting.length, 1);
+  t.is(deleter.pendingFiles, 1);
+  await logs.close();
+  // A restart while it is still being freed: the new instance neither lists nor reuses it.
+  const again = new EntryLogs(dir, 64 * 1024 * 1024, SPARE_SIZE);
+  await again.open();
+  t.teardown(() => again.close());
+  t.false(again.sizes.has(id));
+  t.deepEqual(again.spareLogs, { count: 0, bytes: 0 });
+  t.is(await deleter.hurry(), 1);
+  t.deepEqual(
+    (await readdir(dir)).filter((n) => n.endsWith(DELETING_SUFFIX)),
+    [],
+  );
 });

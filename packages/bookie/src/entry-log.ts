@@ -3,6 +3,7 @@ import { type FileHandle, mkdir, open, readdir, rename, stat, unlink } from 'nod
 import { join } from 'node:path';
 import { crc32c, fsyncDir } from '@sluice/common';
 import { DIRECT_IO_CREATE_FLAGS } from './direct-io.js';
+import type { FileDeleter } from './file-deleter.js';
 import { writeInt64LE } from './int64.js';
 
 /**
@@ -140,6 +141,8 @@ export function shortWrite(written: number, bytes: number): Error {
 const FILE_RE = /^entrylog-(\d{16})\.log$/;
 const fileName = (id: number) => `entrylog-${String(id).padStart(16, '0')}.log`;
 const SPARE_RE = /^entrylog-spare-(\d{16})\.log$/;
+/** A deleted log still being freed (`DELETING_SUFFIX`). */
+const DELETING_RE = /^entrylog-(\d{16})\.log\.deleting$/;
 const spareName = (seq: number) => `entrylog-spare-${String(seq).padStart(16, '0')}.log`;
 /** A deleted log smaller than this is not worth keeping for reuse (unless logs are smaller; see `minSpareBytes`). */
 const MIN_SPARE_BYTES = 16 * 1024 * 1024;
@@ -198,7 +201,14 @@ export class EntryLogs {
      * this disk (test/perf/disk-latency.ts). 0 deletes them outright.
      */
     private readonly spareBytes = 0,
+    /** Frees the space of the logs it deletes (at once when absent). */
+    private readonly deleter?: FileDeleter,
   ) {}
+
+  private async remove(path: string): Promise<void> {
+    if (this.deleter) await this.deleter.delete(path);
+    else await unlink(path);
+  }
 
   /** A deleted log smaller than this is not worth keeping: half a full log, at most MIN_SPARE_BYTES. */
   private get minSpareBytes(): number {
@@ -321,6 +331,9 @@ export class EntryLogs {
         spares.push({ seq: Number(spare[1]), name, size: (await stat(join(this.dir, name))).size });
         continue;
       }
+      const deleting = DELETING_RE.exec(name);
+      // Still being freed: its id is not given to a new log.
+      if (deleting) max = Math.max(max, Number(deleting[1]));
       const m = FILE_RE.exec(name);
       if (!m) continue;
       const id = Number(m[1]);
@@ -335,7 +348,7 @@ export class EntryLogs {
       this.spareSeq = Math.max(this.spareSeq, s.seq);
       if (this.keepsSpare(s.size)) this.spares.push({ name: s.name, size: s.size });
       else {
-        await unlink(join(this.dir, s.name));
+        await this.remove(join(this.dir, s.name));
         removed = true;
       }
     }
@@ -523,11 +536,15 @@ export class EntryLogs {
     const path = join(this.dir, fileName(id));
     const h = this.readers.get(id);
     const size = this.spareBytes > 0 ? await this.fileSize(id) : 0;
-    if (this.keepsSpare(size) && !(h && h.users > 0)) {
+    const reading = h !== undefined && h.users > 0;
+    if (this.keepsSpare(size) && !reading) {
       const name = spareName(++this.spareSeq);
       await rename(path, join(this.dir, name));
       this.spares.push({ name, size });
-    } else await unlink(path);
+    } else if (reading) {
+      // Unlinked, the file keeps its blocks until the read closes it; freed in steps it would not.
+      await unlink(path);
+    } else await this.remove(path);
     await fsyncDir(this.dir);
     this.sizes.delete(id);
     if (h) {

@@ -3,6 +3,7 @@ import { type FileHandle, mkdir, open, readdir, rename, unlink } from 'node:fs/p
 import { join } from 'node:path';
 import { FailedPreconditionError, fsyncDir, type Logger } from '@sluice/common';
 import { type Durable, type DurableCallback, notifyDurable } from './durable.js';
+import type { FileDeleter } from './file-deleter.js';
 import {
   decodeRecord,
   encodeRecordHeader,
@@ -56,6 +57,8 @@ export interface JournalOptions {
    * before it is durable too (replay stops at the first torn record).
    */
   maxWritesInFlight: number;
+  /** Frees the space of retired files that are not kept as spares (at once when absent). */
+  deleter?: FileDeleter;
   logger: Logger;
   metrics: BookieMetrics;
 }
@@ -554,7 +557,8 @@ export class Journal {
         if (spares < SPARE_FILES) {
           await rename(path, join(this.opts.dir, `journal-spare-${String(id).padStart(16, '0')}.log`));
           spares++;
-        } else await unlink(path);
+        } else if (this.opts.deleter) await this.opts.deleter.delete(path);
+        else await unlink(path);
         retired++;
       }
     }

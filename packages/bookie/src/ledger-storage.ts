@@ -10,6 +10,7 @@ import {
   type StoredEntry,
   writeEntryHeader,
 } from './entry-log.js';
+import type { FileDeleter } from './file-deleter.js';
 import { comparePositions, type JournalPosition } from './journal.js';
 import { LedgerIndex, type LedgerState } from './ledger-index.js';
 import { sameLocation } from './location-table.js';
@@ -21,6 +22,8 @@ export interface LedgerStorageOptions {
   entryLogFileBytes: number;
   /** Deleted entry logs kept for reuse (see `entryLogSpareBytes` in the bookie config); default 0. */
   entryLogSpareBytes?: number;
+  /** Frees the space of deleted entry logs (at once when absent). */
+  deleter?: FileDeleter;
   writeCacheBytes: number;
   /** fdatasync the entry log after this many appended bytes (see `entryLogSyncBytes` in the bookie config). */
   entryLogSyncBytes: number;
@@ -100,7 +103,7 @@ export class LedgerStorage {
     // reallocated ~80 MB/s of 4 MiB chunks; each had lived long enough to be
     // promoted, and V8 ran a full collection every ~250 ms to free them.
     this.cache = new WriteCache(WRITE_CACHE_CHUNK_BYTES, 2 * opts.writeCacheBytes + WRITE_CACHE_CHUNK_BYTES);
-    this.logs = new EntryLogs(opts.dir, opts.entryLogFileBytes, opts.entryLogSpareBytes ?? 0);
+    this.logs = new EntryLogs(opts.dir, opts.entryLogFileBytes, opts.entryLogSpareBytes ?? 0, opts.deleter);
     this.direct = new DirectLog(this.logs, opts.entryLogFileBytes, opts.metrics, (err) => this.fail(err));
     this.now = opts.now ?? Date.now;
     this.syncBytes = opts.entryLogSyncBytes;
@@ -325,6 +328,8 @@ export class LedgerStorage {
         throw err;
       }
       if (out.ok) return { status: 'OK', entry: out.entry };
+      // The log was deleted under the read (its entries moved, or the ledger dropped): look again.
+      if (!this.logs.sizes.has(loc.logId) && attempt < 2) continue;
       this.opts.logger.error({ ledgerId, entryId: id, loc, reason: out.reason }, 'stored entry is corrupt');
       return {
         status: 'CORRUPT',

@@ -122,6 +122,8 @@ export interface BookieStateSource {
   disk(): { freeBytes: number; totalBytes: number };
   /** Deleted entry logs kept for reuse. */
   spareLogs(): { count: number; bytes: number };
+  /** Deleted files whose space is still being freed (see `FileDeleter`). */
+  deleting(): { files: number; bytes: number };
 }
 
 /** State gauges computed at scrape time: metadata session, registration, disk space. */
@@ -166,5 +168,15 @@ export function registerBookieStateGauges(registry: Registry, source: BookieStat
     'sluice_bookie_entry_log_spare_bytes',
     'Bytes of the deleted entry logs kept for reuse',
     () => source.spareLogs().bytes,
+  );
+  scraped(
+    'sluice_bookie_deleting_files',
+    'Deleted journal files and entry logs whose space is still being freed',
+    () => source.deleting().files,
+  );
+  scraped(
+    'sluice_bookie_deleting_bytes',
+    'Bytes of deleted files still to be freed',
+    () => source.deleting().bytes,
   );
 }
