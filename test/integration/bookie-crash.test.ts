@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AddChannelConnection } from '@sluice/ledger';
@@ -303,4 +303,61 @@ test('bookie crash - fencing survives restarts, registration follows the session
   t.not(code, 0);
   t.regex(b3.output, /holds instance .* but metadata .* records instance someone-else/);
   t.notRegex(b3.output, /\n\s+at /, 'no stack trace');
+});
+
+test('bookie crash - deleted entry logs are freed in steps; kill -9 half way, and the restarted bookie frees the rest', async (t) => {
+  const dir = await tempDir(t);
+  const metadata = testMetadataUrl('bookie-crash-deleting');
+  const ports = await bookiePorts();
+  const env = {
+    ...CRASH_ENV,
+    ENTRY_LOG_SPARE_BYTES: '0',
+    // 2 MiB logs in 4 MiB steps: one step a log, four logs a second.
+    FILE_DELETE_RATE: '8M',
+    GC_INTERVAL_MS: '200',
+    GC_GRACE_PERIOD_MS: '0',
+  };
+  const store = await openMetadataStore(metadata);
+  t.teardown(() => store.close());
+  await store.put('ledgers/1', Buffer.from('deleted once written'));
+  await store.put('ledgers/2', Buffer.from('kept'));
+  const size = 64 * 1024;
+  const b1 = await BookieProcess.start({ metadata, dataDir: dir, ...ports, env });
+  t.teardown(() => b1.kill('SIGKILL'));
+  const c1 = bookieClient(b1.address);
+  for (let batch = 0; batch < 16; batch++) {
+    await addAll(c1, [{ entries: Array.from({ length: 64 }, (_, i) => testEntry(1, batch * 64 + i, size)) }]);
+  }
+  await addAll(c1, [{ entries: Array.from({ length: 64 }, (_, i) => testEntry(2, i, size)) }]);
+  c1.close();
+  const ledgerDir = join(dir, 'ledgers');
+  const deletingOnDisk = async () => (await readdir(ledgerDir)).filter((n) => n.endsWith('.deleting')).length;
+  await store.delete('ledgers/1');
+  // 64 MiB of ledger 1 in ~32 logs: freeing them takes ~8 s at this rate.
+  let deleting = 0;
+  for (const deadline = Date.now() + 20_000; Date.now() < deadline && deleting < 8; ) {
+    await new Promise((r) => setTimeout(r, 100));
+    deleting = await bookieMetric(b1, 'sluice_bookie_deleting_files');
+  }
+  t.true(
+    deleting >= 8,
+    `only ${deleting} deleted logs were waiting to be freed: ${(await readdir(ledgerDir)).join(' ')}`,
+  );
+  t.true((await deletingOnDisk()) >= 8);
+  await b1.kill('SIGKILL');
+
+  const b2 = await BookieProcess.start({ metadata, dataDir: dir, ...ports, env });
+  t.teardown(() => b2.kill('SIGKILL'));
+  t.true((await bookieMetric(b2, 'sluice_bookie_deleting_files')) > 0, 'the restart took up the rest');
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
+    if ((await bookieMetric(b2, 'sluice_bookie_deleting_files')) === 0 && (await deletingOnDisk()) === 0)
+      break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  t.is(await bookieMetric(b2, 'sluice_bookie_deleting_files'), 0);
+  t.is(await deletingOnDisk(), 0);
+  const c2 = bookieClient(b2.address);
+  t.teardown(() => c2.close());
+  t.is(await mismatches(c2, 2, new Set(Array.from({ length: 64 }, (_, i) => i)), size), 0);
+  t.is((await readEntry(c2, 1, 0)).status, 'ENTRY_STATUS_NO_LEDGER');
 });

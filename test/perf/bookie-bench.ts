@@ -392,13 +392,15 @@ const mb = (bytes: number) => (bytes / (1024 * 1024)).toFixed(1);
 
 /**
  * Until every spare-making round of garbage collection is done: the count of
- * spare entry logs has stopped changing for a second (or 60 s passed).
+ * spare entry logs has stopped changing for a second and the logs beyond the
+ * spare budget are freed (`fileDeleteRate`), or 90 s passed.
  */
 async function sparesSettled(bookie: BookieProcess): Promise<number> {
   let last = -1;
-  for (const deadline = Date.now() + 60_000; Date.now() < deadline; ) {
+  for (const deadline = Date.now() + 90_000; Date.now() < deadline; ) {
     const now = await metricValue(bookie, 'sluice_bookie_entry_log_spares');
-    if (now === last && now > 0) return now;
+    const deleting = await metricValue(bookie, 'sluice_bookie_deleting_files');
+    if (now === last && now > 0 && deleting === 0) return now;
     last = now;
     await sleep(1000);
   }

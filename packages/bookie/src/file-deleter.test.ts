@@ -108,3 +108,17 @@ test('file deleter - a file that vanished from the queue is skipped; the next on
   await deleter.idle();
   t.deepEqual(await readdir(dir), []);
 });
+
+test('file deleter - the pace holds across files smaller than a step', async (t) => {
+  const dir = await tempDir(t);
+  for (const n of ['a.log', 'b.log', 'c.log']) await filled(join(dir, n), 4 * MiB);
+  const deleter = new FileDeleter({ bytesPerSec: 16 * MiB, sliceBytes: 8 * MiB, logger: silentLogger });
+  t.teardown(() => deleter.close());
+  const t0 = performance.now();
+  for (const n of ['a.log', 'b.log', 'c.log']) await deleter.delete(join(dir, n));
+  await deleter.idle();
+  const took = performance.now() - t0;
+  t.deepEqual(await readdir(dir), []);
+  // 12 MiB at 16 MiB/s: 0.75 s, one file each 250 ms.
+  t.true(took >= 600, `paced across files (${took.toFixed(0)} ms)`);
+});
