@@ -9,7 +9,7 @@ import {
   EncodedEntry,
   type ReadEntriesResponse__Output,
 } from '@sluice/proto';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import {
   addAll,
   BookieProcess,
@@ -183,23 +183,28 @@ for (const [size, transport] of [
   });
 }
 
-test('bookie crash - kill -9 while large adds are written over reused entry logs loses no acknowledged entry', async (t) => {
+/**
+ * A bookie's data dir, metadata and settings for a garbage-collection crash
+ * test: GC keeps ledgers named in metadata. Ledger 1 is, until the test has
+ * written it and deletes it (its entry logs with it); ledger 2 stays.
+ */
+async function gcCrashSetup(t: ExecutionContext, name: string, settings: Record<string, string>) {
   const dir = await tempDir(t);
-  const metadata = testMetadataUrl('bookie-crash-spares');
+  const metadata = testMetadataUrl(name);
   const ports = await bookiePorts();
-  const env = {
-    ...CRASH_ENV,
-    ENTRY_LOG_SPARE_BYTES: '128M',
-    GC_INTERVAL_MS: '200',
-    GC_GRACE_PERIOD_MS: '0',
-  };
-  // Garbage collection keeps ledgers named in metadata. Ledger 1 is, until
-  // it has been written; then it is deleted, and its entry logs with it:
-  // they become spares. Ledger 2 stays.
+  const env = { ...CRASH_ENV, ...settings, GC_INTERVAL_MS: '200', GC_GRACE_PERIOD_MS: '0' };
   const store = await openMetadataStore(metadata);
   t.teardown(() => store.close());
   await store.put('ledgers/1', Buffer.from('deleted once written'));
   await store.put('ledgers/2', Buffer.from('kept'));
+  return { dir, metadata, ports, env, store };
+}
+
+test('bookie crash - kill -9 while large adds are written over reused entry logs loses no acknowledged entry', async (t) => {
+  // Ledger 1's deleted entry logs become spares.
+  const { dir, metadata, ports, env, store } = await gcCrashSetup(t, 'bookie-crash-spares', {
+    ENTRY_LOG_SPARE_BYTES: '128M',
+  });
   const size = 64 * 1024;
   const b1 = await BookieProcess.start({ metadata, dataDir: dir, ...ports, env });
   t.teardown(() => b1.kill('SIGKILL'));
@@ -306,21 +311,11 @@ test('bookie crash - fencing survives restarts, registration follows the session
 });
 
 test('bookie crash - deleted entry logs are freed in steps; kill -9 half way, and the restarted bookie frees the rest', async (t) => {
-  const dir = await tempDir(t);
-  const metadata = testMetadataUrl('bookie-crash-deleting');
-  const ports = await bookiePorts();
-  const env = {
-    ...CRASH_ENV,
+  const { dir, metadata, ports, env, store } = await gcCrashSetup(t, 'bookie-crash-deleting', {
     ENTRY_LOG_SPARE_BYTES: '0',
-    // 2 MiB logs in 4 MiB steps: one step a log, four logs a second.
+    // 2 MiB logs freed at 8 MiB/s: four logs a second.
     FILE_DELETE_RATE: '8M',
-    GC_INTERVAL_MS: '200',
-    GC_GRACE_PERIOD_MS: '0',
-  };
-  const store = await openMetadataStore(metadata);
-  t.teardown(() => store.close());
-  await store.put('ledgers/1', Buffer.from('deleted once written'));
-  await store.put('ledgers/2', Buffer.from('kept'));
+  });
   const size = 64 * 1024;
   const b1 = await BookieProcess.start({ metadata, dataDir: dir, ...ports, env });
   t.teardown(() => b1.kill('SIGKILL'));

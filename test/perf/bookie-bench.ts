@@ -136,6 +136,39 @@ function bucketQuantileMs(before: Map<number, number>, after: Map<number, number
   return Number.POSITIVE_INFINITY;
 }
 
+const PHASE_HISTOGRAMS = [
+  ['add', 'sluice_bookie_add_latency_seconds'],
+  ['journal write', 'sluice_bookie_journal_fsync_seconds'],
+  ['entry log sync', 'sluice_bookie_entry_log_sync_seconds'],
+  ['checkpoint', 'sluice_bookie_checkpoint_seconds'],
+] as const;
+
+/**
+ * What the bookie saw during a phase, for the log (stderr): p50 / p99 (to
+ * the histogram bucket) of its adds, journal writes, entry-log syncs and
+ * checkpoints, and its garbage-collection pauses. Call once before the
+ * phase; the returned function prints the line after it.
+ */
+async function phaseInside(bookie: BookieProcess, label: string): Promise<() => Promise<void>> {
+  const before = await Promise.all(PHASE_HISTOGRAMS.map(([, name]) => histogramBuckets(bookie, name)));
+  const gc0 = await gcTotals(bookie);
+  const t0 = performance.now();
+  return async () => {
+    const secs = (performance.now() - t0) / 1000;
+    const after = await Promise.all(PHASE_HISTOGRAMS.map(([, name]) => histogramBuckets(bookie, name)));
+    const gc1 = await gcTotals(bookie);
+    const parts = PHASE_HISTOGRAMS.map(([what], i) => {
+      const n =
+        (after[i]!.get(Number.POSITIVE_INFINITY) ?? 0) - (before[i]!.get(Number.POSITIVE_INFINITY) ?? 0);
+      return n === 0
+        ? `${what} none`
+        : `${what} ${n} ≤ ${bucketQuantileMs(before[i]!, after[i]!, 0.5)} / ≤ ${bucketQuantileMs(before[i]!, after[i]!, 0.99)} ms`;
+    });
+    const gc = `GC ${((gc1.count - gc0.count) / secs).toFixed(0)}/s, ${(((gc1.seconds - gc0.seconds) / secs) * 100).toFixed(1)}%`;
+    process.stderr.write(`[bench] ${label}, inside the bookie: ${parts.join('; ')}; ${gc}\n`);
+  };
+}
+
 /** Wait until the background flusher has caught up (entry log bytes stop growing). */
 async function entryLogSettled(bookie: BookieProcess): Promise<number> {
   let last = -1;
@@ -463,9 +496,17 @@ try {
       const h0 = await histogramBuckets(bookie, 'sluice_bookie_add_latency_seconds');
       const once0 = await metricValue(bookie, 'sluice_bookie_entries_written_once_total');
       const gc0 = await gcTotals(bookie);
+      const freeing = async () => mb(await metricValue(bookie, 'sluice_bookie_deleting_bytes'));
+      const freeingAtStart = await freeing();
       const pacedStart = performance.now();
+      const insidePaced = await phaseInside(bookie, `${size / 1024} KiB paced`);
       const latencies = await paced(connection, ledgers.paced, size, acked / secs / 2, SECONDS, 2);
+      await insidePaced();
       const pacedSecs = (performance.now() - pacedStart) / 1000;
+      // Deleted files being freed (fileDeleteRate) while paced compete for the disk.
+      process.stderr.write(
+        `[bench] ${size / 1024} KiB paced: ${freeingAtStart} MB of deleted files being freed at the start, ${await freeing()} MB at the end\n`,
+      );
       const gc1 = await gcTotals(bookie);
       // The bookie's event loop stopped for garbage collection while paced (warm-up included).
       const gcPaused = `${((gc1.count - gc0.count) / pacedSecs).toFixed(0)}/s, ${(((gc1.seconds - gc0.seconds) / pacedSecs) * 100).toFixed(1)}%`;
@@ -484,7 +525,9 @@ try {
         await metadata.delete(`ledgers/${ledgers.max}`);
         await metadata.delete(`ledgers/${ledgers.paced}`);
         spares = await sparesSettled(bookie);
+        const insideReused = await phaseInside(bookie, `${size / 1024} KiB paced over spares`);
         reused = await paced(connection, ledgers.reused, size, acked / secs / 2, SECONDS, 2);
+        await insideReused();
       }
       // The disk alone, with the bookie stopped: its write-back of what it
       // wrote through the page cache would otherwise run beside the raw
