@@ -586,14 +586,18 @@ for (const [syncBytes, expectSyncs] of [
 
 const LARGE = 64 * 1024;
 
-/** Run `change` on each file handle of the store's direct log files created from now on. */
-function onDirectFiles(s: BookieStore, change: (fh: FileHandle) => void): void {
+/**
+ * Run `change` on each file handle of the store's direct log files created
+ * from now on; `allocated` makes them count as spares of that many bytes.
+ */
+function onDirectFiles(s: BookieStore, change: (fh: FileHandle) => void, allocated?: number): void {
   const logs = s.storage.logs;
   const create = logs.create.bind(logs);
   logs.create = (directIo?: boolean) => {
     const made = create(directIo);
     return {
       id: made.id,
+      allocated: allocated ?? made.allocated,
       fh: made.fh.then((fh) => {
         change(fh);
         return fh;
@@ -833,7 +837,7 @@ test('bookie store - a reference to O_DIRECT bytes that never landed (a later gr
   await addsAgain(t, s, 12, 1, size);
 });
 
-test('bookie store - two direct log groups are written side by side and still acknowledged in order', async (t) => {
+test('bookie store - over a spare, two direct log groups are written side by side and still acknowledged in order', async (t) => {
   const dir = await tempDir(t);
   const s = await openStore(dir, { entryLogDirectIo: true });
   t.teardown(() => s.close());
@@ -844,18 +848,22 @@ test('bookie store - two direct log groups are written side by side and still ac
     release = resolve;
   });
   let writes = 0;
-  onDirectFiles(s, (fh) => {
-    const write = fh.write.bind(fh) as (...args: unknown[]) => Promise<{ bytesWritten: number }>;
-    (fh as { write: unknown }).write = async (...args: unknown[]) => {
-      const n = writes++;
-      events.push(`write ${n} started`);
-      if (n === 0) await held;
-      else release();
-      const r = await write(...args);
-      events.push(`write ${n} done`);
-      return r;
-    };
-  });
+  onDirectFiles(
+    s,
+    (fh) => {
+      const write = fh.write.bind(fh) as (...args: unknown[]) => Promise<{ bytesWritten: number }>;
+      (fh as { write: unknown }).write = async (...args: unknown[]) => {
+        const n = writes++;
+        events.push(`write ${n} started`);
+        if (n === 0) await held;
+        else release();
+        const r = await write(...args);
+        events.push(`write ${n} done`);
+        return r;
+      };
+    },
+    64 * 1024 * 1024,
+  );
   const size = LARGE + 5;
   const first = s.add(entry(15, 0, size), false).then((o) => {
     events.push('entry 0 acked');
@@ -876,6 +884,36 @@ test('bookie store - two direct log groups are written side by side and still ac
   for (let i = 0; i < 2; i++) {
     const r = await s.read(15, i);
     t.true(r.status === 'OK' && r.entry.payload.equals(entry(15, i, size).payload), `entry ${i}`);
+  }
+});
+
+test('bookie store - a direct log group that grows a fresh file waits for the write ahead of it', async (t) => {
+  const dir = await tempDir(t);
+  const s = await openStore(dir, { entryLogDirectIo: true });
+  t.teardown(() => s.close());
+  const events: string[] = [];
+  let writes = 0;
+  onDirectFiles(s, (fh) => {
+    const write = fh.write.bind(fh) as (...args: unknown[]) => Promise<{ bytesWritten: number }>;
+    (fh as { write: unknown }).write = async (...args: unknown[]) => {
+      const n = writes++;
+      events.push(`write ${n} started`);
+      // Long enough for a second group to be cut and started beside it, were that allowed.
+      if (n === 0) await new Promise((r) => setTimeout(r, 100));
+      const r = await write(...args);
+      events.push(`write ${n} done`);
+      return r;
+    };
+  });
+  const size = LARGE + 5;
+  const first = s.add(entry(16, 0, size), false);
+  await new Promise((r) => setImmediate(r));
+  const second = s.add(entry(16, 1, size), false);
+  t.deepEqual([(await first).status, (await second).status], ['OK', 'OK']);
+  t.deepEqual(events, ['write 0 started', 'write 0 done', 'write 1 started', 'write 1 done']);
+  for (let i = 0; i < 2; i++) {
+    const r = await s.read(16, i);
+    t.true(r.status === 'OK' && r.entry.payload.equals(entry(16, i, size).payload), `entry ${i}`);
   }
 });
 

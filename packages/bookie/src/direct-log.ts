@@ -32,6 +32,22 @@ interface LogFile {
   cut: number;
   /** Opened with O_DIRECT: writes go out in whole blocks from aligned staging memory. */
   direct: boolean;
+  /** Bytes the file held when it was taken (a spare written over), 0 for a fresh file. */
+  allocated: number;
+}
+
+/**
+ * Whether a record's write grows its file. ext4 serializes O_DIRECT writes
+ * that grow a file (each waits for the ones in flight), and each one's
+ * fdatasync commits the new size and extents: two such writes side by side
+ * only queue behind each other. Measured with `test/perf/bookie-bench.ts`
+ * at 128 KiB and half the max rate over fresh files, three interleaved
+ * pairs: p99 8.18 / 6.15 / 6.96 ms one write at a time against 5.64 /
+ * 13.93 / 16.95 with two. Over a spare (blocks already allocated) two in
+ * flight stay: p50 0.05–0.1 ms lower.
+ */
+function extends_(q: Queued): boolean {
+  return q.offset + q.header.length + q.payload.length > q.file.allocated;
 }
 
 interface Queued {
@@ -110,7 +126,7 @@ export class DirectLog {
 
   private openFile(): LogFile {
     const directIo = this.directIo;
-    const { id, fh } = this.logs.create(directIo);
+    const { id, fh, allocated } = this.logs.create(directIo);
     // A failed open surfaces when a group awaits it; keep it from going unhandled before that.
     fh.catch(() => undefined);
     return {
@@ -121,6 +137,7 @@ export class DirectLog {
       retired: false,
       cut: 0,
       direct: directIo,
+      allocated,
     };
   }
 
@@ -161,8 +178,9 @@ export class DirectLog {
   }
 
   private schedule(): void {
+    const head = this.queue[0];
     if (
-      this.writing >= MAX_WRITES_IN_FLIGHT ||
+      this.writing >= (head && extends_(head) ? 1 : MAX_WRITES_IN_FLIGHT) ||
       this.syncing >= MAX_SYNCING_GROUPS ||
       this.queue.length === 0
     ) {

@@ -276,7 +276,7 @@ export class EntryLogs {
    * reference names its entry (`holdsEntry`), and an old record of that same
    * entry (a ledger's entries never change) would hold the same bytes.
    */
-  create(directIo = false): { id: number; fh: Promise<FileHandle> } {
+  create(directIo = false): { id: number; fh: Promise<FileHandle>; allocated: number } {
     const id = ++this.lastId;
     this.othersActive.add(id);
     this.sizes.set(id, 0);
@@ -302,7 +302,7 @@ export class EntryLogs {
       }
       return f;
     })();
-    return { id, fh };
+    return { id, fh, allocated: spare?.size ?? 0 };
   }
 
   /** Another writer appended up to `size` bytes of log `id`. */
