@@ -18,7 +18,9 @@
  *
  *   npx turbo run build && node --import=tsx test/perf/bookie-bench.ts [seconds-per-run]
  *
- * `BENCH_SIZES=1024,16384` runs only those entry sizes (bytes). The bookie
+ * `BENCH_SIZES=1024,16384` runs only those entry sizes (bytes);
+ * `BENCH_TIMELINE=1` prints the phase over spares in twenty slices
+ * (p50/p99/max ms each), to see when in the phase its slow adds fell. The bookie
  * takes its settings from `SLUICE_BOOKIE_*` in the environment, e.g.
  * `SLUICE_BOOKIE_ENTRY_LOG_SYNC_BYTES=8MiB`.
  *
@@ -152,6 +154,7 @@ const PHASE_HISTOGRAMS = [
 async function phaseInside(bookie: BookieProcess, label: string): Promise<() => Promise<void>> {
   const before = await Promise.all(PHASE_HISTOGRAMS.map(([, name]) => histogramBuckets(bookie, name)));
   const gc0 = await gcTotals(bookie);
+  const compacted0 = await metricValue(bookie, 'sluice_bookie_compacted_entry_logs_total');
   const t0 = performance.now();
   return async () => {
     const secs = (performance.now() - t0) / 1000;
@@ -165,6 +168,8 @@ async function phaseInside(bookie: BookieProcess, label: string): Promise<() => 
         : `${what} ${n} ≤ ${bucketQuantileMs(before[i]!, after[i]!, 0.5)} / ≤ ${bucketQuantileMs(before[i]!, after[i]!, 0.99)} ms`;
     });
     const gc = `GC ${((gc1.count - gc0.count) / secs).toFixed(0)}/s, ${(((gc1.seconds - gc0.seconds) / secs) * 100).toFixed(1)}%`;
+    const compacted = (await metricValue(bookie, 'sluice_bookie_compacted_entry_logs_total')) - compacted0;
+    parts.push(`${compacted} entry logs compacted`);
     process.stderr.write(`[bench] ${label}, inside the bookie: ${parts.join('; ')}; ${gc}\n`);
   };
 }
@@ -528,6 +533,17 @@ try {
         const insideReused = await phaseInside(bookie, `${size / 1024} KiB paced over spares`);
         reused = await paced(connection, ledgers.reused, size, acked / secs / 2, SECONDS, 2);
         await insideReused();
+        if (process.env.BENCH_TIMELINE) {
+          const n = 20;
+          const per = Math.ceil(reused.length / n);
+          const parts: string[] = [];
+          for (let k = 0; k < n; k++) {
+            const c = reused.slice(k * per, (k + 1) * per);
+            if (c.length)
+              parts.push(`${pct(c, 50).toFixed(1)}/${pct(c, 99).toFixed(1)}/${Math.max(...c).toFixed(0)}`);
+          }
+          process.stderr.write(`[timeline] ${parts.join(' ')}\n`);
+        }
       }
       // The disk alone, with the bookie stopped: its write-back of what it
       // wrote through the page cache would otherwise run beside the raw

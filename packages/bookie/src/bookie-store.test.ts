@@ -1217,3 +1217,45 @@ test('bookie store - a read whose log is compacted away and freed under it looks
   t.true(r.status === 'OK' && r.entry.payload.equals(entry(11, 0, 2000).payload));
   t.is(raced, 2);
 });
+
+test('bookie store - compaction copies at its rate while adds go on, and the entries it moved read back', async (t) => {
+  const dir = await tempDir(t);
+  const s = await openStore(dir, {
+    entryLogFileBytes: 1024 * 1024,
+    entryLogDirectBytes: 0,
+    compactionBytesPerSec: 2 * 1024 * 1024,
+  });
+  t.teardown(() => s.close());
+  // Two ledgers interleaved in ~1 MiB logs; dropping one leaves each log half live.
+  for (let i = 0; i < 200; i++) {
+    await s.add(entry(20, i, 10_000), false);
+    await s.add(entry(21, i, 10_000), false);
+  }
+  await s.checkpoint();
+  await s.storage.dropLedger(20, () => s.position());
+  const candidates = s.storage.compactionCandidates(0.6);
+  t.true(candidates.length >= 2, `${candidates.length} candidates`);
+  const t0 = performance.now();
+  let addsDuring = 0;
+  let compacting = true;
+  const adding = (async () => {
+    for (let i = 200; compacting; i++) {
+      t.is((await s.add(entry(21, i, 1000), false)).status, 'OK');
+      addsDuring++;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  })();
+  let compacted = 0;
+  for (const id of candidates) compacted += await s.storage.compact(id, () => s.position());
+  compacting = false;
+  await adding;
+  const took = performance.now() - t0;
+  t.is(compacted, candidates.length);
+  // ~1 MB live in the candidates (100 entries of ledger 21 per 2 MiB of both) at 2 MiB/s.
+  t.true(took >= 300, `paced (${took.toFixed(0)} ms)`);
+  t.true(addsDuring > 10, `adds went on during compaction (${addsDuring})`);
+  for (let i = 0; i < 200; i++) {
+    const r = await s.read(21, i);
+    t.true(r.status === 'OK' && r.entry.payload.equals(entry(21, i, 10_000).payload), `entry ${i}`);
+  }
+});

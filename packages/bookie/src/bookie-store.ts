@@ -39,6 +39,8 @@ export interface BookieStoreOptions {
   entryLogSpareBytes?: number;
   /** Bytes per second at which deleted journal files and entry logs are freed (see the bookie config); 0 or absent: at once. */
   fileDeleteBytesPerSec?: number;
+  /** Bytes per second compaction copies at most (see the bookie config); 0 or absent: unpaced. */
+  compactionBytesPerSec?: number;
   checkpointIntervalMs: number;
   writeCacheBytes: number;
   entryLogSyncBytes: number;
@@ -176,6 +178,7 @@ export class BookieStore {
       entryLogFileBytes: opts.entryLogFileBytes,
       entryLogSpareBytes: opts.entryLogSpareBytes ?? 0,
       deleter: this.deleter,
+      compactionBytesPerSec: opts.compactionBytesPerSec ?? 0,
       writeCacheBytes: opts.writeCacheBytes,
       entryLogSyncBytes: opts.entryLogSyncBytes,
       entryLogDirectIo: opts.entryLogDirectIo,

@@ -153,6 +153,7 @@ export class Bookie {
       entryLogFileBytes: cfg.entryLogFileBytes,
       entryLogSpareBytes: cfg.entryLogSpareBytes,
       fileDeleteBytesPerSec: cfg.fileDeleteRate,
+      compactionBytesPerSec: cfg.compactionRate,
       checkpointIntervalMs: cfg.checkpointIntervalMs,
       writeCacheBytes: cfg.writeCacheBytes,
       entryLogSyncBytes: cfg.entryLogSyncBytes,

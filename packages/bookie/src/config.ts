@@ -188,6 +188,15 @@ export const bookieConfigSchema = z.object({
   gcGracePeriodMs: zDuration.default(10 * 60_000),
   /** Entry logs whose live fraction is below this are compacted (0 disables compaction). */
   compactionThreshold: z.coerce.number().min(0).max(1).default(0.5),
+  /**
+   * Compaction copies at most this many bytes a second, in 1 MiB steps with
+   * adds going on between them. Unpaced, compacting a half-dead 1 GiB log
+   * that had just been rolled away (its other half written after its
+   * ledger was deleted) copied ~0.5 GiB at once, and paced 16 KiB adds at
+   * ~570 MB/s took 40–260 ms at the median for 1.5–2.5 s
+   * (test/perf/bookie-bench.ts). 0 copies as fast as the disk goes.
+   */
+  compactionRate: zSize.default(64 * 1024 * 1024),
   /** TTL of the metadata session that holds the bookie's registration. */
   sessionTtlMs: zDuration.default(10_000),
   /** Per-stream cap on bytes of adds received but not yet acknowledged; the stream is paused above it. */

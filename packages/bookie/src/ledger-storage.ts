@@ -1,3 +1,4 @@
+import { setTimeout as setTimeoutPromise } from 'node:timers/promises';
 import { ClosedError, type Logger } from '@sluice/common';
 import { directIoWorks } from './direct-io.js';
 import { DirectLog } from './direct-log.js';
@@ -24,6 +25,8 @@ export interface LedgerStorageOptions {
   entryLogSpareBytes?: number;
   /** Frees the space of deleted entry logs (at once when absent). */
   deleter?: FileDeleter;
+  /** Compaction copies at most this many bytes a second (0 or absent: as fast as it goes). */
+  compactionBytesPerSec?: number;
   writeCacheBytes: number;
   /** fdatasync the entry log after this many appended bytes (see `entryLogSyncBytes` in the bookie config). */
   entryLogSyncBytes: number;
@@ -380,7 +383,9 @@ export class LedgerStorage {
         if (at === logId) live.push({ l, entryId, loc: { logId, offset, length } });
       });
     }
+    const rate = this.opts.compactionBytesPerSec ?? 0;
     for (let i = 0; i < live.length; ) {
+      const t0 = performance.now();
       const step: typeof live = [];
       let bytes = 0;
       while (i < live.length && (step.length === 0 || bytes < FLUSH_BATCH_BYTES)) {
@@ -401,6 +406,9 @@ export class LedgerStorage {
         });
         this.opts.metrics.entryLogBytes.inc(bytes);
       });
+      // Paced outside the serial chain: adds, the flusher and checkpoints go on meanwhile.
+      const waitMs = rate > 0 ? (bytes / rate) * 1000 - (performance.now() - t0) : 0;
+      if (waitMs > 0 && !this.closed) await setTimeoutPromise(waitMs);
     }
     await this.checkpoint(checkpointPos());
     return this.serial(async () => {
