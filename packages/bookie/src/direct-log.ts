@@ -46,7 +46,7 @@ interface LogFile {
  * 13.93 / 16.95 with two. Over a spare (blocks already allocated) two in
  * flight stay: p50 0.05–0.1 ms lower.
  */
-function extends_(q: Queued): boolean {
+function growsFile(q: Queued): boolean {
   return q.offset + q.header.length + q.payload.length > q.file.allocated;
 }
 
@@ -180,7 +180,7 @@ export class DirectLog {
   private schedule(): void {
     const head = this.queue[0];
     if (
-      this.writing >= (head && extends_(head) ? 1 : MAX_WRITES_IN_FLIGHT) ||
+      this.writing >= (head && growsFile(head) ? 1 : MAX_WRITES_IN_FLIGHT) ||
       this.syncing >= MAX_SYNCING_GROUPS ||
       this.queue.length === 0
     ) {

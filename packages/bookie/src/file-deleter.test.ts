@@ -107,6 +107,7 @@ test('file deleter - a file that vanished from the queue is skipped; the next on
   await rm(join(dir, `gone.log${DELETING_SUFFIX}`));
   await deleter.idle();
   t.deepEqual(await readdir(dir), []);
+  t.is(deleter.pendingBytes, 0, 'a file that vanished leaves no bytes counted');
 });
 
 test('file deleter - the pace holds across files smaller than a step', async (t) => {

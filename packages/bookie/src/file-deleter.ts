@@ -32,10 +32,15 @@ export interface FileDeleterOptions {
  * from its end in `sliceBytes` steps paced to `bytesPerSec`, then unlinked.
  * Files a stop or crash left half freed are taken up again by `resume`.
  */
+/** A file waiting to be freed, and its bytes not yet freed. */
+interface Waiting {
+  path: string;
+  left: number;
+}
+
 export class FileDeleter {
-  private readonly queue: string[] = [];
+  private readonly queue: Waiting[] = [];
   private running: Promise<void> | undefined;
-  private pending = 0;
   private closed = false;
   private hurrying = false;
   private wake: (() => void) | undefined;
@@ -50,7 +55,7 @@ export class FileDeleter {
 
   /** Bytes of files waiting to be freed. */
   get pendingBytes(): number {
-    return this.pending;
+    return this.queue.reduce((n, w) => n + w.left, 0);
   }
 
   /** Files waiting to be freed (the one being freed included). */
@@ -87,7 +92,7 @@ export class FileDeleter {
     for (const name of names.sort()) {
       if (!name.endsWith(DELETING_SUFFIX)) continue;
       const path = join(dir, name);
-      if (this.queue.includes(path)) continue;
+      if (this.queue.some((w) => w.path === path)) continue;
       this.enqueue(path, (await stat(path)).size);
       found++;
     }
@@ -117,8 +122,7 @@ export class FileDeleter {
   }
 
   private enqueue(path: string, size: number): void {
-    this.queue.push(path);
-    this.pending += size;
+    this.queue.push({ path, left: size });
     this.running ??= this.run().finally(() => {
       this.running = undefined;
       this.hurrying = false;
@@ -127,60 +131,54 @@ export class FileDeleter {
 
   private async run(): Promise<void> {
     while (!this.closed && this.queue.length > 0) {
-      const path = this.queue[0]!;
+      const waiting = this.queue[0]!;
       try {
-        await this.free(path);
+        await this.free(waiting);
       } catch (err) {
         // Left on disk: the next start's `resume` tries again.
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
           this.opts.logger.warn(
-            { err, path },
+            { err, path: waiting.path },
             'could not free a deleted file; trying again at the next start',
           );
       }
       this.queue.shift();
     }
-    if (this.closed) {
-      this.queue.length = 0;
-      this.pending = 0;
-    }
+    if (this.closed) this.queue.length = 0;
   }
 
-  private async free(path: string): Promise<void> {
-    const fh = await open(path, 'r+');
-    let size: number;
+  private async free(waiting: Waiting): Promise<void> {
+    const fh = await open(waiting.path, 'r+');
     try {
-      size = (await fh.stat()).size;
-      while (size > 0 && !this.closed && !this.hurrying) {
+      waiting.left = (await fh.stat()).size;
+      while (waiting.left > 0 && !this.closed && !this.hurrying) {
         const t0 = performance.now();
-        const next = Math.max(0, size - this.sliceBytes);
+        const next = Math.max(0, waiting.left - this.sliceBytes);
         await fh.truncate(next);
-        this.pending = Math.max(0, this.pending - (size - next));
         // Paced by the bytes freed, across files too: the next step, of this
         // file or the next one, waits its turn.
-        const waitMs = ((size - next) / this.opts.bytesPerSec) * 1000 - (performance.now() - t0);
-        size = next;
+        const waitMs = ((waiting.left - next) / this.opts.bytesPerSec) * 1000 - (performance.now() - t0);
+        waiting.left = next;
         if (waitMs > 0 && !this.closed && !this.hurrying) await this.pause(waitMs);
       }
     } finally {
       await fh.close();
     }
-    if (this.closed && size > 0) return;
-    await unlink(path);
-    this.pending = Math.max(0, this.pending - size);
+    if (this.closed && waiting.left > 0) return;
+    await unlink(waiting.path);
+    waiting.left = 0;
   }
 
+  /** Wait `ms`, or less if `close` or `hurry` wakes it. */
   private pause(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
+      const done = () => {
         clearTimeout(timer);
-        resolve();
-      }
-      this.wake = () => {
         this.wake = undefined;
-        done();
+        resolve();
       };
+      const timer = setTimeout(done, ms);
+      this.wake = done;
     });
   }
 }

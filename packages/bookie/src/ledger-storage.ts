@@ -406,7 +406,8 @@ export class LedgerStorage {
         });
         this.opts.metrics.entryLogBytes.inc(bytes);
       });
-      // Paced outside the serial chain: adds, the flusher and checkpoints go on meanwhile.
+      // Paced outside the serial chain: adds, the flusher and checkpoints go on
+      // meanwhile. The last step waits too, so the pace holds across logs.
       const waitMs = rate > 0 ? (bytes / rate) * 1000 - (performance.now() - t0) : 0;
       if (waitMs > 0 && !this.closed) await setTimeoutPromise(waitMs);
     }
