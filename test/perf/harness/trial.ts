@@ -133,7 +133,10 @@ export async function runSluiceTrial(w: Workload, run: number, dataDir: string):
   try {
     const topics = await createBenchTopics(w, topology.serviceUrl);
     const url = `--url=${topology.serviceUrl}`;
-    const node = (name: string, args: string[]) => new Proc(name, process.execPath, [SLUICE_BIN, ...args]);
+    // BENCH_CLIENT_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=DIR`) goes to the perf producer and consumer processes.
+    const nodeArgs = process.env.BENCH_CLIENT_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+    const node = (name: string, args: string[]) =>
+      new Proc(name, process.execPath, [...nodeArgs, SLUICE_BIN, ...args]);
     return await runLoad(w, 'sluice', run, {
       topics,
       consumer: (topic, t, s, c) =>
