@@ -18,6 +18,7 @@
  * - `o-dsync`: the file opened O_DSYNC, no fdatasync, two writes in flight;
  * - `overwrite`: `two-in-flight` into a file written and synced beforehand,
  *   so a sync has no file size or extent change to commit;
+ * - `o-dsync-overwrite`: `o-dsync` into a file written beforehand;
  * - `journal`: `two-in-flight` plus, per group, a 76-byte reference per
  *   record written with O_DSYNC to a second file (the bookie's journal
  *   beside its direct log), the group done when both are;
@@ -38,12 +39,20 @@ const RUNS = Number(process.argv[5] ?? 2);
 const WARMUP_SECONDS = 1;
 const PACE_MS = 0.25;
 
-type Pattern = 'serial' | 'two-in-flight' | 'o-dsync' | 'overwrite' | 'journal' | 'journal-overwrite';
+type Pattern =
+  | 'serial'
+  | 'two-in-flight'
+  | 'o-dsync'
+  | 'overwrite'
+  | 'o-dsync-overwrite'
+  | 'journal'
+  | 'journal-overwrite';
 const PATTERNS: Pattern[] = (process.env.PATTERNS?.split(',') as Pattern[] | undefined) ?? [
   'serial',
   'two-in-flight',
   'o-dsync',
   'overwrite',
+  'o-dsync-overwrite',
   'journal',
   'journal-overwrite',
 ];
@@ -60,7 +69,8 @@ async function run(dir: string, pattern: Pattern): Promise<number[]> {
   const path = join(dir, `${pattern}.bin`);
   const total = Math.floor(RATE * (WARMUP_SECONDS + SECONDS));
   const bytes = alignUp(total * SIZE + 4096 * total);
-  const over = pattern === 'overwrite' || pattern === 'journal-overwrite';
+  const over = pattern === 'overwrite' || pattern === 'o-dsync-overwrite' || pattern === 'journal-overwrite';
+  const dsync = pattern === 'o-dsync' || pattern === 'o-dsync-overwrite';
   const withJournal = pattern === 'journal' || pattern === 'journal-overwrite';
   const journalPath = join(dir, `${pattern}.journal`);
   if (over) {
@@ -80,12 +90,12 @@ async function run(dir: string, pattern: Pattern): Promise<number[]> {
   if (withJournal && !over) await (await open(journalPath, 'w', 0o644)).close();
   const jh = withJournal ? await open(journalPath, constants.O_WRONLY | constants.O_DSYNC) : undefined;
   let journalAt = 0;
-  const flags = over
-    ? constants.O_WRONLY | constants.O_DIRECT
-    : DIRECT_IO_CREATE_FLAGS | (pattern === 'o-dsync' ? constants.O_DSYNC : 0);
+  const flags =
+    (over ? constants.O_WRONLY | constants.O_DIRECT : DIRECT_IO_CREATE_FLAGS) |
+    (dsync ? constants.O_DSYNC : 0);
   const fh = await open(path, flags, 0o644);
   const maxWrites = pattern === 'serial' ? 1 : 2;
-  const sync = pattern !== 'o-dsync';
+  const sync = !dsync;
   const skip = Math.floor(RATE * WARMUP_SECONDS);
   const latencies: number[] = [];
   const staging = [allocAligned(64 << 20).fill(7), allocAligned(64 << 20).fill(7)];
@@ -137,7 +147,8 @@ async function run(dir: string, pattern: Pattern): Promise<number[]> {
 
   let sent = 0;
   while (sent < total) {
-    const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * RATE));
+    // Record k arrives at k / RATE s: every record whose time has come.
+    const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * RATE) + 1);
     if (due === sent) {
       await pace();
       continue;
