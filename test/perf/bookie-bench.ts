@@ -19,7 +19,7 @@
  *   npx turbo run build && node --import=tsx test/perf/bookie-bench.ts [seconds-per-run]
  *
  * `BENCH_SIZES=1024,16384` runs only those entry sizes (bytes);
- * `BENCH_TIMELINE=1` prints the phase over spares in twenty slices
+ * `BENCH_TIMELINE=1` prints each paced phase in twenty slices
  * (p50/p99/max ms each), to see when in the phase its slow adds fell. The bookie
  * takes its settings from `SLUICE_BOOKIE_*` in the environment, e.g.
  * `SLUICE_BOOKIE_ENTRY_LOG_SYNC_BYTES=8MiB`.
@@ -152,6 +152,7 @@ function bucketQuantileMs(before: Map<number, number>, after: Map<number, number
 const PHASE_HISTOGRAMS = [
   ['add', 'sluice_bookie_add_latency_seconds'],
   ['journal write', 'sluice_bookie_journal_fsync_seconds'],
+  ['direct log write', 'sluice_bookie_direct_log_write_seconds'],
   ['entry log sync', 'sluice_bookie_entry_log_sync_seconds'],
   ['checkpoint', 'sluice_bookie_checkpoint_seconds'],
 ] as const;
@@ -448,6 +449,20 @@ const pct = (xs: number[], p: number) => {
 };
 const mb = (bytes: number) => (bytes / (1024 * 1024)).toFixed(1);
 
+/** With `BENCH_TIMELINE`: a paced phase's latencies in twenty slices, p50/p99/max ms each. */
+function timeline(label: string, xs: number[]): void {
+  if (!process.env.BENCH_TIMELINE) return;
+  const n = 20;
+  const per = Math.ceil(xs.length / n);
+  const parts: string[] = [];
+  for (let k = 0; k < n; k++) {
+    const c = xs.slice(k * per, (k + 1) * per);
+    if (c.length)
+      parts.push(`${pct(c, 50).toFixed(1)}/${pct(c, 99).toFixed(1)}/${Math.max(...c).toFixed(0)}`);
+  }
+  process.stderr.write(`[timeline] ${label}: ${parts.join(' ')}\n`);
+}
+
 /**
  * Until every spare-making round of garbage collection is done: the count of
  * spare entry logs has stopped changing for a second and the logs beyond the
@@ -535,6 +550,7 @@ try {
         2,
       );
       await insidePaced();
+      timeline(`${size / 1024} KiB paced`, latencies);
       const pacedSecs = (performance.now() - pacedStart) / 1000;
       // Deleted files being freed (fileDeleteRate) while paced compete for the disk.
       process.stderr.write(
@@ -569,17 +585,7 @@ try {
           2,
         );
         await insideReused();
-        if (process.env.BENCH_TIMELINE) {
-          const n = 20;
-          const per = Math.ceil(reused.length / n);
-          const parts: string[] = [];
-          for (let k = 0; k < n; k++) {
-            const c = reused.slice(k * per, (k + 1) * per);
-            if (c.length)
-              parts.push(`${pct(c, 50).toFixed(1)}/${pct(c, 99).toFixed(1)}/${Math.max(...c).toFixed(0)}`);
-          }
-          process.stderr.write(`[timeline] ${parts.join(' ')}\n`);
-        }
+        timeline(`${size / 1024} KiB paced over spares`, reused);
       }
       // The disk alone, with the bookie stopped: its write-back of what it
       // wrote through the page cache would otherwise run beside the raw

@@ -642,6 +642,10 @@ test('bookie store - large entries are written once: a reference in the journal,
   t.is(journal, 20 * (JOURNAL_HEADER_BYTES + REF_PAYLOAD_BYTES), 'the journal holds only references');
   t.is(entryLog, 20 * (ENTRY_HEADER_BYTES + LARGE), 'each entry is written once, to an entry log');
   t.is(s.storage.cache.bytes, 0, 'large entries skip the write cache');
+  const writes = (await metrics.directLogWriteSeconds.get()).values.find((v) =>
+    v.metricName?.endsWith('_count'),
+  )!.value;
+  t.true(writes >= 1 && writes <= 20, `${writes} direct log writes timed for 20 entries in groups`);
   const r = await s.read(3, 11);
   t.true(r.status === 'OK' && r.entry.payload.equals(entry(3, 11, LARGE).payload) && r.entry.lac === 10);
   // A crash: no final checkpoint, so the references are replayed.

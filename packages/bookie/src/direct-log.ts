@@ -330,7 +330,9 @@ export class DirectLog {
         buffers.push(q.header);
         if (q.payload.length > 0) buffers.push(q.payload);
       }
+      const t0 = performance.now();
       const { bytesWritten } = await fh.writev(buffers, at);
+      this.metrics.directLogWriteSeconds.observe((performance.now() - t0) / 1000);
       if (bytesWritten !== records) throw shortWrite(bytesWritten, records);
       return { end, bytes: records, staging };
     }
@@ -362,7 +364,9 @@ export class DirectLog {
         p += q.payload.copy(staging, p);
       }
       staging.fill(0, p, length);
+      const t0 = performance.now();
       const { bytesWritten } = await fh.write(staging, 0, length, start);
+      this.metrics.directLogWriteSeconds.observe((performance.now() - t0) / 1000);
       if (bytesWritten !== length) throw shortWrite(bytesWritten, length);
       bytes += length;
       written += chunk;

@@ -27,6 +27,7 @@ export interface BookieMetrics {
   entryLogBytes: Counter;
   entriesWrittenOnce: Counter;
   entryLogSyncSeconds: Histogram;
+  directLogWriteSeconds: Histogram;
   writeCacheBytes: Gauge;
   checkpointSeconds: Histogram;
   diskUsage: Gauge;
@@ -97,6 +98,11 @@ export function createBookieMetrics(registry: Registry): BookieMetrics {
       registry,
       'sluice_bookie_entry_log_sync_seconds',
       'Time of an entry log fdatasync (background flusher: every entryLogSyncBytes; entries written once: one per group)',
+    ),
+    directLogWriteSeconds: histogram(
+      registry,
+      'sluice_bookie_direct_log_write_seconds',
+      'Time of one write of a group of entries written once, before its fdatasync (a write that grows a file allocates its blocks)',
     ),
     writeCacheBytes: gauge(registry, 'sluice_bookie_write_cache_bytes', 'Bytes held in the write cache'),
     checkpointSeconds: histogram(registry, 'sluice_bookie_checkpoint_seconds', 'Checkpoint duration'),
