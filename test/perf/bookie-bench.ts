@@ -83,7 +83,7 @@ const paceCell = new Int32Array(new SharedArrayBuffer(4));
  * then run `next` after the event loop has handled its I/O. Waiting a fixed
  * 0.25 ms, the 128 KiB phases sent adds 0.47 ms (p50) after their time.
  */
-function afterPace(next: () => void, nextAt = Number.POSITIVE_INFINITY): void {
+function afterPace(next: () => void, nextAt: number): void {
   const wait = Math.min(PACE_MS, nextAt - performance.now() - WAKE_LATE_MS);
   if (wait > 0.02) Atomics.wait(paceCell, 0, 0, wait);
   setImmediate(next);
