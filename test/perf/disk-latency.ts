@@ -23,6 +23,11 @@
  *   record written with O_DSYNC to a second file (the bookie's journal
  *   beside its direct log), the group done when both are;
  * - `journal-overwrite`: `journal` with both files written beforehand.
+ * - `hedged-overwrite`: `o-dsync-overwrite`, each group written to two
+ *   files at once and done when the first write returns (durable in one
+ *   copy is durable): whether a stall is one file's or the whole disk's.
+ *   Run it with `UV_THREADPOOL_SIZE=16`, so that writes stuck behind a
+ *   stalled copy do not hold every thread of libuv's pool.
  * `PATTERNS=journal,journal-overwrite` runs only those.
  * Runs in a temp dir under $BENCH_DIR or the OS temp dir.
  */
@@ -46,7 +51,8 @@ type Pattern =
   | 'overwrite'
   | 'o-dsync-overwrite'
   | 'journal'
-  | 'journal-overwrite';
+  | 'journal-overwrite'
+  | 'hedged-overwrite';
 const PATTERNS: Pattern[] = (process.env.PATTERNS?.split(',') as Pattern[] | undefined) ?? [
   'serial',
   'two-in-flight',
@@ -55,6 +61,7 @@ const PATTERNS: Pattern[] = (process.env.PATTERNS?.split(',') as Pattern[] | und
   'o-dsync-overwrite',
   'journal',
   'journal-overwrite',
+  'hedged-overwrite',
 ];
 
 const paceCell = new Int32Array(new SharedArrayBuffer(4));
@@ -69,16 +76,20 @@ async function run(dir: string, pattern: Pattern): Promise<number[]> {
   const path = join(dir, `${pattern}.bin`);
   const total = Math.floor(RATE * (WARMUP_SECONDS + SECONDS));
   const bytes = alignUp(total * SIZE + 4096 * total);
-  const over = pattern === 'overwrite' || pattern === 'o-dsync-overwrite' || pattern === 'journal-overwrite';
-  const dsync = pattern === 'o-dsync' || pattern === 'o-dsync-overwrite';
+  const hedged = pattern === 'hedged-overwrite';
+  const over = pattern.endsWith('-overwrite') || pattern === 'overwrite';
+  const dsync = pattern === 'o-dsync' || pattern === 'o-dsync-overwrite' || hedged;
+  const copyPaths = hedged ? [path, join(dir, `${pattern}.copy`)] : [path];
   const withJournal = pattern === 'journal' || pattern === 'journal-overwrite';
   const journalPath = join(dir, `${pattern}.journal`);
   if (over) {
-    const f = await open(path, DIRECT_IO_CREATE_FLAGS);
     const block = allocAligned(8 << 20).fill(3);
-    for (let o = 0; o < bytes; o += block.length) await f.write(block, 0, block.length, o);
-    await f.datasync();
-    await f.close();
+    for (const copy of copyPaths) {
+      const f = await open(copy, DIRECT_IO_CREATE_FLAGS);
+      for (let o = 0; o < bytes; o += block.length) await f.write(block, 0, block.length, o);
+      await f.datasync();
+      await f.close();
+    }
     if (withJournal) {
       const j = await open(journalPath, 'w');
       await j.write(Buffer.alloc(total * 128 + (1 << 20)), 0);
@@ -93,7 +104,9 @@ async function run(dir: string, pattern: Pattern): Promise<number[]> {
   const flags =
     (over ? constants.O_WRONLY | constants.O_DIRECT : DIRECT_IO_CREATE_FLAGS) |
     (dsync ? constants.O_DSYNC : 0);
-  const fh = await open(path, flags, 0o644);
+  const handles = await Promise.all(copyPaths.map((copy) => open(copy, flags, 0o644)));
+  /** Writes of the copy that lost a hedged race, still running. */
+  const stragglers: Promise<unknown>[] = [];
   const maxWrites = pattern === 'serial' ? 1 : 2;
   const sync = !dsync;
   const skip = Math.floor(RATE * WARMUP_SECONDS);
@@ -122,10 +135,15 @@ async function run(dir: string, pattern: Pattern): Promise<number[]> {
       const refs = 76 * records.length;
       const jot = jh?.write(Buffer.alloc(refs), 0, refs, journalAt);
       journalAt += refs;
-      for (let o = 0; o < length; o += buf.length) {
-        await fh.write(buf, 0, Math.min(buf.length, length - o), at + o);
-      }
-      if (sync) await fh.datasync();
+      const writeAll = async (fh: (typeof handles)[number]) => {
+        for (let o = 0; o < length; o += buf.length) {
+          await fh.write(buf, 0, Math.min(buf.length, length - o), at + o);
+        }
+        if (sync) await fh.datasync();
+      };
+      const copies = handles.map(writeAll);
+      stragglers.push(...copies);
+      await Promise.any(copies);
       await jot;
     } catch (err) {
       failure ??= err as Error;
@@ -158,9 +176,12 @@ async function run(dir: string, pattern: Pattern): Promise<number[]> {
     kick();
   }
   while (latencies.length < total - skip && !failure) await pace();
-  await fh.close();
+  for (const r of await Promise.allSettled(stragglers)) {
+    if (r.status === 'rejected') failure ??= r.reason as Error;
+  }
+  for (const fh of handles) await fh.close();
   await jh?.close();
-  await rm(path);
+  for (const copy of copyPaths) await rm(copy);
   await rm(journalPath, { force: true });
   if (failure) throw failure;
   return latencies.sort((a, b) => a - b);
