@@ -34,6 +34,7 @@ import { constants } from 'node:fs';
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseSize } from '@sluice/common';
 import { openMetadataStore } from '@sluice/metadata';
@@ -170,6 +171,9 @@ async function phaseInside(bookie: BookieProcess, label: string): Promise<() => 
   const t0 = performance.now();
   return async () => {
     const secs = (performance.now() - t0) / 1000;
+    // prom-client resets its event-loop delay histogram at every scrape, so
+    // the first scrape after the phase has the phase's longest stop.
+    const loopMax = await metricValue(bookie, 'sluice_process_nodejs_eventloop_lag_max_seconds');
     const after = await Promise.all(PHASE_HISTOGRAMS.map(([, name]) => histogramBuckets(bookie, name)));
     const gc1 = await gcTotals(bookie);
     const parts = PHASE_HISTOGRAMS.map(([what], i) => {
@@ -180,6 +184,7 @@ async function phaseInside(bookie: BookieProcess, label: string): Promise<() => 
         : `${what} ${n} ≤ ${bucketQuantileMs(before[i]!, after[i]!, 0.5)} / ≤ ${bucketQuantileMs(before[i]!, after[i]!, 0.99)} ms`;
     });
     const gc = `GC ${((gc1.count - gc0.count) / secs).toFixed(0)}/s, ${(((gc1.seconds - gc0.seconds) / secs) * 100).toFixed(1)}%`;
+    parts.push(`longest event-loop stop ${(loopMax * 1000).toFixed(0)} ms (10 ms resolution)`);
     const compacted = (await metricValue(bookie, 'sluice_bookie_compacted_entry_logs_total')) - compacted0;
     parts.push(`${compacted} entry logs compacted`);
     process.stderr.write(`[bench] ${label}, inside the bookie: ${parts.join('; ')}; ${gc}\n`);
@@ -283,6 +288,9 @@ async function paced(
     }
     if (settled === total) stream.end();
   });
+  // The load generator's own event loop: a stop there delays the receipts it stamps.
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
   const start = performance.now();
   // After a stall many adds are due at once: at most 1 MiB per message
   // (gRPC refuses messages over 16 MiB).
@@ -304,10 +312,11 @@ async function paced(
   };
   tick();
   await done;
+  loop.disable();
   if (failure) throw failure;
   const lags = Array.from(lag);
   process.stderr.write(
-    `[bench] ${label}: the load generator sent adds ${pct(lags, 50).toFixed(2)} / ${pct(lags, 99).toFixed(2)} ms (p50 / p99) after their scheduled time\n`,
+    `[bench] ${label}: the load generator sent adds ${pct(lags, 50).toFixed(2)} / ${pct(lags, 99).toFixed(2)} ms (p50 / p99) after their scheduled time; its event loop stopped ${(loop.percentile(99) / 1e6).toFixed(1)} / ${(loop.max / 1e6).toFixed(1)} ms (p99 / max)\n`,
   );
   return Array.from(latencies.subarray(0, measured));
 }
