@@ -20,6 +20,7 @@ import { DIRECT_IO_ALIGN, directIoWorks } from './direct-io.js';
 import { ENTRY_HEADER_BYTES, writeEntryHeader } from './entry-log.js';
 import { DELETING_SUFFIX } from './file-deleter.js';
 import { JOURNAL_HEADER_BYTES, REF_PAYLOAD_BYTES } from './journal-record.js';
+import { FLUSH_LINGER_MS } from './ledger-storage.js';
 import { createBookieMetrics } from './metrics.js';
 
 async function tempDir(t: { teardown: (fn: () => Promise<void>) => void }): Promise<string> {
@@ -1188,6 +1189,46 @@ test('bookie store - journal files retired beyond the spares are freed by the de
   for (let i = 0; i < 40; i++) {
     const r = await s.read(1, i);
     t.true(r.status === 'OK' && r.entry.payload.equals(entry(1, i, 8 * 1024).payload));
+  }
+});
+
+test('bookie store - small adds reach the entry log in batches: after the flusher lingers, or at once when a batch is waiting', async (t) => {
+  const dir = await tempDir(t);
+  // Journal writes without fdatasync: the adds one after another take microseconds each.
+  const s = await openStore(dir, { journalSync: false });
+  t.teardown(() => s.close());
+  const logs = s.storage.logs;
+  const appends: number[] = [];
+  const realAppend = logs.append.bind(logs);
+  logs.append = (records) => {
+    appends.push(records.length);
+    return realAppend(records);
+  };
+  const started = performance.now();
+  // Twenty adds, each acknowledged before the next is sent: twenty journal groups.
+  for (let i = 0; i < 20; i++) t.is((await s.add(entry(31, i, 100), false)).status, 'OK');
+  const elapsed = performance.now() - started;
+  await new Promise((resolve) => setTimeout(resolve, 3 * FLUSH_LINGER_MS));
+  t.is(
+    appends.reduce((a, b) => a + b, 0),
+    20,
+    'every entry reached the entry log',
+  );
+  // One append per linger at most (the adds took `elapsed`), not one per group.
+  t.true(
+    appends.length <= Math.ceil(elapsed / FLUSH_LINGER_MS) + 1,
+    `${appends.length} appends in ${elapsed} ms`,
+  );
+
+  // A batch's worth (256 KiB) waiting starts the flusher without the linger.
+  appends.length = 0;
+  const burst = Array.from({ length: 300 }, (_, i) => s.add(entry(32, i, 1024), false));
+  t.true((await Promise.all(burst)).every((o) => o.status === 'OK'));
+  await new Promise((resolve) => setImmediate(resolve));
+  t.true(appends.length > 0, 'appended before the linger ran out');
+  for (const i of [0, 150, 299]) {
+    const r = await s.read(32, i);
+    t.true(r.status === 'OK' && r.entry.payload.equals(entry(32, i, 1024).payload));
   }
 });
 

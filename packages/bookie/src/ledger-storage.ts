@@ -55,6 +55,17 @@ const FLUSH_BATCH_BYTES = 1024 * 1024;
  */
 const BEHIND_BYTES = 4 * 1024 * 1024;
 const BEHIND_SYNC_BYTES = 8 * 1024 * 1024;
+/**
+ * The flusher starts once this many bytes wait (at most its batch size), or
+ * `FLUSH_LINGER_MS` after the first one arrived. Started by every add, at
+ * 5k small adds/s it appended each journal group's few KiB on its own: ~840
+ * writes a second, each ~40 µs of the event loop before it reached the
+ * thread pool. The journal holds the entries meanwhile, and reads are served
+ * from the write cache, so a later append costs nothing but memory the cache
+ * holds anyway until the checkpoint.
+ */
+const FLUSH_MIN_BYTES = 256 * 1024;
+export const FLUSH_LINGER_MS = 20;
 const NO_BYTES = Buffer.alloc(0);
 
 /**
@@ -80,6 +91,7 @@ export class LedgerStorage {
   readonly direct: DirectLog;
   private chain: Promise<unknown> = Promise.resolve();
   private flushScheduled = false;
+  private flushTimer: NodeJS.Timeout | undefined;
   private persistScheduled = false;
   private readonly now: () => number;
   private failure: Error | undefined;
@@ -213,6 +225,17 @@ export class LedgerStorage {
   }
 
   private scheduleFlush(): void {
+    if (this.flushScheduled || this.failure) return;
+    if (this.cache.unflushed >= Math.min(FLUSH_MIN_BYTES, this.flushBatchBytes)) this.startFlush();
+    else if (!this.flushTimer) {
+      this.flushTimer = setTimeout(() => this.startFlush(), FLUSH_LINGER_MS);
+      this.flushTimer.unref();
+    }
+  }
+
+  private startFlush(): void {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
     if (this.flushScheduled || this.failure) return;
     this.flushScheduled = true;
     void this.serial(async () => {
@@ -423,6 +446,8 @@ export class LedgerStorage {
   }
 
   async close(): Promise<void> {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
     await this.direct.closeAll();
     await this.serial(async () => {
       this.closed = true;
