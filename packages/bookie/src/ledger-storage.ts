@@ -57,10 +57,10 @@ const BEHIND_BYTES = 4 * 1024 * 1024;
 const BEHIND_SYNC_BYTES = 8 * 1024 * 1024;
 /**
  * The flusher starts once this many bytes wait (at most its batch size), or
- * `FLUSH_LINGER_MS` after the first one arrived. Started by every add, at
- * 5k small adds/s it appended each journal group's few KiB on its own: ~840
- * writes a second, each ~40 µs of the event loop before it reached the
- * thread pool. The journal holds the entries meanwhile, and reads are served
+ * `FLUSH_LINGER_MS` after the first one arrived. When every add started
+ * it, at 5k small adds/s it appended each journal group's few KiB on its
+ * own: ~840 writes a second, each ~40 µs of the event loop before it
+ * reached the thread pool. The journal holds the entries meanwhile, and reads are served
  * from the write cache, so a later append costs nothing but memory the cache
  * holds anyway until the checkpoint.
  */
